@@ -1,0 +1,118 @@
+//! Wiring: builds the monitor, metrics, scheduler and server from the flags and runs them until
+//! a shutdown signal. `main.rs` only parses the command line and calls `run`.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::metrics::{BuildInfo, ExporterMetrics, Metrics};
+use crate::monitor::Monitor;
+use crate::reload::Reloader;
+use crate::scheduler::Scheduler;
+use crate::server::{self, ServerState};
+
+/// Version facts, fixed at build time.
+pub const BUILD: BuildInfo = BuildInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    revision: env!("AHE_GIT_REVISION"),
+    rustc: env!("AHE_RUSTC_VERSION"),
+};
+
+/// What `run` needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_file: PathBuf,
+    pub listen_address: String,
+    pub telemetry_path: String,
+    pub history_limit: usize,
+}
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error(
+        "cannot listen on {address}: {source} (fix: choose a free port with --web.listen-address)"
+    )]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install the signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Runs the exporter until SIGTERM or SIGINT.
+pub async fn run(options: Options) -> Result<(), StartError> {
+    let monitor = Arc::new(Monitor::new(options.history_limit));
+    let exporter = Arc::new(ExporterMetrics::default());
+    let metrics = Arc::new(Metrics::new(monitor.clone(), exporter.clone(), BUILD));
+    let scheduler = Arc::new(Scheduler::new(monitor.clone(), exporter.clone()));
+    let reloader = Arc::new(Reloader::new(
+        options.config_file.clone(),
+        scheduler.clone(),
+        exporter.clone(),
+    ));
+
+    // A broken config at start is fatal: there is no old one to keep.
+    reloader.reload()?;
+
+    let listener = server::bind(&options.listen_address)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: options.listen_address.clone(),
+            source,
+        })?;
+    let state = Arc::new(ServerState {
+        monitor,
+        metrics,
+        reloader: Some(reloader.clone()),
+        telemetry_path: options.telemetry_path.clone(),
+        ready: Default::default(),
+    });
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(
+        version = BUILD.version,
+        revision = BUILD.revision,
+        address = %server::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default(),
+        telemetry_path = %options.telemetry_path,
+        "agent-health-exporter started"
+    );
+
+    let shutdown = shutdown_signal(reloader)?;
+    server::serve(listener, state, shutdown).await;
+    scheduler.stop();
+    tracing::info!("agent-health-exporter stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT; reloads the config on every SIGHUP meanwhile.
+#[cfg(unix)]
+fn shutdown_signal(
+    reloader: Arc<Reloader>,
+) -> Result<impl std::future::Future<Output = ()>, StartError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(StartError::Signal)?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    let reloader = reloader.clone();
+                    let handle = tokio::runtime::Handle::current();
+                    // Errors are logged and counted by the reloader itself.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _runtime = handle.enter();
+                        reloader.reload()
+                    }).await;
+                }
+            }
+        }
+        tracing::info!("shutdown signal received; finishing in-flight answers");
+    })
+}

@@ -1,0 +1,57 @@
+//! Command-line flags, in the dotted style of Prometheus exporters.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Probes the agents listed in a YAML file on its own schedule and exposes their health to
+/// Prometheus at /metrics.
+#[derive(Debug, Parser)]
+#[command(name = "agent-health-exporter", disable_version_flag = true)]
+pub struct Cli {
+    /// The YAML file that lists the agents.
+    #[arg(long = "config.file", default_value = "agent-health-exporter.yaml")]
+    pub config_file: PathBuf,
+
+    /// Validate the config file, print a summary or every error, and exit 0 or 1.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Address to serve on; `:10056` means every interface.
+    #[arg(long = "web.listen-address", default_value = ":10056")]
+    pub listen_address: String,
+
+    /// Path under which the metrics are served.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics")]
+    pub telemetry_path: String,
+
+    /// Only log messages at this level or above.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Format of log lines.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    pub log_format: LogFormat,
+
+    /// Probe results kept per agent for the API.
+    #[arg(long = "history.limit", default_value_t = 100)]
+    pub history_limit: usize,
+
+    /// Print the version, git revision and rustc version, then exit.
+    #[arg(long = "version")]
+    pub version: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}

@@ -1,0 +1,103 @@
+//! The config file: schema (`raw`), validation into typed specs (`resolve`), TLS client setup
+//! (`tls`) and the resolved types (`spec`). The first step of the data flow; nothing after it
+//! re-checks a config value.
+
+mod error;
+mod raw;
+mod resolve;
+mod spec;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, ConfigIssue};
+pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
+pub use spec::*;
+
+/// A loaded, valid config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The agents, in file order.
+    pub agents: Vec<ResolvedAgent>,
+}
+
+impl Config {
+    /// One line per agent for `--config.check`: name, type, target, interval, timeout.
+    pub fn summary(&self) -> Vec<String> {
+        self.agents
+            .iter()
+            .map(|a| {
+                let s = &a.spec;
+                format!(
+                    "agent={} type={} target={} interval={} timeout={}",
+                    s.name,
+                    s.agent_type,
+                    s.target.display(),
+                    humantime::format_duration(s.interval),
+                    humantime::format_duration(s.timeout)
+                )
+            })
+            .collect()
+    }
+}
+
+/// Reads and validates the config file at `path`. Relative file names inside it (secrets, CA
+/// files) are taken from the file's own folder, as Prometheus does.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, &path.display().to_string(), &base_dir)
+}
+
+/// Validates config text; `file` names it in errors, `base_dir` anchors relative paths.
+pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    let raw: raw::RawConfig = if text.trim().is_empty() {
+        raw::RawConfig::default()
+    } else {
+        serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError::Invalid(vec![yaml_issue(file, &e)]))?
+    };
+    let mut resolver = resolve::Resolver::new(file.to_owned(), base_dir.to_path_buf());
+    let agents = resolver.resolve(raw);
+    let issues = resolver.into_issues();
+    if issues.is_empty() {
+        Ok(Config { agents })
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+/// A YAML or schema error from the parser, with its place and a fix where one can be guessed.
+fn yaml_issue(file: &str, error: &serde_saphyr::Error) -> ConfigIssue {
+    let (line, column) = error
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let message = error.to_string();
+    let first_line = message.lines().next().unwrap_or_default();
+    // The parser repeats the place in its message; the issue already shows it.
+    let first_line = match first_line.find(": ") {
+        Some(i) if first_line.starts_with("error: line ") => first_line[i + 2..].to_owned(),
+        _ => first_line.to_owned(),
+    };
+    let fix = if first_line.contains("unknown field") {
+        "remove the key or correct its spelling; the README lists every key"
+    } else if first_line.contains("invalid type") {
+        "give the key a value of the type the README shows"
+    } else {
+        "fix the YAML syntax at that place"
+    };
+    ConfigIssue {
+        file: file.to_owned(),
+        line,
+        column,
+        message: first_line,
+        fix: fix.to_owned(),
+    }
+}

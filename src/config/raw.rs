@@ -1,0 +1,133 @@
+//! The config file exactly as written: the serde schema, with source locations kept so that
+//! validation (in `resolve.rs`) can point at the offending line and column.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Settings every agent inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// The fleet.
+    #[serde(default)]
+    pub agents: Vec<Spanned<RawAgent>>,
+}
+
+/// `defaults:`; every key optional.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub failure_threshold: Option<Spanned<u32>>,
+    pub success_threshold: Option<Spanned<u32>>,
+    pub labels: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+/// One entry of `agents:`. Required keys are optional here so that a missing one is reported
+/// with the agent's location and a fix instead of a bare serde message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub name: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    pub agent_type: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub failure_threshold: Option<Spanned<u32>>,
+    pub success_threshold: Option<Spanned<u32>>,
+    pub labels: Option<Spanned<BTreeMap<String, String>>>,
+    pub http: Option<Spanned<RawHttp>>,
+    pub expect: Option<Spanned<RawExpect>>,
+    pub degraded: Option<Spanned<RawDegraded>>,
+}
+
+/// `http:` of one agent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    pub bearer_token_file: Option<Spanned<String>>,
+    pub basic_auth: Option<Spanned<RawBasicAuth>>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub follow_redirects: Option<bool>,
+    pub max_body_bytes: Option<Spanned<RawSize>>,
+}
+
+/// `basic_auth:`; the password only ever comes from a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub username: Spanned<String>,
+    pub password_file: Option<Spanned<String>>,
+}
+
+/// `tls:`; file paths are relative to the config file's folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// A byte size: a plain number of bytes or a string such as `1MiB`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// An expected status: `200` or `"2xx"`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawStatus {
+    Code(u64),
+    Text(String),
+}
+
+/// One status or a list of them.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `expect:`; all conditions must hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub status: Option<Spanned<OneOrMany<RawStatus>>>,
+    pub body_contains: Option<Spanned<String>>,
+    pub body_regex: Option<Spanned<String>>,
+    pub json: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+}
+
+/// `degraded:`; any condition suffices.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDegraded {
+    pub latency_above: Option<Spanned<String>>,
+    pub json: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+}

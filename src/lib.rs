@@ -1,0 +1,15 @@
+#![forbid(unsafe_code)]
+//! agent-health-exporter: probes a fleet of agents on its own schedule and exposes their health
+//! to Prometheus. Data flows one way: config → scheduler → probe → monitor → metrics, logs,
+//! events → server.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod monitor;
+pub mod probe;
+pub mod reload;
+pub mod scheduler;
+pub mod server;

@@ -1,0 +1,70 @@
+#![forbid(unsafe_code)]
+//! The binary: parse flags, set up logging, hand over to the library.
+
+use std::process::ExitCode;
+
+use agent_health_exporter::app::{self, Options, BUILD};
+use agent_health_exporter::cli::Cli;
+use agent_health_exporter::{config, logging};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!(
+            "agent-health-exporter, version {} (revision: {}, rustc: {})",
+            BUILD.version, BUILD.revision, BUILD.rustc
+        );
+        return ExitCode::SUCCESS;
+    }
+    if cli.config_check {
+        return check_config(&cli);
+    }
+    logging::init(cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = Options {
+        config_file: cli.config_file,
+        listen_address: cli.listen_address,
+        telemetry_path: cli.telemetry_path,
+        history_limit: cli.history_limit,
+    };
+    match runtime.block_on(app::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "agent-health-exporter cannot start");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--config.check`: a summary line per agent, or every error; never a secret.
+fn check_config(cli: &Cli) -> ExitCode {
+    match config::load(&cli.config_file) {
+        Ok(config) => {
+            for line in config.summary() {
+                println!("{line}");
+            }
+            println!(
+                "{}: config is valid, {} agents",
+                cli.config_file.display(),
+                config.agents.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for issue in e.issues() {
+                eprintln!("{issue}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

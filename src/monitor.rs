@@ -1,0 +1,473 @@
+//! The one place that turns a probe result into state: the health state machine, counters, the
+//! history ring, the log line of a transition and the event for live subscribers. Metrics and
+//! the API only read what is kept here.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::histogram::{Histogram, NativeHistogramConfig};
+use tokio::sync::broadcast;
+
+use crate::config::{AgentSpec, ResolvedAgent};
+use crate::probe::{FailureReason, Outcome, ProbeResult};
+
+/// Classic buckets of `agent_probe_duration_seconds`: 1 ms to 10 s, dense where health checks
+/// usually answer.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Growth factor of native buckets; 1.1 gives schema 3 (about 9 % resolution).
+const NATIVE_BUCKET_FACTOR: f64 = 1.1;
+
+/// Events kept for slow subscribers before they must resync.
+const EVENT_BUFFER: usize = 1024;
+
+/// The health of one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Unknown,
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Unknown,
+        Status::Healthy,
+        Status::Degraded,
+        Status::Unhealthy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Unknown => "unknown",
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One probe as kept in the history ring: 16 bytes, since the ring is multiplied by the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// End of the probe, milliseconds since the Unix epoch.
+    pub ended_at_ms: u64,
+    /// Duration in microseconds, saturating at about 71 minutes.
+    pub duration_us: u32,
+    /// 0 when no HTTP status was received.
+    pub http_status: u16,
+    outcome: u8,
+}
+
+const OUTCOME_HEALTHY: u8 = 0;
+const OUTCOME_DEGRADED: u8 = 1;
+/// Failures are stored as `OUTCOME_FAILED_BASE + reason index`.
+const OUTCOME_FAILED_BASE: u8 = 2;
+
+impl HistoryEntry {
+    fn from_result(result: &ProbeResult) -> Self {
+        let outcome = match &result.outcome {
+            Outcome::Healthy => OUTCOME_HEALTHY,
+            Outcome::Degraded(_) => OUTCOME_DEGRADED,
+            Outcome::Failed { reason, .. } => OUTCOME_FAILED_BASE + reason.index() as u8,
+        };
+        HistoryEntry {
+            ended_at_ms: unix_millis(result.ended_at),
+            duration_us: u32::try_from(result.duration.as_micros()).unwrap_or(u32::MAX),
+            http_status: result.http_status.unwrap_or(0),
+            outcome,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.outcome < OUTCOME_FAILED_BASE
+    }
+
+    pub fn degraded(&self) -> bool {
+        self.outcome == OUTCOME_DEGRADED
+    }
+
+    pub fn reason(&self) -> Option<FailureReason> {
+        let index = self.outcome.checked_sub(OUTCOME_FAILED_BASE)?;
+        FailureReason::ALL.get(usize::from(index)).copied()
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_micros(u64::from(self.duration_us))
+    }
+}
+
+/// Everything the monitor knows about one agent.
+#[derive(Debug, Clone)]
+pub struct AgentState {
+    pub status: Status,
+    /// When the current status began (the agent's start for `unknown`).
+    pub since: SystemTime,
+    /// The last probe in full, error text included.
+    pub last: Option<ProbeResult>,
+    pub last_success: Option<SystemTime>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub probes_success: u64,
+    pub probes_failure: u64,
+    /// Indexed by `FailureReason::index`.
+    pub failures_by_reason: [u64; FailureReason::ALL.len()],
+    /// Transitions between known statuses (leaving `unknown` is not counted, so a restart does
+    /// not look like flapping).
+    pub status_changes: u64,
+    /// Newest at the back.
+    pub history: VecDeque<HistoryEntry>,
+}
+
+/// A change of status, as logged and streamed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub agent: Arc<str>,
+    pub agent_type: Arc<str>,
+    pub from: Status,
+    pub to: Status,
+    pub at: SystemTime,
+    pub reason: Option<FailureReason>,
+    pub error: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+/// What live subscribers receive.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Status(Transition),
+    Probe {
+        agent: Arc<str>,
+        agent_type: Arc<str>,
+        result: Arc<ProbeResult>,
+        status: Status,
+    },
+}
+
+/// One agent: its spec, its label set and its state.
+#[derive(Debug)]
+pub struct Agent {
+    pub spec: Arc<AgentSpec>,
+    /// See `ResolvedAgent::fingerprint`.
+    pub fingerprint: u64,
+    name: Arc<str>,
+    agent_type: Arc<str>,
+    /// `agent`, `agent_type`, then the user's labels: the label set of every series.
+    labels: Box<[(String, String)]>,
+    duration: Histogram,
+    state: Mutex<AgentState>,
+    /// Serialises probes of this agent, scheduled and on-demand alike.
+    pub probe_lock: tokio::sync::Mutex<()>,
+}
+
+impl Agent {
+    fn new(resolved: &ResolvedAgent, history_limit: usize) -> Self {
+        let spec = resolved.spec.clone();
+        let mut labels = Vec::with_capacity(spec.labels.len() + 2);
+        labels.push(("agent".to_owned(), spec.name.clone()));
+        labels.push(("agent_type".to_owned(), spec.agent_type.clone()));
+        labels.extend(spec.labels.iter().cloned());
+        Agent {
+            name: Arc::from(spec.name.as_str()),
+            agent_type: Arc::from(spec.agent_type.as_str()),
+            fingerprint: resolved.fingerprint,
+            labels: labels.into_boxed_slice(),
+            duration: Histogram::new_classic_and_native(
+                DURATION_BUCKETS,
+                NativeHistogramConfig::new(NATIVE_BUCKET_FACTOR),
+            ),
+            state: Mutex::new(AgentState {
+                status: Status::Unknown,
+                since: SystemTime::now(),
+                last: None,
+                last_success: None,
+                consecutive_failures: 0,
+                consecutive_successes: 0,
+                probes_success: 0,
+                probes_failure: 0,
+                failures_by_reason: [0; FailureReason::ALL.len()],
+                status_changes: 0,
+                history: VecDeque::with_capacity(history_limit.min(16)),
+            }),
+            probe_lock: tokio::sync::Mutex::new(()),
+            spec,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn labels(&self) -> &[(String, String)] {
+        &self.labels
+    }
+
+    pub fn duration_histogram(&self) -> &Histogram {
+        &self.duration
+    }
+
+    /// The state, locked; a poisoned lock still holds consistent data (updates are plain
+    /// assignments), so it is used as is.
+    pub fn state(&self) -> MutexGuard<'_, AgentState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The fleet's state.
+#[derive(Debug)]
+pub struct Monitor {
+    agents: RwLock<BTreeMap<Arc<str>, Arc<Agent>>>,
+    history_limit: usize,
+    events: broadcast::Sender<Event>,
+}
+
+impl Monitor {
+    pub fn new(history_limit: usize) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Monitor {
+            agents: RwLock::new(BTreeMap::new()),
+            history_limit,
+            events,
+        }
+    }
+
+    /// Every agent, sorted by name.
+    pub fn agents(&self) -> Vec<Arc<Agent>> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn agent(&self, name: &str) -> Option<Arc<Agent>> {
+        self.read().get(name).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Adds an agent with fresh state, replacing any agent of the same name.
+    pub fn insert(&self, resolved: &ResolvedAgent) -> Arc<Agent> {
+        let agent = Arc::new(Agent::new(resolved, self.history_limit));
+        self.write().insert(agent.name.clone(), agent.clone());
+        agent
+    }
+
+    /// Drops an agent; its series disappear from the next scrape.
+    pub fn remove(&self, name: &str) -> Option<Arc<Agent>> {
+        self.write().remove(name)
+    }
+
+    /// A receiver of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
+    /// Records one probe: state, counters, histogram, history, log line and events.
+    pub fn record(&self, agent: &Agent, result: ProbeResult) -> Status {
+        agent.duration.observe(result.duration.as_secs_f64());
+        let result = Arc::new(result);
+        let (status, transition) = {
+            let mut state = agent.state();
+            let transition = apply(&agent.spec, &mut state, &result, self.history_limit);
+            (state.status, transition.map(|t| t.named(agent)))
+        };
+        log_probe(agent, &result, status);
+        if let Some(transition) = transition {
+            log_transition(&transition);
+            // Sending fails only when nobody listens, which is fine.
+            let _ = self.events.send(Event::Status(transition));
+        }
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(Event::Probe {
+                agent: agent.name.clone(),
+                agent_type: agent.agent_type.clone(),
+                result,
+                status,
+            });
+        }
+        status
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Arc<Agent>>> {
+        self.agents.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Arc<str>, Arc<Agent>>> {
+        self.agents.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A transition found by `apply`, before the agent's names are attached.
+struct PendingTransition {
+    from: Status,
+    to: Status,
+    at: SystemTime,
+    reason: Option<FailureReason>,
+    error: Option<String>,
+    consecutive_failures: u32,
+}
+
+impl PendingTransition {
+    fn named(self, agent: &Agent) -> Transition {
+        Transition {
+            agent: agent.name.clone(),
+            agent_type: agent.agent_type.clone(),
+            from: self.from,
+            to: self.to,
+            at: self.at,
+            reason: self.reason,
+            error: self.error,
+            consecutive_failures: self.consecutive_failures,
+        }
+    }
+}
+
+/// The state machine: updates `state` with `result` and returns the transition, if any.
+fn apply(
+    spec: &AgentSpec,
+    state: &mut AgentState,
+    result: &ProbeResult,
+    history_limit: usize,
+) -> Option<PendingTransition> {
+    let from = state.status;
+    let next = match &result.outcome {
+        Outcome::Healthy | Outcome::Degraded(_) => {
+            state.probes_success += 1;
+            state.consecutive_failures = 0;
+            state.consecutive_successes = state.consecutive_successes.saturating_add(1);
+            state.last_success = Some(result.ended_at);
+            let target = if matches!(result.outcome, Outcome::Degraded(_)) {
+                Status::Degraded
+            } else {
+                Status::Healthy
+            };
+            // Recovery from `unhealthy` waits for `success_threshold` successes; anything else
+            // follows the probe at once.
+            if from == Status::Unhealthy && state.consecutive_successes < spec.success_threshold {
+                from
+            } else {
+                target
+            }
+        }
+        Outcome::Failed { reason, .. } => {
+            state.probes_failure += 1;
+            state.failures_by_reason[reason.index()] += 1;
+            state.consecutive_successes = 0;
+            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+            if state.consecutive_failures >= spec.failure_threshold {
+                Status::Unhealthy
+            } else {
+                from
+            }
+        }
+    };
+    if history_limit > 0 {
+        if state.history.len() >= history_limit {
+            state.history.pop_front();
+        }
+        state.history.push_back(HistoryEntry::from_result(result));
+    }
+    state.last = Some(result.clone());
+    if next == from {
+        return None;
+    }
+    if from != Status::Unknown {
+        state.status_changes += 1;
+    }
+    state.status = next;
+    state.since = result.ended_at;
+    let (reason, error) = match &result.outcome {
+        Outcome::Failed { reason, error } => (Some(*reason), Some(error.clone())),
+        Outcome::Degraded(why) => (None, Some(why.clone())),
+        Outcome::Healthy => (None, None),
+    };
+    Some(PendingTransition {
+        from,
+        to: next,
+        at: result.ended_at,
+        reason,
+        error,
+        consecutive_failures: state.consecutive_failures,
+    })
+}
+
+fn log_transition(t: &Transition) {
+    let reason = t.reason.map(FailureReason::as_str).unwrap_or("");
+    let error = t.error.as_deref().unwrap_or("");
+    if t.to == Status::Healthy {
+        tracing::info!(
+            agent = %t.agent,
+            agent_type = %t.agent_type,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            reason,
+            error,
+            consecutive_failures = t.consecutive_failures,
+            "agent status changed"
+        );
+    } else {
+        tracing::warn!(
+            agent = %t.agent,
+            agent_type = %t.agent_type,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            reason,
+            error,
+            consecutive_failures = t.consecutive_failures,
+            "agent status changed"
+        );
+    }
+}
+
+fn log_probe(agent: &Agent, result: &ProbeResult, status: Status) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let (outcome, reason, error) = match &result.outcome {
+        Outcome::Healthy => ("success", "", ""),
+        Outcome::Degraded(why) => ("success", "", why.as_str()),
+        Outcome::Failed { reason, error } => ("failure", reason.as_str(), error.as_str()),
+    };
+    tracing::debug!(
+        agent = %agent.name,
+        agent_type = %agent.agent_type,
+        result = outcome,
+        status = status.as_str(),
+        duration_seconds = result.duration.as_secs_f64(),
+        http_status = result.http_status.unwrap_or(0),
+        reason,
+        error,
+        "probe finished"
+    );
+}
+
+/// Milliseconds since the Unix epoch; 0 for times before it.
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch as a float, for timestamp gauges.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,142 @@
+//! One probe of one agent: the scheduler calls `run`, the monitor consumes the `ProbeResult`.
+//! A probe never outlives its agent's timeout and always ends in a result, never an error.
+
+mod expect;
+mod http;
+mod tcp;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::config::AgentSpec;
+
+pub use expect::{check_expectations, BodyVerdict};
+
+/// Why a probe failed: the closed set of the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    Timeout,
+    Dns,
+    Connect,
+    Tls,
+    HttpStatus,
+    BodyMismatch,
+    BodyTooLarge,
+    Redirect,
+    Protocol,
+}
+
+impl FailureReason {
+    /// Every reason, in label order, so that every series exists from the start.
+    pub const ALL: [FailureReason; 9] = [
+        FailureReason::Timeout,
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Tls,
+        FailureReason::HttpStatus,
+        FailureReason::BodyMismatch,
+        FailureReason::BodyTooLarge,
+        FailureReason::Redirect,
+        FailureReason::Protocol,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Dns => "dns",
+            FailureReason::Connect => "connect",
+            FailureReason::Tls => "tls",
+            FailureReason::HttpStatus => "http_status",
+            FailureReason::BodyMismatch => "body_mismatch",
+            FailureReason::BodyTooLarge => "body_too_large",
+            FailureReason::Redirect => "redirect",
+            FailureReason::Protocol => "protocol",
+        }
+    }
+
+    /// Position in `ALL`, for compact per-reason counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Time spent in each phase of a probe. Phases a probe never reached stay zero;
+/// across redirects each phase is the sum over all hops.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Phases {
+    pub dns: Duration,
+    pub connect: Duration,
+    pub tls: Duration,
+    pub first_byte: Duration,
+    pub transfer: Duration,
+}
+
+impl Phases {
+    /// Phase names in label order, paired with their values.
+    pub fn named(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("dns", self.dns),
+            ("connect", self.connect),
+            ("tls", self.tls),
+            ("first_byte", self.first_byte),
+            ("transfer", self.transfer),
+        ]
+    }
+}
+
+/// How a probe ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every expectation held and no degraded condition did.
+    Healthy,
+    /// Every expectation held, but a degraded condition did; the text says which.
+    Degraded(String),
+    /// The probe failed for `reason`; `error` is a short human-readable message.
+    Failed {
+        reason: FailureReason,
+        error: String,
+    },
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        !matches!(self, Outcome::Failed { .. })
+    }
+
+    pub fn reason(&self) -> Option<FailureReason> {
+        match self {
+            Outcome::Failed { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+}
+
+/// Everything one probe found out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    /// Wall-clock time at which the probe ended.
+    pub ended_at: SystemTime,
+    /// From the start of the probe to its end, failed probes included.
+    pub duration: Duration,
+    pub phases: Phases,
+    /// The final HTTP status, if a response head was received.
+    pub http_status: Option<u16>,
+    /// Earliest `notAfter` of the certificates the agent served (https only).
+    pub cert_expiry: Option<SystemTime>,
+    pub outcome: Outcome,
+}
+
+/// Probe `spec` once, bounded by `spec.timeout`.
+pub async fn run(spec: &AgentSpec) -> ProbeResult {
+    match &spec.target {
+        crate::config::Target::Http(url) => http::probe(spec, url).await,
+        crate::config::Target::Tcp { host, port } => tcp::probe(spec, host, *port).await,
+    }
+}

@@ -1,0 +1,65 @@
+//! Loading the config into the running scheduler: at start, on SIGHUP and on `POST /-/reload`.
+//! A config that fails to load changes nothing; the old one keeps running.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use crate::config::{self, ConfigError};
+use crate::metrics::ExporterMetrics;
+use crate::monitor::unix_seconds;
+use crate::scheduler::{ReloadSummary, Scheduler};
+
+/// Re-reads the config file and applies it.
+pub struct Reloader {
+    path: PathBuf,
+    scheduler: Arc<Scheduler>,
+    exporter: Arc<ExporterMetrics>,
+    /// Serialises reloads: a storm of SIGHUPs applies one config at a time.
+    lock: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, scheduler: Arc<Scheduler>, exporter: Arc<ExporterMetrics>) -> Self {
+        Reloader {
+            path,
+            scheduler,
+            exporter,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Loads the config file (and the files it names) and applies it. Must be called inside a
+    /// Tokio runtime. On error the running config is kept and the failure is recorded in
+    /// `agent_exporter_config_last_reload_successful`.
+    pub fn reload(&self) -> Result<ReloadSummary, ConfigError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        match config::load(&self.path) {
+            Ok(config) => {
+                let summary = self.scheduler.apply(&config);
+                self.exporter.config_last_reload_successful.set(1);
+                self.exporter
+                    .config_last_reload_success_timestamp
+                    .set(unix_seconds(SystemTime::now()));
+                tracing::info!(
+                    file = %self.path.display(),
+                    agents = config.agents.len(),
+                    added = summary.added.len(),
+                    changed = summary.changed.len(),
+                    removed = summary.removed.len(),
+                    unchanged = summary.unchanged,
+                    "config loaded"
+                );
+                Ok(summary)
+            }
+            Err(e) => {
+                self.exporter.config_last_reload_successful.set(0);
+                tracing::error!(file = %self.path.display(), error = %e, "config reload failed; keeping the running config");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Shared handle, for the signal handler and the server.
+pub type SharedReloader = Arc<Reloader>;
