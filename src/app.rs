@@ -1,6 +1,7 @@
 //! Wiring: builds the monitor, metrics, scheduler and server from the flags and runs them until
 //! a shutdown signal. `main.rs` only parses the command line and calls `run`.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use crate::monitor::Monitor;
 use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
 use crate::server::{self, ServerState};
+use tokio::net::TcpListener;
 
 /// Version facts, fixed at build time.
 pub const BUILD: BuildInfo = BuildInfo {
@@ -44,55 +46,76 @@ pub enum StartError {
     Signal(#[source] std::io::Error),
 }
 
-/// Runs the exporter until SIGTERM or SIGINT.
+/// Runs the exporter until SIGTERM or SIGINT; SIGHUP reloads the config.
 pub async fn run(options: Options) -> Result<(), StartError> {
-    let monitor = Arc::new(Monitor::new(options.history_limit));
-    let exporter = Arc::new(ExporterMetrics::default());
-    let metrics = Arc::new(Metrics::new(monitor.clone(), exporter.clone(), BUILD));
-    let scheduler = Arc::new(Scheduler::new(monitor.clone(), exporter.clone()));
-    let reloader = Arc::new(Reloader::new(
-        options.config_file.clone(),
-        scheduler.clone(),
-        exporter.clone(),
-    ));
-
-    // A broken config at start is fatal: there is no old one to keep.
-    reloader.reload()?;
-
     let listener = server::bind(&options.listen_address)
         .await
         .map_err(|source| StartError::Listen {
             address: options.listen_address.clone(),
             source,
         })?;
-    let state = Arc::new(ServerState {
-        monitor,
-        metrics,
-        reloader: Some(reloader.clone()),
-        telemetry_path: options.telemetry_path.clone(),
-        ready: Default::default(),
-    });
-    state.ready.store(true, Ordering::Release);
-    tracing::info!(
-        version = BUILD.version,
-        revision = BUILD.revision,
-        address = %server::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default(),
-        telemetry_path = %options.telemetry_path,
-        "agent-health-exporter started"
-    );
-
-    let shutdown = shutdown_signal(reloader)?;
-    server::serve(listener, state, shutdown).await;
-    scheduler.stop();
-    tracing::info!("agent-health-exporter stopped");
+    let exporter = Exporter::start(&options)?;
+    let shutdown = shutdown_signal(exporter.reloader.clone())?;
+    exporter.serve(listener, shutdown).await;
     Ok(())
+}
+
+/// A started exporter: config loaded, probing running, not yet serving.
+pub struct Exporter {
+    pub monitor: Arc<Monitor>,
+    pub scheduler: Arc<Scheduler>,
+    pub reloader: Arc<Reloader>,
+    pub state: Arc<ServerState>,
+}
+
+impl Exporter {
+    /// Loads the config and starts probing. Must be called inside a Tokio runtime. A broken
+    /// config at start is fatal: there is no old one to keep.
+    pub fn start(options: &Options) -> Result<Exporter, StartError> {
+        let monitor = Arc::new(Monitor::new(options.history_limit));
+        let exporter = Arc::new(ExporterMetrics::default());
+        let metrics = Arc::new(Metrics::new(monitor.clone(), exporter.clone(), BUILD));
+        let scheduler = Arc::new(Scheduler::new(monitor.clone(), exporter.clone()));
+        let reloader = Arc::new(Reloader::new(
+            options.config_file.clone(),
+            scheduler.clone(),
+            exporter.clone(),
+        ));
+        reloader.reload()?;
+        let state = Arc::new(ServerState {
+            monitor: monitor.clone(),
+            metrics,
+            reloader: Some(reloader.clone()),
+            telemetry_path: options.telemetry_path.clone(),
+            ready: Default::default(),
+        });
+        state.ready.store(true, Ordering::Release);
+        Ok(Exporter {
+            monitor,
+            scheduler,
+            reloader,
+            state,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops probing.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tracing::info!(
+            version = BUILD.version,
+            revision = BUILD.revision,
+            address = %server::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default(),
+            telemetry_path = %self.state.telemetry_path,
+            "agent-health-exporter started"
+        );
+        server::serve(listener, self.state, shutdown).await;
+        self.scheduler.stop();
+        tracing::info!("agent-health-exporter stopped");
+    }
 }
 
 /// Completes on SIGTERM or SIGINT; reloads the config on every SIGHUP meanwhile.
 #[cfg(unix)]
-fn shutdown_signal(
-    reloader: Arc<Reloader>,
-) -> Result<impl std::future::Future<Output = ()>, StartError> {
+fn shutdown_signal(reloader: Arc<Reloader>) -> Result<impl Future<Output = ()>, StartError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;

@@ -471,3 +471,6 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests;
