@@ -1,0 +1,204 @@
+//! The built binary as a user runs it: flags, `--config.check`, serving, signals.
+
+mod harness;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::{get, metric, request, wait_for, Binary};
+
+fn exporter() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
+}
+
+#[test]
+fn version_prints_version_revision_and_rustc() {
+    let out = exporter().arg("--version").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    assert!(text.contains("revision: "), "{text}");
+    assert!(text.contains("rustc: 1."), "{text}");
+}
+
+#[test]
+fn config_check_prints_one_line_per_agent_and_exits_0() {
+    let out = exporter()
+        .arg(format!(
+            "--config.file={}",
+            harness::repo_file("config.example.yaml").display()
+        ))
+        .arg("--config.check")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let agent_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("agent=")).collect();
+    assert_eq!(agent_lines.len(), 5, "{text}");
+    assert!(
+        agent_lines[0].contains("type=exporter")
+            && agent_lines[0].contains("target=http://127.0.0.1:10056/-/healthy")
+            && agent_lines[0].contains("interval=15s")
+            && agent_lines[0].contains("timeout=5s"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_check_prints_every_error_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "agents:\n  - name: a\n    type: t\n    url: ftp://x/\n  - name: a\n    type: t\n    url: http://h/\n",
+    )
+    .expect("write");
+    let out = exporter()
+        .arg(format!("--config.file={}", path.display()))
+        .arg("--config.check")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(errors.contains("bad.yaml:4:10:"), "{errors}");
+    assert!(errors.contains("bad.yaml:5:11:"), "{errors}");
+}
+
+#[test]
+fn self_probing_agent_is_healthy_within_one_interval() {
+    let exporter = Binary::start(
+        "agents:\n  - name: self\n    type: exporter\n    url: http://127.0.0.1:{PORT}/-/healthy\n    interval: 1s\n    timeout: 500ms\n",
+        &[],
+    );
+    let healthy = wait_for(Duration::from_millis(2500), || {
+        let text = exporter.metrics();
+        (metric(
+            &text,
+            "agent_health_status{agent=\"self\",agent_type=\"exporter\",status=\"healthy\"}",
+        ) == Some(1.0))
+        .then_some(())
+    });
+    assert!(healthy.is_some(), "logs:\n{}", exporter.logs());
+}
+
+#[test]
+fn sigterm_stops_the_exporter_with_exit_0_within_5_seconds() {
+    let mut exporter = Binary::start(
+        "agents:\n  - name: self\n    type: exporter\n    url: http://127.0.0.1:{PORT}/-/healthy\n    interval: 200ms\n    timeout: 100ms\n",
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    exporter.signal("TERM");
+    let status = wait_for(Duration::from_secs(5), || {
+        exporter.child.try_wait().ok().flatten()
+    });
+    let status = status.expect("exporter still running 5 s after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(exporter.logs().contains("stopped"), "{}", exporter.logs());
+}
+
+#[test]
+fn sigint_stops_the_exporter_with_exit_0() {
+    let mut exporter = Binary::start("agents: []\n", &[]);
+    exporter.signal("INT");
+    let status = wait_for(Duration::from_secs(5), || {
+        exporter.child.try_wait().ok().flatten()
+    });
+    assert!(status.expect("still running").success());
+}
+
+#[test]
+fn broken_config_at_start_exits_1_with_the_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "agents:\n  - name: a\n").expect("write");
+    let out = exporter()
+        .arg(format!("--config.file={}", path.display()))
+        .arg("--web.listen-address=127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("level=error"), "{logs}");
+    assert!(logs.contains("missing required key"), "{logs}");
+}
+
+#[test]
+fn health_ready_and_landing_page_answer() {
+    let exporter = Binary::start("agents: []\n", &[]);
+    assert_eq!(get(exporter.addr, "/-/healthy").expect("get").status, 200);
+    assert_eq!(get(exporter.addr, "/-/ready").expect("get").status, 200);
+    let page = get(exporter.addr, "/").expect("get");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("href=\"/metrics\""));
+    assert_eq!(get(exporter.addr, "/nope").expect("get").status, 404);
+}
+
+#[test]
+fn telemetry_path_flag_moves_the_metrics() {
+    let exporter = Binary::start("agents: []\n", &["--web.telemetry-path=/probe-metrics"]);
+    let answer = get(exporter.addr, "/probe-metrics").expect("get");
+    assert_eq!(answer.status, 200);
+    assert!(answer.text().contains("agent_exporter_build_info"));
+    assert_eq!(get(exporter.addr, "/metrics").expect("get").status, 404);
+}
+
+#[test]
+fn metrics_answer_text_openmetrics_protobuf_and_gzip_as_asked() {
+    let exporter = Binary::start(
+        "agents:\n  - name: self\n    type: exporter\n    url: http://127.0.0.1:{PORT}/-/healthy\n    interval: 200ms\n    timeout: 100ms\n",
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let text = get(exporter.addr, "/metrics").expect("get");
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(text
+        .text()
+        .contains("# TYPE agent_probe_duration_seconds histogram"));
+
+    let om = request(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[("Accept", "application/openmetrics-text;version=1.0.0")],
+    )
+    .expect("get");
+    assert!(om
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/openmetrics-text")));
+    assert!(om.text().trim_end().ends_with("# EOF"));
+
+    let pb = request(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[(
+            "Accept",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3",
+        )],
+    )
+    .expect("get");
+    assert!(pb
+        .header("content-type")
+        .is_some_and(|c| c.contains("proto=io.prometheus.client.MetricFamily")));
+    assert!(pb
+        .body
+        .windows(28)
+        .any(|w| w == b"agent_probe_duration_seconds"));
+
+    let gz = request(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[("Accept-Encoding", "gzip")],
+    )
+    .expect("get");
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(&gz.body[..2], &[0x1f, 0x8b], "gzip magic");
+    assert!(gz.body.len() < text.body.len() / 2);
+}
