@@ -15,8 +15,9 @@ pub struct Reloader {
     path: PathBuf,
     scheduler: Arc<Scheduler>,
     exporter: Arc<ExporterMetrics>,
-    /// Serialises reloads: a storm of SIGHUPs applies one config at a time.
-    lock: Mutex<()>,
+    /// Serialises reloads: a storm of SIGHUPs applies one config at a time. Holds whether a
+    /// config was ever loaded, so the log says whether an old one keeps running.
+    lock: Mutex<bool>,
 }
 
 impl Reloader {
@@ -25,7 +26,7 @@ impl Reloader {
             path,
             scheduler,
             exporter,
-            lock: Mutex::new(()),
+            lock: Mutex::new(false),
         }
     }
 
@@ -33,10 +34,11 @@ impl Reloader {
     /// Tokio runtime. On error the running config is kept and the failure is recorded in
     /// `agent_exporter_config_last_reload_successful`.
     pub fn reload(&self) -> Result<ReloadSummary, ConfigError> {
-        let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut loaded = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         match config::load(&self.path) {
             Ok(config) => {
                 let summary = self.scheduler.apply(&config);
+                *loaded = true;
                 self.exporter.config_last_reload_successful.set(1);
                 self.exporter
                     .config_last_reload_success_timestamp
@@ -54,7 +56,11 @@ impl Reloader {
             }
             Err(e) => {
                 self.exporter.config_last_reload_successful.set(0);
-                tracing::error!(file = %self.path.display(), error = %e, "config reload failed; keeping the running config");
+                if *loaded {
+                    tracing::error!(file = %self.path.display(), error = %e, "config reload failed; keeping the running config");
+                } else {
+                    tracing::error!(file = %self.path.display(), error = %e, "config load failed");
+                }
                 Err(e)
             }
         }

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Helpers of tests/realworld/alerting.sh: free ports, config adaptation, and the
+checks against the live Prometheus. Standard library only, loopback only.
+
+Each subcommand prints what it checked and exits non-zero when the check fails,
+so the shell script can retry it until its deadline.
+"""
+
+import json
+import re
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+# What Grafana would put in place of its variables. `.*` selects every value,
+# as the dashboards' "All" does; 1m spans several 5s scrapes.
+GRAFANA_SUBSTITUTIONS = [
+    (r"\$__rate_interval\b|\$\{__rate_interval\}", "1m"),
+    (r"\$__interval\b|\$\{__interval\}", "15s"),
+    (r"\$__range_s\b|\$\{__range_s\}", "300"),
+    (r"\$__range\b|\$\{__range\}", "5m"),
+    (r"\$\{?(job|instance|agent_type|agent)(:[a-z]+)?\}?", ".*"),
+]
+
+
+def grafana_expr(expr):
+    for pattern, value in GRAFANA_SUBSTITUTIONS:
+        expr = re.sub(pattern, value, expr)
+    if "$" in expr:
+        raise ValueError(f"unsubstituted variable left in: {expr}")
+    return expr
+
+
+def free_ports(count):
+    """Ports the kernel considers free right now, all bound at once so they differ."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        print(" ".join(str(s.getsockname()[1]) for s in sockets))
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def api(base, path, params=None):
+    data = urllib.parse.urlencode(params or {}).encode()
+    request = urllib.request.Request(base + path, data=data if params else None)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = json.load(response)
+    if body.get("status") != "success":
+        raise RuntimeError(f"{path}: {body}")
+    return body["data"]
+
+
+def query(base, expr):
+    return api(base, "/api/v1/query", {"query": expr})["result"]
+
+
+def adapt_exporter_config(source, fleet_file, tls_url, tls_ca, out):
+    """deploy/demo-fleet.yaml with the demo fleet's real addresses and short intervals,
+    plus one https agent (the demo fleet has no TLS) for the certificate panels."""
+    with open(fleet_file, encoding="utf-8") as f:
+        fleet = json.load(f)["agents"]
+    lines = []
+    agent = None
+    for line in open(source, encoding="utf-8"):
+        name = re.match(r"\s*- name:\s*(\S+)", line)
+        if name:
+            agent = name.group(1)
+        if "demo-fleet:" in line:
+            if agent not in fleet:
+                sys.exit(f"{source}: agent {agent} is not served by the demo fleet")
+            line = re.sub(r"demo-fleet:\d+", fleet[agent], line)
+        line = re.sub(r"^(\s*)interval: \S+", r"\1interval: 5s", line)
+        line = re.sub(r"^(\s*)timeout: \S+", r"\1timeout: 2s", line)
+        lines.append(line)
+    lines.append(
+        "  # Added by tests/realworld/alerting.sh: an https agent with a certificate\n"
+        "  # that expires in 10 days.\n"
+        "  - name: vault\n"
+        "    type: gateway\n"
+        f"    url: {tls_url}\n"
+        "    labels: {team: core}\n"
+        f"    http: {{tls: {{ca_file: {tls_ca}}}}}\n"
+    )
+    with open(out, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+
+
+def check_target(base, job):
+    targets = api(base, "/api/v1/targets")["activeTargets"]
+    mine = [t for t in targets if t["labels"].get("job") == job]
+    if not mine:
+        print(f"  no target of job {job} yet")
+        return 1
+    for t in mine:
+        print(f"  target {t['scrapeUrl']}: health={t['health']} {t.get('lastError', '')}")
+    return 0 if all(t["health"] == "up" for t in mine) else 1
+
+
+def check_native(base):
+    """Native samples only arrive over protobuf: their presence proves the format."""
+    ok = True
+    raw = query(base, "agent_probe_duration_seconds")
+    native = [r for r in raw if "histogram" in r]
+    print(f"  agent_probe_duration_seconds: {len(raw)} series, {len(native)} with native histogram samples")
+    ok &= bool(native)
+    classic = query(base, "count(agent_probe_duration_seconds_bucket)")
+    print(f"  agent_probe_duration_seconds_bucket series stored: {classic[0]['value'][1] if classic else 0}")
+    q = query(base, "histogram_quantile(0.95, rate(agent_probe_duration_seconds[1m]))")
+    values = {r["metric"].get("agent"): r["value"][1] for r in q}
+    print(f"  histogram_quantile(0.95, rate(agent_probe_duration_seconds[1m])): {values}")
+    ok &= any(v not in ("NaN",) for v in values.values())
+    return 0 if ok else 1
+
+
+def check_dashboards(base, files):
+    failures = 0
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            board = json.load(f)
+        print(f"  {path} (uid {board['uid']}):")
+        for variable in board["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            definition = variable["query"] if isinstance(variable["query"], str) else variable["query"]["query"]
+            m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", definition)
+            selector, label = grafana_expr(m.group(1)), m.group(2)
+            series = api(base, "/api/v1/series", {"match[]": selector})
+            values = sorted({s[label] for s in series if label in s})
+            status = "ok  " if values else "FAIL"
+            failures += not values
+            print(f"    {status} variable ${variable['name']}: {len(values)} values {values[:8]}")
+        panels = []
+        for panel in board["panels"]:
+            panels.append(panel)
+            panels.extend(panel.get("panels", []))
+        for panel in panels:
+            for t in panel.get("targets", []):
+                expr = grafana_expr(t["expr"])
+                try:
+                    result = query(base, expr)
+                except (urllib.error.HTTPError, RuntimeError) as error:
+                    detail = error.read().decode() if isinstance(error, urllib.error.HTTPError) else error
+                    print(f"    FAIL {panel['title']} [{t['refId']}]: query error {detail}")
+                    failures += 1
+                    continue
+                status = "ok  " if result else "FAIL"
+                failures += not result
+                print(f"    {status} {panel['title']} [{t['refId']}]: {len(result)} series")
+    return 1 if failures else 0
+
+
+def find_alert(alerts_file, alertname, agent, status, since):
+    """Prints the arrival time of the first matching alert received after `since`."""
+    try:
+        lines = open(alerts_file, encoding="utf-8").readlines()
+    except FileNotFoundError:
+        return 1
+    for line in lines:
+        a = json.loads(line)
+        labels = a["labels"]
+        if (
+            labels.get("alertname") == alertname
+            and labels.get("agent") == agent
+            and a["status"] == status
+            and a["received"] >= since
+        ):
+            print(f"{a['received']:.3f} {a['receiver_path']} severity={labels.get('severity')} "
+                  f"runbook_url={a['annotations'].get('runbook_url')} summary={a['annotations'].get('summary')!r}")
+            return 0
+    return 1
+
+
+def wait_http(url, seconds):
+    deadline = time.time() + float(seconds)
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return 0
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.2)
+    return 1
+
+
+def main():
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "free-ports":
+        free_ports(int(args[0]))
+        return 0
+    if command == "adapt-exporter-config":
+        adapt_exporter_config(*args)
+        return 0
+    if command == "check-target":
+        return check_target(*args)
+    if command == "check-native":
+        return check_native(*args)
+    if command == "check-dashboards":
+        return check_dashboards(args[0], args[1:])
+    if command == "find-alert":
+        return find_alert(args[0], args[1], args[2], args[3], float(args[4]))
+    if command == "wait-http":
+        return wait_http(*args)
+    if command == "query":
+        result = query(args[0], args[1])
+        print(json.dumps(result))
+        return 0 if result else 1
+    sys.exit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (urllib.error.URLError, ConnectionError, OSError) as error:
+        print(f"  {error}")
+        sys.exit(1)
