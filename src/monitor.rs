@@ -281,10 +281,12 @@ impl Monitor {
 
     /// Records one probe: state, counters, histogram, history, log line and events.
     pub fn record(&self, agent: &Agent, result: ProbeResult) -> Status {
-        agent.duration.observe(result.duration.as_secs_f64());
         let result = Arc::new(result);
         let (status, transition) = {
             let mut state = agent.state();
+            // Observed under the state lock, so a scrape never sees the histogram ahead of the
+            // counters.
+            agent.duration.observe(result.duration.as_secs_f64());
             let transition = apply(&agent.spec, &mut state, &result, self.history_limit);
             (state.status, transition.map(|t| t.named(agent)))
         };

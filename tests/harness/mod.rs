@@ -146,7 +146,15 @@ pub struct Binary {
 impl Binary {
     /// Writes `config` (with `{PORT}` replaced by the exporter's port) and starts the binary.
     pub fn start(config: &str, extra_args: &[&str]) -> Binary {
+        Self::start_with_files(config, &[], extra_args)
+    }
+
+    /// Like `start`, with more files (secrets, say) written beside the config.
+    pub fn start_with_files(config: &str, files: &[(&str, &str)], extra_args: &[&str]) -> Binary {
         let dir = tempfile::tempdir().expect("tempdir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write file");
+        }
         let port = free_port();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config.replace("{PORT}", &port.to_string())).expect("write config");
