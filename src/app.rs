@@ -86,8 +86,10 @@ impl Exporter {
             monitor: monitor.clone(),
             metrics,
             reloader: Some(reloader.clone()),
+            scheduler: Some(scheduler.clone()),
             telemetry_path: options.telemetry_path.clone(),
             ready: Default::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
         });
         state.ready.store(true, Ordering::Release);
         Ok(Exporter {

@@ -111,9 +111,10 @@ impl Scheduler {
     }
 
     /// Probes `agent` now, outside its schedule, and records the result like any probe.
-    /// Waits for a probe of the same agent that is already running.
-    pub async fn probe_now(&self, agent: &Arc<Agent>) -> ProbeResult {
-        probe_once(agent, &self.monitor, &self.exporter).await
+    /// `None` when a probe of the agent is already running: probes of one agent never overlap.
+    pub async fn try_probe_now(&self, agent: &Arc<Agent>) -> Option<ProbeResult> {
+        let guard = agent.probe_lock.try_lock().ok()?;
+        Some(probe_locked(agent, &self.monitor, &self.exporter, guard).await)
     }
 }
 
@@ -155,7 +156,17 @@ async fn probe_once(
     monitor: &Monitor,
     exporter: &ExporterMetrics,
 ) -> ProbeResult {
-    let _one_at_a_time = agent.probe_lock.lock().await;
+    let guard = agent.probe_lock.lock().await;
+    probe_locked(agent, monitor, exporter, guard).await
+}
+
+/// Runs one probe while holding the agent's probe lock, and records it.
+async fn probe_locked(
+    agent: &Arc<Agent>,
+    monitor: &Monitor,
+    exporter: &ExporterMetrics,
+    _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+) -> ProbeResult {
     let result = {
         let _in_flight = InFlight::enter(exporter);
         probe::run(&agent.spec).await

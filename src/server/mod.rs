@@ -1,9 +1,11 @@
 //! The HTTP server: accepts connections, hands requests to `routes`, and shuts down gracefully.
 //! It only reads the monitor and the metrics; probing never waits for it.
 
+mod api;
+mod events;
 mod exposition;
-mod landing;
 mod routes;
+mod views;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +25,8 @@ use tokio::net::TcpListener;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::reload::Reloader;
+use crate::scheduler::Scheduler;
+use tokio::sync::watch;
 
 /// The body of every answer.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -40,9 +44,13 @@ pub struct ServerState {
     pub monitor: Arc<Monitor>,
     pub metrics: Arc<Metrics>,
     pub reloader: Option<Arc<Reloader>>,
+    /// For on-demand probes.
+    pub scheduler: Option<Arc<Scheduler>>,
     pub telemetry_path: String,
     /// Set once the config is loaded and probing has started.
     pub ready: AtomicBool,
+    /// Turns true when the server shuts down; open event streams end on it.
+    pub shutdown: watch::Sender<bool>,
 }
 
 /// Binds `address` in the exporter's notation: `:10056` means every interface.
@@ -102,6 +110,8 @@ pub async fn serve(
         }
     }
     drop(listener);
+    // Event streams never end by themselves; without this, shutdown would wait for them.
+    state.shutdown.send_replace(true);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

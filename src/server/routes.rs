@@ -8,7 +8,10 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use super::{exposition, landing, Body, ServerState};
+use super::{api, events, exposition, Body, ServerState};
+
+/// The live status page: one self-contained file, no external assets.
+const STATUS_PAGE: &str = include_str!("status_page.html");
 
 pub(super) async fn handle<B>(
     req: Request<B>,
@@ -23,8 +26,26 @@ pub(super) async fn handle<B>(
             _ => method_not_allowed("GET"),
         };
     }
+    if let Some(rest) = path.strip_prefix("/api/v1/agents/") {
+        let (name, action) = match rest.split_once('/') {
+            Some((name, action)) => (name, Some(action)),
+            None => (rest, None),
+        };
+        let name = percent_decode(name);
+        return match (method, action) {
+            (Method::GET | Method::HEAD, None) => api::one(&state, &name),
+            (Method::POST, Some("probe")) => api::probe_now(&state, &name).await,
+            (_, None) => method_not_allowed("GET"),
+            (_, Some("probe")) => method_not_allowed("POST"),
+            _ => api::error(StatusCode::NOT_FOUND, "no such endpoint"),
+        };
+    }
     match (method, path) {
-        (Method::GET | Method::HEAD, "/") => landing::page(&state.telemetry_path),
+        (Method::GET | Method::HEAD, "/") => {
+            full(StatusCode::OK, "text/html; charset=utf-8", STATUS_PAGE)
+        }
+        (Method::GET | Method::HEAD, "/api/v1/agents") => api::list(&state),
+        (Method::GET, "/api/v1/events") => events::stream(&state, req.uri().query()),
         (Method::GET | Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy.\n"),
         (Method::GET | Method::HEAD, "/-/ready") => {
             if state.ready.load(Ordering::Acquire) {
@@ -38,7 +59,9 @@ pub(super) async fn handle<B>(
         }
         (Method::POST | Method::PUT, "/-/reload") => reload(&state).await,
         (_, "/-/reload") => method_not_allowed("POST"),
-        (_, "/" | "/-/healthy" | "/-/ready") => method_not_allowed("GET"),
+        (_, "/" | "/-/healthy" | "/-/ready" | "/api/v1/agents" | "/api/v1/events") => {
+            method_not_allowed("GET")
+        }
         _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
     }
 }
@@ -103,4 +126,12 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
         .headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     response
+}
+
+/// Agent names in paths may be percent-encoded.
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("n={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }

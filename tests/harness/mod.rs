@@ -56,7 +56,7 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Answer> {
     request(addr, "GET", path, &[])
 }
 
-fn parse_answer(raw: &[u8]) -> std::io::Result<Answer> {
+pub fn parse_answer(raw: &[u8]) -> std::io::Result<Answer> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let end = raw
         .windows(4)

@@ -1,0 +1,216 @@
+//! `GET /api/v1/events`: Server-Sent Events. A task per client forwards the monitor's events
+//! into a small bounded queue that the response body drains. Probing never waits for a client:
+//! the monitor's broadcast ring and the queue only ever drop, and a client that fell behind gets
+//! a `resync` with a fresh snapshot; one that stops reading altogether is dropped.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::sync::{broadcast, mpsc};
+
+use super::{views, Body, ServerState};
+use crate::monitor::{Agent, Event};
+
+/// Frames a client may have queued before it counts as behind.
+const CLIENT_QUEUE: usize = 64;
+/// A comment this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a client that fell behind is checked for room for its resync.
+const RESYNC_CHECK: Duration = Duration::from_millis(250);
+/// A client whose queue stays full this long is not reading: it is dropped.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// Reconnection delay advised to clients.
+const RETRY_MS: u64 = 2000;
+
+/// Which events a client asked for.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Filter {
+    agents: HashSet<String>,
+    agent_types: HashSet<String>,
+    probes: bool,
+}
+
+impl Filter {
+    pub(super) fn from_query(query: Option<&str>) -> Filter {
+        let mut filter = Filter::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "agent" => {
+                    filter.agents.insert(value.into_owned());
+                }
+                "agent_type" => {
+                    filter.agent_types.insert(value.into_owned());
+                }
+                "probes" => filter.probes = matches!(value.as_ref(), "true" | "1" | "yes"),
+                _ => {}
+            }
+        }
+        filter
+    }
+
+    fn wants(&self, agent: &str, agent_type: &str) -> bool {
+        (self.agents.is_empty() || self.agents.contains(agent))
+            && (self.agent_types.is_empty() || self.agent_types.contains(agent_type))
+    }
+
+    fn agents(&self, all: Vec<Arc<Agent>>) -> Vec<Arc<Agent>> {
+        all.into_iter()
+            .filter(|a| self.wants(&a.spec.name, &a.spec.agent_type))
+            .collect()
+    }
+}
+
+pub(super) fn stream(state: &Arc<ServerState>, query: Option<&str>) -> Response<Body> {
+    let filter = Filter::from_query(query);
+    // Subscribe before the snapshot, so no transition falls between the two.
+    let events = state.monitor.subscribe();
+    let (queue, frames) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
+    let mut client = Client {
+        state: state.clone(),
+        filter,
+        queue,
+        next_id: 1,
+    };
+    let first = format!("retry: {RETRY_MS}\n\n");
+    let snapshot = client.frame("snapshot", &client.snapshot());
+    // The queue is empty and larger than two frames: these cannot fail.
+    let _ = client.queue.try_send(Bytes::from(first));
+    let _ = client.queue.try_send(snapshot);
+    tokio::spawn(client.forward(events));
+
+    let body = StreamBody::new(stream::unfold(frames, |mut frames| async move {
+        let frame = frames.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(frame)), frames))
+    }));
+    let mut response = Response::new(body.boxed());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells buffering reverse proxies to pass events through at once.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    *response.status_mut() = StatusCode::OK;
+    response
+}
+
+struct Client {
+    state: Arc<ServerState>,
+    filter: Filter,
+    queue: mpsc::Sender<Bytes>,
+    next_id: u64,
+}
+
+impl Client {
+    fn snapshot(&self) -> views::FleetView {
+        views::fleet(&self.filter.agents(self.state.monitor.agents()))
+    }
+
+    fn frame(&mut self, event: &str, data: &impl serde::Serialize) -> Bytes {
+        let id = self.next_id;
+        self.next_id += 1;
+        // serde_json never writes a raw newline, so the data fits on one `data:` line.
+        let data = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
+        Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"))
+    }
+
+    /// Turns a monitor event into a frame, if this client wants it.
+    fn encode(&mut self, event: &Event) -> Option<Bytes> {
+        match event {
+            Event::Status(t) if self.filter.wants(&t.agent, &t.agent_type) => {
+                Some(self.frame("status", &views::transition(t)))
+            }
+            Event::Probe {
+                agent,
+                agent_type,
+                result,
+                status,
+            } if self.filter.probes && self.filter.wants(agent, agent_type) => Some(self.frame(
+                "probe",
+                &views::probe_event(agent, agent_type, *status, result),
+            )),
+            _ => None,
+        }
+    }
+
+    async fn forward(mut self, mut events: broadcast::Receiver<Event>) {
+        let mut shutdown = self.state.shutdown.subscribe();
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        keep_alive.tick().await;
+        let mut resync_check = tokio::time::interval(RESYNC_CHECK);
+        // Set when events were lost for this client; cleared once its resync is queued.
+        let mut behind = false;
+        let mut stalled_since: Option<tokio::time::Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                received = events.recv() => match received {
+                    Ok(event) if !behind => {
+                        if let Some(frame) = self.encode(&event) {
+                            behind = !self.offer(frame, &mut stalled_since);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => behind = true,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = resync_check.tick(), if behind => {
+                    if self.queue.capacity() > 0 {
+                        let frame = self.frame("resync", &self.snapshot());
+                        behind = !self.offer(frame, &mut stalled_since);
+                    }
+                }
+                _ = keep_alive.tick() => {
+                    let _ = self.offer(Bytes::from_static(b": keep-alive\n\n"), &mut stalled_since);
+                }
+                _ = self.queue.closed() => return,
+                _ = shutdown.changed() => return,
+            }
+            if stalled_since.is_some_and(|since| since.elapsed() >= STALL_LIMIT) {
+                tracing::debug!("dropping an event-stream client that stopped reading");
+                return;
+            }
+        }
+    }
+
+    /// Queues a frame without waiting; false when the queue is full (the client is behind).
+    fn offer(&self, frame: Bytes, stalled_since: &mut Option<tokio::time::Instant>) -> bool {
+        match self.queue.try_send(frame) {
+            Ok(()) => {
+                *stalled_since = None;
+                true
+            }
+            Err(_) => {
+                stalled_since.get_or_insert_with(tokio::time::Instant::now);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_takes_repeated_agents_types_and_probes() {
+        let f = Filter::from_query(Some("agent=a&agent=b%20c&agent_type=worker&probes=true"));
+        assert!(f.probes);
+        assert!(f.wants("a", "worker"));
+        assert!(f.wants("b c", "worker"));
+        assert!(!f.wants("a", "orchestrator"));
+        assert!(!f.wants("d", "worker"));
+        let all = Filter::from_query(None);
+        assert!(all.wants("anything", "any") && !all.probes);
+    }
+}
