@@ -201,6 +201,109 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config;
+    use crate::metrics::{ExporterMetrics, Metrics};
+    use crate::monitor::Monitor;
+    use crate::probe::{Outcome, Phases, ProbeResult};
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+    use std::time::SystemTime;
+
+    fn fixture() -> (Arc<ServerState>, Arc<Agent>) {
+        let yaml = "agents:\n  - name: a\n    type: t\n    url: http://127.0.0.1:1/\n";
+        let config = config::parse(yaml, "t.yaml", Path::new(".")).expect("valid");
+        let monitor = Arc::new(Monitor::new(10));
+        let agent = monitor.insert(&config.agents[0]);
+        let exporter = Arc::new(ExporterMetrics::default());
+        let metrics = Arc::new(Metrics::new(monitor.clone(), exporter, crate::app::BUILD));
+        let state = Arc::new(ServerState {
+            monitor,
+            metrics,
+            reloader: None,
+            scheduler: None,
+            telemetry_path: "/metrics".into(),
+            ready: AtomicBool::new(true),
+            shutdown: tokio::sync::watch::channel(false).0,
+        });
+        (state, agent)
+    }
+
+    fn probe_result() -> ProbeResult {
+        ProbeResult {
+            ended_at: SystemTime::now(),
+            duration: Duration::from_millis(3),
+            phases: Phases::default(),
+            http_status: Some(200),
+            cert_expiry: None,
+            outcome: Outcome::Healthy,
+        }
+    }
+
+    fn client(state: &Arc<ServerState>, capacity: usize) -> (Client, mpsc::Receiver<Bytes>) {
+        let (queue, frames) = mpsc::channel(capacity);
+        let client = Client {
+            state: state.clone(),
+            filter: Filter::from_query(Some("probes=true")),
+            queue,
+            next_id: 1,
+        };
+        (client, frames)
+    }
+
+    #[tokio::test]
+    async fn client_that_fell_behind_gets_a_resync_then_live_events_again() {
+        let (state, agent) = fixture();
+        let (client, mut frames) = client(&state, 4);
+        tokio::spawn(client.forward(state.monitor.subscribe()));
+        tokio::task::yield_now().await;
+        for _ in 0..20 {
+            state.monitor.record(&agent, probe_result());
+            tokio::task::yield_now().await;
+        }
+        // The client reads again: the queued frames, then a resync, then live events.
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !seen.iter().any(|f: &String| f.contains("event: resync")) {
+            let frame = tokio::time::timeout_at(deadline, frames.recv())
+                .await
+                .expect("a resync within 2 s")
+                .expect("stream open");
+            seen.push(String::from_utf8_lossy(&frame).into_owned());
+        }
+        assert!(
+            seen.len() <= 5,
+            "at most the queue, then the resync: {seen:?}"
+        );
+        state.monitor.record(&agent, probe_result());
+        let next = tokio::time::timeout(Duration::from_secs(2), frames.recv())
+            .await
+            .expect("a live event")
+            .expect("open");
+        assert!(String::from_utf8_lossy(&next).contains("event: probe"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_that_never_reads_is_dropped() {
+        let (state, agent) = fixture();
+        let (client, mut frames) = client(&state, 2);
+        let forward = tokio::spawn(client.forward(state.monitor.subscribe()));
+        tokio::task::yield_now().await;
+        for _ in 0..5 {
+            state.monitor.record(&agent, probe_result());
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(STALL_LIMIT + KEEP_ALIVE * 2).await;
+        tokio::time::timeout(Duration::from_secs(1), forward)
+            .await
+            .expect("the client's task ended")
+            .expect("task");
+        // What was queued is still delivered, then the stream ends.
+        let mut left = 0;
+        while frames.recv().await.is_some() {
+            left += 1;
+        }
+        assert_eq!(left, 2);
+    }
 
     #[test]
     fn filter_takes_repeated_agents_types_and_probes() {
