@@ -411,30 +411,25 @@ fn apply(
 }
 
 fn log_transition(t: &Transition) {
-    let reason = t.reason.map(FailureReason::as_str).unwrap_or("");
-    let error = t.error.as_deref().unwrap_or("");
+    // tracing needs the level at compile time: one call site per level, same fields.
+    macro_rules! transition_line {
+        ($level:ident) => {
+            tracing::$level!(
+                agent = %t.agent,
+                agent_type = %t.agent_type,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                reason = t.reason.map(FailureReason::as_str).unwrap_or(""),
+                error = t.error.as_deref().unwrap_or(""),
+                consecutive_failures = t.consecutive_failures,
+                "agent status changed"
+            )
+        };
+    }
     if t.to == Status::Healthy {
-        tracing::info!(
-            agent = %t.agent,
-            agent_type = %t.agent_type,
-            from = t.from.as_str(),
-            to = t.to.as_str(),
-            reason,
-            error,
-            consecutive_failures = t.consecutive_failures,
-            "agent status changed"
-        );
+        transition_line!(info);
     } else {
-        tracing::warn!(
-            agent = %t.agent,
-            agent_type = %t.agent_type,
-            from = t.from.as_str(),
-            to = t.to.as_str(),
-            reason,
-            error,
-            consecutive_failures = t.consecutive_failures,
-            "agent status changed"
-        );
+        transition_line!(warn);
     }
 }
 
