@@ -202,3 +202,59 @@ fn metrics_answer_text_openmetrics_protobuf_and_gzip_as_asked() {
     assert_eq!(&gz.body[..2], &[0x1f, 0x8b], "gzip magic");
     assert!(gz.body.len() < text.body.len() / 2);
 }
+
+#[test]
+fn every_transition_is_one_log_line_with_the_contract_fields() {
+    let refused = harness::free_port();
+    let exporter = Binary::start(
+        &format!("agents:\n  - name: gone\n    type: worker\n    url: http://127.0.0.1:{refused}/health\n    interval: 200ms\n    timeout: 100ms\n"),
+        &[],
+    );
+    let line = wait_for(Duration::from_secs(2), || {
+        exporter
+            .logs()
+            .lines()
+            .find(|l| l.contains("msg=\"agent status changed\""))
+            .map(str::to_owned)
+    })
+    .expect("a transition line");
+    for field in [
+        "level=warn",
+        "agent=gone",
+        "agent_type=worker",
+        "from=unknown",
+        "to=unhealthy",
+        "reason=connect",
+        "error=\"connection refused",
+        "consecutive_failures=1",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(line.starts_with("ts="), "{line}");
+    // No probe lines at the default level.
+    assert!(!exporter.logs().contains("probe finished"));
+}
+
+#[test]
+fn json_log_format_writes_one_json_object_per_line() {
+    let refused = harness::free_port();
+    let exporter = Binary::start(
+        &format!("agents:\n  - name: gone\n    type: worker\n    url: http://127.0.0.1:{refused}/health\n    interval: 200ms\n    timeout: 100ms\n"),
+        &["--log.format=json", "--log.level=debug"],
+    );
+    let found = wait_for(Duration::from_secs(2), || {
+        let logs = exporter.logs();
+        (logs.contains("agent status changed") && logs.contains("probe finished")).then_some(logs)
+    })
+    .expect("transition and probe lines");
+    for line in found.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if value["message"] == "agent status changed" {
+            assert_eq!(value["level"], "WARN");
+            assert_eq!(value["agent"], "gone");
+            assert_eq!(value["to"], "unhealthy");
+            assert_eq!(value["reason"], "connect");
+        }
+    }
+}
