@@ -62,9 +62,10 @@ def query(base, expr):
     return api(base, "/api/v1/query", {"query": expr})["result"]
 
 
-def adapt_exporter_config(source, fleet_file, tls_url, tls_ca, out):
-    """deploy/demo-fleet.yaml with the demo fleet's real addresses and short intervals,
-    plus one https agent (the demo fleet has no TLS) for the certificate panels."""
+def adapt_exporter_config(source, fleet_file, tls_url, tls_ca, out, cadence="fast"):
+    """deploy/demo-fleet.yaml with the demo fleet's real addresses (and, unless cadence is
+    `production`, short intervals), plus one https agent (the demo fleet has no TLS) for
+    the certificate panels."""
     with open(fleet_file, encoding="utf-8") as f:
         fleet = json.load(f)["agents"]
     lines = []
@@ -77,8 +78,9 @@ def adapt_exporter_config(source, fleet_file, tls_url, tls_ca, out):
             if agent not in fleet:
                 sys.exit(f"{source}: agent {agent} is not served by the demo fleet")
             line = re.sub(r"demo-fleet:\d+", fleet[agent], line)
-        line = re.sub(r"^(\s*)interval: \S+", r"\1interval: 5s", line)
-        line = re.sub(r"^(\s*)timeout: \S+", r"\1timeout: 2s", line)
+        if cadence != "production":
+            line = re.sub(r"^(\s*)interval: \S+", r"\1interval: 5s", line)
+            line = re.sub(r"^(\s*)timeout: \S+", r"\1timeout: 2s", line)
         lines.append(line)
     lines.append(
         "  # Added by tests/realworld/alerting.sh: an https agent with a certificate\n"
@@ -118,6 +120,31 @@ def check_native(base):
     print(f"  histogram_quantile(0.95, rate(agent_probe_duration_seconds[1m])): {values}")
     ok &= any(v not in ("NaN",) for v in values.values())
     return 0 if ok else 1
+
+
+def check_classic(base):
+    """Without native histograms Prometheus keeps only the classic series."""
+    raw = query(base, "agent_probe_duration_seconds")
+    buckets = query(base, "count(agent_probe_duration_seconds_bucket)")
+    count = int(buckets[0]["value"][1]) if buckets else 0
+    print(f"  agent_probe_duration_seconds native series: {len(raw)}, _bucket series: {count}")
+    q = query(base, "histogram_quantile(0.95, rate(agent_probe_duration_seconds_bucket[1m]))")
+    values = {r["metric"].get("agent"): r["value"][1] for r in q}
+    print(f"  histogram_quantile(0.95, rate(agent_probe_duration_seconds_bucket[1m])): {values}")
+    return 0 if not raw and count and any(v != "NaN" for v in values.values()) else 1
+
+
+def check_recording_rules(base, rules_file):
+    """Every recording rule of the file has produced series (rule files are YAML, but a
+    `record:` line is all that is needed here, so no YAML library is required)."""
+    names = re.findall(r"^\s*- record:\s*(\S+)", open(rules_file, encoding="utf-8").read(), re.M)
+    failures = 0
+    for name in names:
+        result = query(base, name)
+        status = "ok  " if result else "FAIL"
+        failures += not result
+        print(f"    {status} {name}: {len(result)} series")
+    return 1 if failures or not names else 0
 
 
 def check_dashboards(base, files):
@@ -178,6 +205,47 @@ def find_alert(alerts_file, alertname, agent, status, since):
     return 1
 
 
+def last_probe(exporter, agent):
+    """agent_last_probe_timestamp_seconds of one agent, read from the exporter's text exposition."""
+    with urllib.request.urlopen(exporter + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("agent_last_probe_timestamp_seconds{") and f'agent="{agent}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def wait_fresh_probe(exporter, agent, seconds):
+    """Returns right after the exporter finished a new probe of the agent: a failure
+    injected then waits a whole interval for the next probe, the worst case."""
+    deadline = time.time() + float(seconds)
+    before = last_probe(exporter, agent)
+    while time.time() < deadline:
+        now = last_probe(exporter, agent)
+        if now is not None and now != before:
+            return 0
+        time.sleep(0.05)
+    print(f"  no new probe of {agent} within {seconds}s")
+    return 1
+
+
+def wait_am_alert(am, alertname, agent, since, seconds):
+    """Waits until Alertmanager holds the alert; prints the seconds since `since`."""
+    deadline = time.time() + float(seconds)
+    query_string = urllib.parse.urlencode(
+        [("filter", f'alertname="{alertname}"'), ("filter", f'agent="{agent}"'), ("active", "true")]
+    )
+    while time.time() < deadline:
+        with urllib.request.urlopen(f"{am}/api/v2/alerts?{query_string}", timeout=5) as response:
+            alerts = json.load(response)
+        if alerts:
+            print(f"{time.time() - float(since):.1f}")
+            return 0
+        time.sleep(0.25)
+    print(f"  {alertname} for {agent} did not reach Alertmanager within {seconds}s", file=sys.stderr)
+    return 1
+
+
 def wait_http(url, seconds):
     deadline = time.time() + float(seconds)
     while time.time() < deadline:
@@ -203,10 +271,18 @@ def main():
         return check_target(*args)
     if command == "check-native":
         return check_native(*args)
+    if command == "check-classic":
+        return check_classic(*args)
+    if command == "check-recording-rules":
+        return check_recording_rules(*args)
     if command == "check-dashboards":
         return check_dashboards(args[0], args[1:])
     if command == "find-alert":
         return find_alert(args[0], args[1], args[2], args[3], float(args[4]))
+    if command == "wait-fresh-probe":
+        return wait_fresh_probe(*args)
+    if command == "wait-am-alert":
+        return wait_am_alert(*args)
     if command == "wait-http":
         return wait_http(*args)
     if command == "query":
