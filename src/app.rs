@@ -88,6 +88,7 @@ impl Exporter {
             reloader: Some(reloader.clone()),
             scheduler: Some(scheduler.clone()),
             telemetry_path: options.telemetry_path.clone(),
+            status_page: server::status_page(&options.telemetry_path),
             ready: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
         });

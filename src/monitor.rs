@@ -152,6 +152,8 @@ pub enum Event {
         result: Arc<ProbeResult>,
         status: Status,
     },
+    /// A reload added, changed or removed agents.
+    FleetChanged,
 }
 
 /// One agent: its spec, its label set and its state.
@@ -268,6 +270,11 @@ impl Monitor {
     /// Drops an agent; its series disappear from the next scrape.
     pub fn remove(&self, name: &str) -> Option<Arc<Agent>> {
         self.write().remove(name)
+    }
+
+    /// Tells subscribers that agents were added, changed or removed.
+    pub fn fleet_changed(&self) {
+        let _ = self.events.send(Event::FleetChanged);
     }
 
     /// A receiver of every event from now on.

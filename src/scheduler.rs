@@ -99,6 +99,9 @@ impl Scheduler {
                 },
             );
         }
+        if !summary.is_noop() {
+            self.monitor.fleet_changed();
+        }
         summary
     }
 

@@ -143,6 +143,11 @@ fn telemetry_path_flag_moves_the_metrics() {
     assert_eq!(answer.status, 200);
     assert!(answer.text().contains("agent_exporter_build_info"));
     assert_eq!(get(exporter.addr, "/metrics").expect("get").status, 404);
+    let page = get(exporter.addr, "/").expect("get").text();
+    assert!(
+        page.contains("href=\"probe-metrics\""),
+        "status page links the old path"
+    );
 }
 
 #[test]

@@ -545,9 +545,24 @@ async fn reload_keeps_counters_removes_deleted_agents_and_adds_new_ones() {
         .probes_success;
     assert!(before >= 2);
 
+    let mut sse = Sse::connect(served.addr, "/api/v1/events").await;
+    sse.next(Duration::from_secs(2)).await.expect("snapshot");
+
     let added = agent("new", "planner", ok.url("/").as_str(), "");
     std::fs::write(&served.config, format!("{head}{keep}{added}")).expect("write");
     let (status, body) = call(served.addr, "POST", "/-/reload").await;
+    // Live clients learn of the new fleet at once.
+    let resync = sse
+        .until("resync", Duration::from_secs(2))
+        .await
+        .expect("resync after reload");
+    let names: Vec<&str> = resync.data["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .map(|a| a["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, vec!["keep", "new"]);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("1 added, 0 changed, 1 removed, 1 unchanged"),

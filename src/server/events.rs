@@ -137,6 +137,8 @@ impl Client {
                 "probe",
                 &views::probe_event(agent, agent_type, *status, result),
             )),
+            // Agents came or went: a fresh snapshot is the simplest correct update.
+            Event::FleetChanged => Some(self.frame("resync", &self.snapshot())),
             _ => None,
         }
     }
@@ -222,6 +224,7 @@ mod tests {
             reloader: None,
             scheduler: None,
             telemetry_path: "/metrics".into(),
+            status_page: Bytes::new(),
             ready: AtomicBool::new(true),
             shutdown: tokio::sync::watch::channel(false).0,
         });

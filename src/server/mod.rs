@@ -5,6 +5,8 @@ mod api;
 mod events;
 mod exposition;
 mod routes;
+
+pub use routes::status_page;
 mod views;
 
 use std::convert::Infallible;
@@ -47,6 +49,8 @@ pub struct ServerState {
     /// For on-demand probes.
     pub scheduler: Option<Arc<Scheduler>>,
     pub telemetry_path: String,
+    /// The rendered status page (see `routes::status_page`).
+    pub status_page: Bytes,
     /// Set once the config is loaded and probing has started.
     pub ready: AtomicBool,
     /// Turns true when the server shuts down; open event streams end on it.

@@ -13,6 +13,17 @@ use super::{api, events, exposition, Body, ServerState};
 /// The live status page: one self-contained file, no external assets.
 const STATUS_PAGE: &str = include_str!("status_page.html");
 
+/// The status page with its metrics link pointing at `--web.telemetry-path`, rendered once.
+pub fn status_page(telemetry_path: &str) -> bytes::Bytes {
+    // The page's links are relative, so that it also works behind a path prefix.
+    let relative = telemetry_path.trim_start_matches('/');
+    let escaped = relative
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;");
+    bytes::Bytes::from(STATUS_PAGE.replace("href=\"metrics\"", &format!("href=\"{escaped}\"")))
+}
+
 pub(super) async fn handle<B>(
     req: Request<B>,
     state: Arc<ServerState>,
@@ -41,9 +52,11 @@ pub(super) async fn handle<B>(
         };
     }
     match (method, path) {
-        (Method::GET | Method::HEAD, "/") => {
-            full(StatusCode::OK, "text/html; charset=utf-8", STATUS_PAGE)
-        }
+        (Method::GET | Method::HEAD, "/") => full(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            state.status_page.clone(),
+        ),
         (Method::GET | Method::HEAD, "/api/v1/agents") => api::list(&state),
         (Method::GET, "/api/v1/events") => events::stream(&state, req.uri().query()),
         (Method::GET | Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy.\n"),
