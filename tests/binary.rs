@@ -263,3 +263,40 @@ fn json_log_format_writes_one_json_object_per_line() {
         }
     }
 }
+
+#[test]
+fn sighup_reloads_the_config_and_a_broken_one_keeps_the_old() {
+    let base = "agents:\n  - name: self\n    type: exporter\n    url: http://127.0.0.1:{PORT}/-/healthy\n    interval: 200ms\n    timeout: 100ms\n";
+    let exporter = Binary::start(base, &[]);
+    let port = exporter.addr.port().to_string();
+    let with_second = format!(
+        "{}  - name: second\n    type: exporter\n    url: tcp://127.0.0.1:{port}\n    interval: 200ms\n    timeout: 100ms\n",
+        base.replace("{PORT}", &port)
+    );
+    std::fs::write(exporter.config_path(), with_second).expect("write");
+    exporter.signal("HUP");
+    let added = wait_for(Duration::from_secs(3), || {
+        exporter
+            .metrics()
+            .contains("agent_probe_interval_seconds{agent=\"second\"")
+            .then_some(())
+    });
+    assert!(added.is_some(), "{}", exporter.logs());
+
+    std::fs::write(exporter.config_path(), "agents: [").expect("write");
+    exporter.signal("HUP");
+    let failed = wait_for(Duration::from_secs(3), || {
+        (metric(
+            &exporter.metrics(),
+            "agent_exporter_config_last_reload_successful",
+        ) == Some(0.0))
+        .then_some(())
+    });
+    assert!(failed.is_some(), "{}", exporter.logs());
+    let text = exporter.metrics();
+    assert!(
+        text.contains("agent=\"second\""),
+        "the old config must keep running"
+    );
+    assert!(exporter.logs().contains("keeping the running config"));
+}
