@@ -40,7 +40,8 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// How long a client may take to send its request head: a slow or idle client must not hold a
 /// connection open for ever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head accepted (hyper's buffer).
+/// Largest request head accepted. hyper's read buffer bound alone does not enforce it (a head
+/// that arrives in one large read is parsed whole), so the header size is bounded as well.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Connections served at once unless `--web.max-connections` says otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
@@ -121,6 +122,7 @@ pub async fn serve_with(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
