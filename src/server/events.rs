@@ -305,6 +305,86 @@ mod tests {
         assert_eq!(left, 2);
     }
 
+    /// Splits one frame into its fields; panics on anything that is not `name: value` lines
+    /// ended by one blank line, which is what a browser's EventSource would misread.
+    fn parse_frame(frame: &[u8]) -> Vec<(String, String)> {
+        let text = std::str::from_utf8(frame).expect("frames are UTF-8");
+        let body = text
+            .strip_suffix("\n\n")
+            .expect("a frame ends with a blank line");
+        assert!(
+            !body.contains('\r'),
+            "a raw CR would end a line early: {body:?}"
+        );
+        body.split('\n')
+            .map(|line| {
+                let (name, value) = line.split_once(": ").expect("name: value");
+                (name.to_owned(), value.to_owned())
+            })
+            .collect()
+    }
+
+    fn transition_with(agent: &str, agent_type: &str, error: &str) -> crate::monitor::Transition {
+        crate::monitor::Transition {
+            agent: agent.into(),
+            agent_type: agent_type.into(),
+            from: crate::monitor::Status::Healthy,
+            to: crate::monitor::Status::Unhealthy,
+            at: SystemTime::now(),
+            reason: Some(crate::probe::FailureReason::Protocol),
+            error: Some(error.to_owned()),
+            consecutive_failures: 1,
+        }
+    }
+
+    fn assert_round_trip(agent: &str, agent_type: &str, error: &str) {
+        let (state, _) = fixture();
+        let (mut client, _frames) = client(&state, 4);
+        client.filter = Filter::default();
+        let event = Event::Status(transition_with(agent, agent_type, error));
+        let frame = client.encode(&event).expect("a status frame");
+        let fields = parse_frame(&frame);
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["id", "event", "data"], "{fields:?}");
+        let data: serde_json::Value = serde_json::from_str(&fields[2].1).expect("data is JSON");
+        assert_eq!(data["agent"], agent);
+        assert_eq!(data["type"], agent_type);
+        assert_eq!(data["error"], error);
+    }
+
+    #[test]
+    fn names_and_errors_with_line_breaks_stay_inside_one_data_line() {
+        // Kept as regressions: every kind of line break a browser honours, and a NUL.
+        for nasty in [
+            "a\nb",
+            "a\rb",
+            "a\r\nb",
+            "\n\ndata: forged",
+            "\u{2028}\u{2029}",
+            "\0",
+            "",
+        ] {
+            assert_round_trip(nasty, nasty, nasty);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn any_agent_name_and_error_frames_as_one_data_line_and_parses_back(
+            agent in "\\PC{0,40}|[\n\r\t :]{0,10}",
+            agent_type in "\\PC{0,20}",
+            error in proptest::prelude::any::<String>(),
+        ) {
+            assert_round_trip(&agent, &agent_type, &error);
+        }
+    }
+
     #[test]
     fn filter_takes_repeated_agents_types_and_probes() {
         let f = Filter::from_query(Some("agent=a&agent=b%20c&agent_type=worker&probes=true"));
