@@ -117,6 +117,7 @@ impl Exporter {
             telemetry_path: options.telemetry_path.clone(),
             ready: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
+            snapshots: Default::default(),
         });
         state.ready.store(true, Ordering::Release);
         Ok(Exporter {

@@ -3,7 +3,7 @@
 
 mod api;
 pub mod auth;
-mod events;
+pub mod events;
 mod exposition;
 mod routes;
 pub mod tls;
@@ -82,6 +82,8 @@ pub struct ServerState {
     pub ready: AtomicBool,
     /// Turns true when the server shuts down; open event streams end on it.
     pub shutdown: watch::Sender<bool>,
+    /// The fleet snapshot that event streams share.
+    pub snapshots: events::SnapshotCache,
 }
 
 /// Binds `address` in the exporter's notation: `:10056` means every interface.
