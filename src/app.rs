@@ -10,7 +10,8 @@ use crate::metrics::{BuildInfo, ExporterMetrics, Metrics};
 use crate::monitor::Monitor;
 use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
-use crate::server::{self, ServerState};
+use crate::server::web_watch::WebWatch;
+use crate::server::{self, Limits, ServerState};
 use tokio::net::TcpListener;
 
 /// Version facts, fixed at build time.
@@ -27,6 +28,23 @@ pub struct Options {
     pub listen_address: String,
     pub telemetry_path: String,
     pub history_limit: usize,
+    /// `--web.config.file`: TLS, basic auth and headers for the exporter's own endpoints.
+    pub web_config_file: Option<PathBuf>,
+    /// Bounds on the exporter's own server.
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config_file: PathBuf::from("agent-health-exporter.yaml"),
+            listen_address: ":10056".into(),
+            telemetry_path: "/metrics".into(),
+            history_limit: 100,
+            web_config_file: None,
+            limits: Limits::default(),
+        }
+    }
 }
 
 /// Why the exporter could not start.
@@ -34,6 +52,8 @@ pub struct Options {
 pub enum StartError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    WebConfig(#[from] crate::server::web_config::WebConfigError),
     #[error(
         "cannot listen on {address}: {source} (fix: choose a free port with --web.listen-address)"
     )]
@@ -66,12 +86,19 @@ pub struct Exporter {
     pub scheduler: Arc<Scheduler>,
     pub reloader: Arc<Reloader>,
     pub state: Arc<ServerState>,
+    /// TLS, basic auth and headers; open unless a web config was given.
+    pub web: Arc<WebWatch>,
+    pub limits: Limits,
 }
 
 impl Exporter {
     /// Loads the config and starts probing. Must be called inside a Tokio runtime. A broken
     /// config at start is fatal: there is no old one to keep.
     pub fn start(options: &Options) -> Result<Exporter, StartError> {
+        let web = match &options.web_config_file {
+            Some(path) => WebWatch::load(path)?,
+            None => WebWatch::open(),
+        };
         let monitor = Arc::new(Monitor::new(options.history_limit));
         let exporter = Arc::new(ExporterMetrics::default());
         let metrics = Arc::new(Metrics::new(monitor.clone(), exporter.clone(), BUILD));
@@ -91,6 +118,7 @@ impl Exporter {
             status_page: server::status_page(&options.telemetry_path),
             ready: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
+            snapshots: Default::default(),
         });
         state.ready.store(true, Ordering::Release);
         Ok(Exporter {
@@ -98,6 +126,8 @@ impl Exporter {
             scheduler,
             reloader,
             state,
+            web: Arc::new(web),
+            limits: options.limits,
         })
     }
 
@@ -108,9 +138,12 @@ impl Exporter {
             revision = BUILD.revision,
             address = %server::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default(),
             telemetry_path = %self.state.telemetry_path,
+            tls = self.web.current().tls.is_some(),
+            basic_auth = self.web.current().auth.is_some(),
+            max_connections = self.limits.max_connections,
             "agent-health-exporter started"
         );
-        server::serve(listener, self.state, shutdown).await;
+        server::serve_with(listener, self.state, self.web, self.limits, shutdown).await;
         self.scheduler.stop();
         tracing::info!("agent-health-exporter stopped");
     }

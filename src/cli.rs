@@ -25,6 +25,14 @@ pub struct Cli {
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     pub telemetry_path: String,
 
+    /// exporter-toolkit web config (TLS, basic auth, response headers) for every endpoint.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Connections served at once; further clients wait until one closes.
+    #[arg(long = "web.max-connections", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
+    pub max_connections: usize,
+
     /// Only log messages at this level or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,

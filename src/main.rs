@@ -36,6 +36,11 @@ fn main() -> ExitCode {
         listen_address: cli.listen_address,
         telemetry_path: cli.telemetry_path,
         history_limit: cli.history_limit,
+        web_config_file: cli.web_config_file,
+        limits: agent_health_exporter::server::Limits {
+            max_connections: cli.max_connections.max(1),
+            ..Default::default()
+        },
     };
     match runtime.block_on(app::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,6 +53,15 @@ fn main() -> ExitCode {
 
 /// `--config.check`: a summary line per agent, or every error; never a secret.
 fn check_config(cli: &Cli) -> ExitCode {
+    if let Some(web) = &cli.web_config_file {
+        match agent_health_exporter::server::web_config::load(web) {
+            Ok(loaded) => println!("{}: web config is valid ({loaded:?})", web.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     match config::load(&cli.config_file) {
         Ok(config) => {
             for line in config.summary() {

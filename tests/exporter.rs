@@ -23,6 +23,7 @@ fn start(yaml: &str) -> (Exporter, tempfile::TempDir) {
         listen_address: "127.0.0.1:0".into(),
         telemetry_path: "/metrics".into(),
         history_limit: 100,
+        ..Options::default()
     };
     let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
     (exporter, dir)

@@ -43,6 +43,7 @@ impl Served {
             listen_address: "127.0.0.1:0".into(),
             telemetry_path: "/metrics".into(),
             history_limit: 100,
+            ..Options::default()
         };
         let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -5,7 +5,8 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +29,55 @@ const RESYNC_CHECK: Duration = Duration::from_millis(250);
 const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Reconnection delay advised to clients.
 const RETRY_MS: u64 = 2000;
+
+/// The unfiltered fleet snapshot, serialised once and shared by every client that connects or
+/// resyncs while no agent changed status. A thousand clients connecting at once (or falling
+/// behind at once) otherwise build a thousand copies of a large JSON document, starve the
+/// threads that forward live events, fall further behind and resync again: a meltdown that
+/// the load test showed at 1,000 streams.
+#[derive(Default)]
+pub struct SnapshotCache {
+    cached: Mutex<Option<(u64, Bytes)>>,
+}
+
+impl SnapshotCache {
+    /// The `data:` payload and blank line of the whole fleet's snapshot, built again only when
+    /// an agent came, went or changed status since the cached one was made.
+    fn get(&self, state: &ServerState) -> Bytes {
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        // Taken before the snapshot is built, so a change in between only causes a rebuild.
+        let key = fleet_key(&state.monitor.agents());
+        if let Some((made_for, json)) = cached.as_ref() {
+            if *made_for == key {
+                return json.clone();
+            }
+        }
+        let mut json = serde_json::to_vec(&views::fleet(&state.monitor.agents()))
+            .unwrap_or_else(|_| b"null".to_vec());
+        json.extend_from_slice(b"\n\n");
+        let json = Bytes::from(json);
+        *cached = Some((key, json.clone()));
+        json
+    }
+}
+
+/// Changes whenever an agent is added, removed or changes status.
+fn fleet_key(agents: &[Arc<Agent>]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    agents.len().hash(&mut hasher);
+    for agent in agents {
+        agent.spec.name.hash(&mut hasher);
+        agent.fingerprint.hash(&mut hasher);
+        let state = agent.state();
+        state.status.as_str().hash(&mut hasher);
+        state.status_changes.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// One frame queued for a client: its head (`id`, `event`, `data: `) and a body that may be
+/// shared with other clients.
+type Queued = (Bytes, Bytes);
 
 /// Which events a client asked for.
 #[derive(Debug, Default, Clone)]
@@ -71,7 +121,7 @@ pub(super) fn stream(state: &Arc<ServerState>, query: Option<&str>) -> Response<
     let filter = Filter::from_query(query);
     // Subscribe before the snapshot, so no transition falls between the two.
     let events = state.monitor.subscribe();
-    let (queue, frames) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
+    let (queue, frames) = mpsc::channel::<Queued>(CLIENT_QUEUE);
     let mut client = Client {
         state: state.clone(),
         filter,
@@ -79,16 +129,24 @@ pub(super) fn stream(state: &Arc<ServerState>, query: Option<&str>) -> Response<
         next_id: 1,
     };
     let first = format!("retry: {RETRY_MS}\n\n");
-    let snapshot = client.frame("snapshot", &client.snapshot());
+    let snapshot = client.snapshot_frame("snapshot");
     // The queue is empty and larger than two frames: these cannot fail.
-    let _ = client.queue.try_send(Bytes::from(first));
+    let _ = client.queue.try_send((Bytes::from(first), Bytes::new()));
     let _ = client.queue.try_send(snapshot);
     tokio::spawn(client.forward(events));
 
-    let body = StreamBody::new(stream::unfold(frames, |mut frames| async move {
-        let frame = frames.recv().await?;
-        Some((Ok::<_, Infallible>(Frame::data(frame)), frames))
-    }));
+    // Each queued frame goes out as its head, then its (possibly shared) body.
+    let body = StreamBody::new(stream::unfold(
+        (frames, None::<Bytes>),
+        |(mut frames, pending)| async move {
+            if let Some(rest) = pending {
+                return Some((Ok::<_, Infallible>(Frame::data(rest)), (frames, None)));
+            }
+            let (head, rest) = frames.recv().await?;
+            let pending = (!rest.is_empty()).then_some(rest);
+            Some((Ok(Frame::data(head)), (frames, pending)))
+        },
+    ));
     let mut response = Response::new(body.boxed());
     let headers = response.headers_mut();
     headers.insert(
@@ -105,25 +163,38 @@ pub(super) fn stream(state: &Arc<ServerState>, query: Option<&str>) -> Response<
 struct Client {
     state: Arc<ServerState>,
     filter: Filter,
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Queued>,
     next_id: u64,
 }
 
 impl Client {
-    fn snapshot(&self) -> views::FleetView {
-        views::fleet(&self.filter.agents(self.state.monitor.agents()))
+    /// A `snapshot` or `resync` frame: shared with other clients when this one filters nothing.
+    fn snapshot_frame(&mut self, event: &str) -> Queued {
+        if self.filter.agents.is_empty() && self.filter.agent_types.is_empty() {
+            let body = self.state.snapshots.get(&self.state);
+            (self.head(event), body)
+        } else {
+            let view = views::fleet(&self.filter.agents(self.state.monitor.agents()));
+            self.frame(event, &view)
+        }
     }
 
-    fn frame(&mut self, event: &str, data: &impl serde::Serialize) -> Bytes {
+    fn head(&mut self, event: &str) -> Bytes {
         let id = self.next_id;
         self.next_id += 1;
+        Bytes::from(format!("id: {id}\nevent: {event}\ndata: "))
+    }
+
+    fn frame(&mut self, event: &str, data: &impl serde::Serialize) -> Queued {
+        let head = self.head(event);
         // serde_json never writes a raw newline, so the data fits on one `data:` line.
-        let data = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
-        Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"))
+        let mut data = serde_json::to_vec(data).unwrap_or_else(|_| b"null".to_vec());
+        data.extend_from_slice(b"\n\n");
+        (head, Bytes::from(data))
     }
 
     /// Turns a monitor event into a frame, if this client wants it.
-    fn encode(&mut self, event: &Event) -> Option<Bytes> {
+    fn encode(&mut self, event: &Event) -> Option<Queued> {
         match event {
             Event::Status(t) if self.filter.wants(&t.agent, &t.agent_type) => {
                 Some(self.frame("status", &views::transition(t)))
@@ -138,7 +209,7 @@ impl Client {
                 &views::probe_event(agent, agent_type, *status, result),
             )),
             // Agents came or went: a fresh snapshot is the simplest correct update.
-            Event::FleetChanged => Some(self.frame("resync", &self.snapshot())),
+            Event::FleetChanged => Some(self.snapshot_frame("resync")),
             _ => None,
         }
     }
@@ -168,12 +239,12 @@ impl Client {
                 },
                 _ = resync_check.tick(), if behind => {
                     if self.queue.capacity() > 0 {
-                        let frame = self.frame("resync", &self.snapshot());
+                        let frame = self.snapshot_frame("resync");
                         behind = !self.offer(frame, &mut stalled_since);
                     }
                 }
                 _ = keep_alive.tick() => {
-                    let _ = self.offer(Bytes::from_static(b": keep-alive\n\n"), &mut stalled_since);
+                    let _ = self.offer((Bytes::from_static(b": keep-alive\n\n"), Bytes::new()), &mut stalled_since);
                 }
                 _ = self.queue.closed() => return,
                 _ = shutdown.changed() => return,
@@ -186,7 +257,7 @@ impl Client {
     }
 
     /// Queues a frame without waiting; false when the queue is full (the client is behind).
-    fn offer(&self, frame: Bytes, stalled_since: &mut Option<tokio::time::Instant>) -> bool {
+    fn offer(&self, frame: Queued, stalled_since: &mut Option<tokio::time::Instant>) -> bool {
         match self.queue.try_send(frame) {
             Ok(()) => {
                 *stalled_since = None;
@@ -227,6 +298,7 @@ mod tests {
             status_page: Bytes::new(),
             ready: AtomicBool::new(true),
             shutdown: tokio::sync::watch::channel(false).0,
+            snapshots: SnapshotCache::default(),
         });
         (state, agent)
     }
@@ -242,7 +314,27 @@ mod tests {
         }
     }
 
-    fn client(state: &Arc<ServerState>, capacity: usize) -> (Client, mpsc::Receiver<Bytes>) {
+    fn joined(frame: &Queued) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&frame.0),
+            String::from_utf8_lossy(&frame.1)
+        )
+    }
+
+    #[test]
+    fn unfiltered_snapshots_are_shared_until_an_agent_changes_status() {
+        let (state, agent) = fixture();
+        let first = state.snapshots.get(&state);
+        let again = state.snapshots.get(&state);
+        assert_eq!(first.as_ptr(), again.as_ptr(), "one copy for every client");
+        state.monitor.record(&agent, probe_result());
+        let after = state.snapshots.get(&state);
+        assert_ne!(first.as_ptr(), after.as_ptr(), "rebuilt after a transition");
+        assert!(String::from_utf8_lossy(&after).contains("\"status\":\"healthy\""));
+    }
+
+    fn client(state: &Arc<ServerState>, capacity: usize) -> (Client, mpsc::Receiver<Queued>) {
         let (queue, frames) = mpsc::channel(capacity);
         let client = Client {
             state: state.clone(),
@@ -271,7 +363,7 @@ mod tests {
                 .await
                 .expect("a resync within 2 s")
                 .expect("stream open");
-            seen.push(String::from_utf8_lossy(&frame).into_owned());
+            seen.push(joined(&frame));
         }
         assert!(
             seen.len() <= 5,
@@ -282,7 +374,7 @@ mod tests {
             .await
             .expect("a live event")
             .expect("open");
-        assert!(String::from_utf8_lossy(&next).contains("event: probe"));
+        assert!(joined(&next).contains("event: probe"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -306,6 +398,86 @@ mod tests {
             left += 1;
         }
         assert_eq!(left, 2);
+    }
+
+    /// Splits one frame into its fields; panics on anything that is not `name: value` lines
+    /// ended by one blank line, which is what a browser's EventSource would misread.
+    fn parse_frame(frame: &[u8]) -> Vec<(String, String)> {
+        let text = std::str::from_utf8(frame).expect("frames are UTF-8");
+        let body = text
+            .strip_suffix("\n\n")
+            .expect("a frame ends with a blank line");
+        assert!(
+            !body.contains('\r'),
+            "a raw CR would end a line early: {body:?}"
+        );
+        body.split('\n')
+            .map(|line| {
+                let (name, value) = line.split_once(": ").expect("name: value");
+                (name.to_owned(), value.to_owned())
+            })
+            .collect()
+    }
+
+    fn transition_with(agent: &str, agent_type: &str, error: &str) -> crate::monitor::Transition {
+        crate::monitor::Transition {
+            agent: agent.into(),
+            agent_type: agent_type.into(),
+            from: crate::monitor::Status::Healthy,
+            to: crate::monitor::Status::Unhealthy,
+            at: SystemTime::now(),
+            reason: Some(crate::probe::FailureReason::Protocol),
+            error: Some(error.to_owned()),
+            consecutive_failures: 1,
+        }
+    }
+
+    fn assert_round_trip(agent: &str, agent_type: &str, error: &str) {
+        let (state, _) = fixture();
+        let (mut client, _frames) = client(&state, 4);
+        client.filter = Filter::default();
+        let event = Event::Status(transition_with(agent, agent_type, error));
+        let frame = client.encode(&event).expect("a status frame");
+        let fields = parse_frame(joined(&frame).as_bytes());
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["id", "event", "data"], "{fields:?}");
+        let data: serde_json::Value = serde_json::from_str(&fields[2].1).expect("data is JSON");
+        assert_eq!(data["agent"], agent);
+        assert_eq!(data["type"], agent_type);
+        assert_eq!(data["error"], error);
+    }
+
+    #[test]
+    fn names_and_errors_with_line_breaks_stay_inside_one_data_line() {
+        // Kept as regressions: every kind of line break a browser honours, and a NUL.
+        for nasty in [
+            "a\nb",
+            "a\rb",
+            "a\r\nb",
+            "\n\ndata: forged",
+            "\u{2028}\u{2029}",
+            "\0",
+            "",
+        ] {
+            assert_round_trip(nasty, nasty, nasty);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn any_agent_name_and_error_frames_as_one_data_line_and_parses_back(
+            agent in "\\PC{0,40}|[\n\r\t :]{0,10}",
+            agent_type in "\\PC{0,20}",
+            error in proptest::prelude::any::<String>(),
+        ) {
+            assert_round_trip(&agent, &agent_type, &error);
+        }
     }
 
     #[test]
