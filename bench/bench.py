@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""The fleet benchmark behind bench/run.sh (run that: it builds and installs what this needs).
+
+Loopback only, bounded in time, every process it starts is stopped before it returns. Phases,
+one after the other so that they never compete for the cores:
+
+1. bench_target (examples/) serves the fleet on several 127.0.0.x addresses and ports.
+2. agent-health-exporter with 0 agents: start-to-ready time and idle RSS.
+3. agent-health-exporter with N agents at interval I: start-to-ready, then after a warm-up of
+   one interval a window of T seconds: probes/s (counted by the target, so the exporter is not
+   scraped inside the window), CPU per probe from /proc/PID/stat, RSS per agent, missed slots
+   from the exporter's log, the probe start delay from two scrapes around the window, then
+   /metrics time and size in every format.
+4. prometheus-blackbox-exporter driven through /probe at the same rate as Prometheus would drive
+   it: CPU per probe.
+5. wrk with a fresh connection per request: client CPU per request, the floor.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TICKS = os.sysconf("SC_CLK_TCK")
+BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
+PROTOBUF = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def duration(text):
+    """30s, 500ms, 1m, or plain seconds."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text}")
+    value = float(m.group(1))
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process (dead threads included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def memory_kib(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(host, port, path, timeout=5.0):
+    """(status, body) of one GET over a fresh connection; (None, b'') when it cannot connect."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None, b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    try:
+        status = int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return None, b""
+    if b"transfer-encoding: chunked" in head.lower():
+        body = dechunk(body)
+    return status, body
+
+
+def dechunk(body):
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2:]
+    return out
+
+
+def wait_ready(proc, port, path, deadline_s):
+    """Polls every millisecond until `path` answers 200; seconds since `proc` started."""
+    started = proc.started
+    while time.monotonic() - started < deadline_s:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args[0]} exited with {proc.returncode} before it was ready")
+        status, _ = http_get("127.0.0.1", port, path, timeout=1.0)
+        if status == 200:
+            return time.monotonic() - started
+        time.sleep(0.001)
+    raise SystemExit(f"{proc.args[0]} not ready within {deadline_s} s")
+
+
+def spawn(args, **kwargs):
+    started = time.monotonic()
+    proc = subprocess.Popen(args, **kwargs)
+    proc.started = started
+    return proc
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def target_count(target_addr):
+    status, body = http_get(*target_addr, "/count")
+    if status != 200:
+        raise SystemExit("bench_target does not answer /count")
+    return int(body)
+
+
+# --- exposition parsing ------------------------------------------------------------------------
+
+def scrape_text(port):
+    status, body = http_get("127.0.0.1", port, "/metrics", timeout=120)
+    if status != 200:
+        raise SystemExit(f"/metrics answered {status}")
+    return body.decode()
+
+
+def delay_buckets(text):
+    out = {}
+    for m in re.finditer(r'^agent_exporter_probe_start_delay_seconds_bucket\{le="([^"]+)"\} (\S+)$',
+                         text, re.M):
+        out[float(m.group(1))] = float(m.group(2))
+    return out
+
+
+def probes_by_result(text):
+    out = {"success": 0.0, "failure": 0.0}
+    for m in re.finditer(r'^agent_probes_total\{[^}]*result="(\w+)"\} (\S+)$', text, re.M):
+        out[m.group(1)] += float(m.group(2))
+    return out
+
+
+def quantile(q, before, after):
+    """histogram_quantile over the classic buckets' increase: linear interpolation inside the
+    bucket that holds the rank, as Prometheus does. None without observations."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound, cum in zip(bounds, counts):
+        if cum >= rank:
+            if bound == float("inf"):
+                return lower  # beyond the largest finite bucket: a lower bound
+            if cum == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (cum - below)
+        lower, below = bound, cum
+    return lower
+
+
+def scrape_timings(port, samples):
+    """Median curl time_total and size for each format."""
+    variants = {
+        "text": [],
+        "openmetrics": ["-H", f"Accept: {OPENMETRICS}"],
+        "protobuf": ["-H", f"Accept: {PROTOBUF}"],
+        "text+gzip": ["-H", "Accept-Encoding: gzip"],
+    }
+    out = {}
+    for name, headers in variants.items():
+        times, size = [], 0
+        for _ in range(samples):
+            res = subprocess.run(
+                ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total} %{size_download}",
+                 *headers, f"http://127.0.0.1:{port}/metrics"],
+                capture_output=True, text=True, timeout=300, check=True)
+            code, t, size = res.stdout.split()
+            if code != "200":
+                raise SystemExit(f"/metrics ({name}) answered {code}")
+            times.append(float(t))
+            size = int(size)
+        out[name] = {"seconds": statistics.median(times), "bytes": size}
+    return out
+
+
+# --- the phases --------------------------------------------------------------------------------
+
+def start_target(args, workdir):
+    target = spawn([args.target_bin, "--addresses", str(args.addresses), "--ports", str(args.ports),
+                    "--lifetime", "1800"], stdout=subprocess.PIPE, text=True)
+    listens = []
+    for line in target.stdout:
+        line = line.strip()
+        if line == "ready":
+            break
+        if line.startswith("listen "):
+            host, port = line.split()[1].rsplit(":", 1)
+            listens.append((host, int(port)))
+    if not listens:
+        raise SystemExit("bench_target did not start")
+    return target, listens
+
+
+def write_config(path, agents, interval, listens):
+    with open(path, "w") as f:
+        f.write(f"defaults:\n  interval: {int(interval * 1000)}ms\nagents:")
+        if agents == 0:
+            f.write(" []\n")
+            return
+        f.write("\n")
+        for i in range(agents):
+            host, port = listens[i % len(listens)]
+            f.write(f"  - {{name: agent-{i:06d}, type: bench, url: 'http://{host}:{port}/health'}}\n")
+
+
+def run_exporter(args, listens, agents, workdir, measure):
+    config = os.path.join(workdir, f"fleet-{agents}.yaml")
+    write_config(config, agents, args.interval, listens)
+    port = free_port()
+    log_path = os.path.join(workdir, f"exporter-{agents}.log")
+    with open(log_path, "w") as log_file:
+        proc = spawn([args.exporter_bin, f"--config.file={config}",
+                      f"--web.listen-address=127.0.0.1:{port}"], stderr=log_file)
+    res = {"agents": agents}
+    try:
+        res["ready_seconds"] = wait_ready(proc, port, "/-/ready", 60)
+        if not measure:
+            time.sleep(1.0)
+            res["rss_kib"] = memory_kib(proc.pid)["VmRSS"]
+            return res
+        log(f"exporter ready after {res['ready_seconds'] * 1000:.1f} ms; warming up {args.warmup:.0f} s")
+        time.sleep(args.warmup)
+        res["rss_kib"] = memory_kib(proc.pid)["VmRSS"]  # steady probing, before any scrape
+        before = scrape_text(port)
+        time.sleep(0.5)
+        c0, n0, t0 = cpu_seconds(proc.pid), target_count(listens[0]), time.monotonic()
+        log(f"measuring {args.duration:.0f} s")
+        if args.perf_record:
+            subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", "499", "-g", "-o", args.perf_record,
+                            "-p", str(proc.pid), "--", "sleep", str(args.duration)],
+                           check=False, capture_output=True)
+        else:
+            time.sleep(args.duration)
+        c1, n1, t1 = cpu_seconds(proc.pid), target_count(listens[0]), time.monotonic()
+        res["rss_end_kib"] = memory_kib(proc.pid)["VmRSS"]
+        after = scrape_text(port)
+        probes = n1 - n0
+        res.update(window_seconds=t1 - t0, probes=probes, cpu_seconds=c1 - c0,
+                   probes_per_second=probes / (t1 - t0),
+                   expected_per_second=agents / args.interval)
+        b0, b1 = delay_buckets(before), delay_buckets(after)
+        res["delay_p50"] = quantile(0.5, b0, b1)
+        res["delay_p99"] = quantile(0.99, b0, b1)
+        r0, r1 = probes_by_result(before), probes_by_result(after)
+        res["failed_probes"] = r1["failure"] - r0["failure"]
+        log("timing /metrics")
+        res["scrape"] = scrape_timings(port, args.scrape_samples)
+        res["hwm_kib"] = memory_kib(proc.pid)["VmHWM"]
+    finally:
+        stop(proc)
+    with open(log_path) as f:
+        missed = [int(m.group(1)) for m in re.finditer(r"missed_slots=(\d+)", f.read())]
+    res["missed_slots"] = sum(missed)
+    res["missed_warnings"] = len(missed)
+    return res
+
+
+async def drive_blackbox(port, paths, rate, seconds, connections):
+    """Asks blackbox_exporter for probes at `rate`/s, spread over the fleet, over keep-alive
+    connections as Prometheus does. Open loop: a slow answer does not lower the rate."""
+    loop = asyncio.get_running_loop()
+    total = int(rate * seconds)
+    start = loop.time() + 0.05
+    stats = {"sent": 0, "success": 0, "failed": 0, "late": 0}
+
+    async def worker(w):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(w, total, connections):
+            wait = start + i / rate - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -0.1:
+                stats["late"] += 1
+            writer.write(f"GET {paths[i % len(paths)]} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            stats["sent"] += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            lower = head.lower()
+            m = re.search(rb"content-length: (\d+)", lower)
+            if m:
+                body = await reader.readexactly(int(m.group(1)))
+            else:
+                body = b""
+                while True:
+                    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    chunk = await reader.readexactly(size + 2)
+                    if size == 0:
+                        break
+                    body += chunk[:-2]
+            stats["success" if b"\nprobe_success 1" in body else "failed"] += 1
+        writer.close()
+
+    await asyncio.gather(*(worker(w) for w in range(connections)))
+    return stats
+
+
+def loadgen_main(argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int)
+    p.add_argument("--rate", type=float)
+    p.add_argument("--seconds", type=float)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--targets", nargs="+")
+    a = p.parse_args(argv)
+    paths = [f"/probe?module=http_2xx&target=http://{t}/health" for t in a.targets]
+    stats = asyncio.run(drive_blackbox(a.port, paths, a.rate, a.seconds, a.connections))
+    print(json.dumps(stats))
+
+
+def run_blackbox(args, listens, workdir):
+    config = os.path.join(workdir, "blackbox.yml")
+    with open(config, "w") as f:
+        f.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n"
+                "    http:\n      preferred_ip_protocol: ip4\n")
+    port = free_port()
+    rate = args.compare_rate or args.agents / args.interval
+    warm = 2.0
+    with open(os.path.join(workdir, "blackbox.log"), "w") as log_file:
+        proc = spawn([BLACKBOX, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+                     stdout=log_file, stderr=log_file)
+    res = {"rate": rate}
+    try:
+        wait_ready(proc, port, "/-/healthy", 30)
+        res["idle_rss_kib"] = memory_kib(proc.pid)["VmRSS"]
+        gen = subprocess.Popen(
+            [sys.executable, __file__, "loadgen", "--port", str(port), "--rate", str(rate),
+             "--seconds", str(warm + args.compare_duration + 1),
+             "--targets", *[f"{h}:{p}" for h, p in listens]],
+            stdout=subprocess.PIPE, text=True)
+        time.sleep(warm)
+        c0, n0, t0 = cpu_seconds(proc.pid), target_count(listens[0]), time.monotonic()
+        time.sleep(args.compare_duration)
+        c1, n1, t1 = cpu_seconds(proc.pid), target_count(listens[0]), time.monotonic()
+        res["rss_kib"] = memory_kib(proc.pid)["VmRSS"]
+        out, _ = gen.communicate(timeout=60)
+        res["loadgen"] = json.loads(out)
+        res.update(probes=n1 - n0, cpu_seconds=c1 - c0, probes_per_second=(n1 - n0) / (t1 - t0))
+    finally:
+        stop(proc)
+    return res
+
+
+def run_wrk(args, listens, workdir):
+    script = os.path.join(workdir, "spread.lua")
+    # Each wrk thread connects to another address of the fleet.
+    addrs = ", ".join(f'{{"{h}", "{p}"}}' for h, p in listens)
+    with open(script, "w") as f:
+        f.write(f"local targets = {{{addrs}}}\nlocal n = 0\n"
+                "function setup(thread)\n  n = n + 1\n"
+                "  local t = targets[(n - 1) % #targets + 1]\n"
+                "  thread.addr = wrk.lookup(t[1], t[2])[1]\nend\n")
+    host, port = listens[0]
+    seconds = max(2, int(args.compare_duration / 2))
+    n0 = target_count(listens[0])
+    proc = subprocess.Popen(["wrk", "-t2", "-c8", f"-d{seconds}s", "-H", "Connection: close",
+                             "-s", script, f"http://{host}:{port}/health"],
+                            stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, _, usage = os.wait4(proc.pid, 0)
+    n1 = target_count(listens[0])
+    m = re.search(r"(\d+) requests in ([\d.]+)s", out)
+    requests = int(m.group(1)) if m else n1 - n0
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests": requests, "served": n1 - n0, "seconds": float(m.group(2)) if m else seconds,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "socket_errors": errors.group(1) if errors else "none",
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+# --- the report --------------------------------------------------------------------------------
+
+def us(cpu, n):
+    return cpu / n * 1e6 if n else float("nan")
+
+
+def report(args, idle, ex, bb, wrk, binary_bytes):
+    ex_us = us(ex["cpu_seconds"], ex["probes"])
+    bb_us = us(bb["cpu_seconds"], bb["probes"]) if bb else None
+    wrk_us = us(wrk["cpu_seconds"], wrk["requests"]) if wrk else None
+    per_agent = (ex["rss_kib"] - idle["rss_kib"]) / ex["agents"] if ex["agents"] else 0
+    ms = lambda s: "n/a" if s is None else f"{s * 1000:.2f} ms"
+    rows = [
+        ("agents, interval, window", f"{ex['agents']}, {args.interval:g} s, {ex['window_seconds']:.1f} s", "", ""),
+        ("probes/s (expected N/I)", f"{ex['probes_per_second']:.1f} ({ex['expected_per_second']:.1f})",
+         f"{bb['probes_per_second']:.1f} (asked {bb['rate']:.1f})" if bb else "skipped",
+         f"{wrk['requests'] / wrk['seconds']:.0f} (flat out)" if wrk else "skipped"),
+        ("CPU µs per probe", f"{ex_us:.1f}", f"{bb_us:.1f}" if bb else "", f"{wrk_us:.1f}" if wrk else ""),
+        ("exporter CPU / this", "1", f"{ex_us / bb_us:.3f} (1/{bb_us / ex_us:.1f})" if bb else "",
+         f"{ex_us / wrk_us:.2f}" if wrk else ""),
+        ("CPU % of one core", f"{ex['cpu_seconds'] / ex['window_seconds'] * 100:.1f}",
+         f"{bb['cpu_seconds'] / args.compare_duration * 100:.1f}" if bb else "", ""),
+        ("RSS MiB (idle process)", f"{ex['rss_kib'] / 1024:.1f} ({idle['rss_kib'] / 1024:.1f})",
+         f"{bb['rss_kib'] / 1024:.1f} ({bb['idle_rss_kib'] / 1024:.1f})" if bb else "", ""),
+        ("RSS KiB per agent above idle", f"{per_agent:.2f}", "", ""),
+        ("RSS MiB end of window / peak", f"{ex['rss_end_kib'] / 1024:.1f} / {ex['hwm_kib'] / 1024:.1f}", "", ""),
+        ("missed slots (warnings) / failed", f"{ex['missed_slots']} ({ex['missed_warnings']}) / {ex['failed_probes']:.0f}",
+         f"failed {bb['loadgen']['failed']}, late {bb['loadgen']['late']}" if bb else "",
+         f"errors: {wrk['socket_errors']}, non-2xx {wrk['non_2xx']}" if wrk else ""),
+        ("probe start delay p50 / p99", f"{ms(ex['delay_p50'])} / {ms(ex['delay_p99'])}", "", ""),
+        ("start to ready (0 / N agents)", f"{idle['ready_seconds'] * 1000:.1f} / {ex['ready_seconds'] * 1000:.1f} ms", "", ""),
+    ]
+    text_bytes = ex["scrape"]["text"]["bytes"]
+    for name, s in ex["scrape"].items():
+        extra = f", {s['bytes'] / text_bytes * 100:.1f} % of text" if name == "text+gzip" else ""
+        rows.append((f"/metrics {name}", f"{s['seconds'] * 1000:.0f} ms, {s['bytes'] / 1e6:.2f} MB{extra}", "", ""))
+    rows.append(("release binary", f"{binary_bytes / 1e6:.2f} MB", "", ""))
+    header = ("measure", "agent-health-exporter", "blackbox_exporter", "wrk -H 'Connection: close'")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+    print("\nDelay quantiles: linear interpolation inside the classic buckets of "
+          "agent_exporter_probe_start_delay_seconds, over the increase across the window.")
+    if ex["probes"] == 0:
+        raise SystemExit("no probe reached the target: the benchmark itself is broken")
+    if bb and bb["probes"] == 0:
+        raise SystemExit("blackbox_exporter made no probe: the benchmark itself is broken")
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
+        return loadgen_main(sys.argv[2:])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agents", type=int, default=1000)
+    p.add_argument("--interval", type=duration, default=30.0, help="probe interval, e.g. 30s")
+    p.add_argument("--duration", type=duration, default=60.0, help="measured window, after warm-up")
+    p.add_argument("--warmup", type=duration, help="before the window [default: one interval + 2 s]")
+    p.add_argument("--compare-duration", type=duration, default=20.0,
+                   help="window for blackbox_exporter and wrk (wrk runs half of it)")
+    p.add_argument("--compare-rate", type=float, help="blackbox probes/s [default: agents / interval]")
+    p.add_argument("--no-compare", action="store_true", help="skip blackbox_exporter and wrk")
+    p.add_argument("--addresses", type=int, default=8, help="127.0.0.x addresses of the fleet")
+    p.add_argument("--ports", type=int, default=4, help="ports per address")
+    p.add_argument("--scrape-samples", type=int, default=5)
+    p.add_argument("--perf-record", metavar="FILE", help="record a perf profile of the window")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--exporter-bin", default="target/release/agent-health-exporter")
+    p.add_argument("--target-bin", default="target/release/examples/bench_target")
+    args = p.parse_args()
+    if args.warmup is None:
+        args.warmup = args.interval + 2.0
+    workdir = tempfile.mkdtemp(prefix="ahe-bench-")
+    target, listens = start_target(args, workdir)
+    try:
+        log(f"fleet on {len(listens)} listeners; idle exporter")
+        idle = run_exporter(args, listens, 0, workdir, measure=False)
+        log(f"exporter with {args.agents} agents every {args.interval:g} s")
+        ex = run_exporter(args, listens, args.agents, workdir, measure=True)
+        bb = wrk = None
+        if not args.no_compare:
+            log("blackbox_exporter")
+            bb = run_blackbox(args, listens, workdir)
+            log("wrk")
+            wrk = run_wrk(args, listens, workdir)
+    finally:
+        stop(target)
+    report(args, idle, ex, bb, wrk, os.path.getsize(args.exporter_bin))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"idle": idle, "exporter": ex, "blackbox": bb, "wrk": wrk,
+                       "interval": args.interval}, f, indent=1)
+    print(f"\nlogs and configs: {workdir}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
