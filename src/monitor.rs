@@ -21,6 +21,11 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 /// Growth factor of native buckets; 1.1 gives schema 3 (about 9 % resolution).
 const NATIVE_BUCKET_FACTOR: f64 = 1.1;
 
+/// History rings up to this many entries (4 KiB) are allocated whole when the agent is added, so
+/// a fleet's memory is known at start rather than creeping up over the first hundred probes;
+/// longer rings grow as they fill, never past their limit.
+const PREALLOCATED_HISTORY: usize = 256;
+
 /// Events kept for slow subscribers before they must resync.
 const EVENT_BUFFER: usize = 1024;
 
@@ -199,7 +204,7 @@ impl Agent {
                 probes_failure: 0,
                 failures_by_reason: [0; FailureReason::ALL.len()],
                 status_changes: 0,
-                history: VecDeque::with_capacity(history_limit.min(16)),
+                history: VecDeque::with_capacity(history_limit.min(PREALLOCATED_HISTORY)),
             }),
             probe_lock: tokio::sync::Mutex::new(()),
             spec,
@@ -208,6 +213,11 @@ impl Agent {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name, shared rather than copied, for maps keyed by agent.
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     pub fn labels(&self) -> &[(String, String)] {
@@ -390,6 +400,10 @@ fn apply(
     if history_limit > 0 {
         if state.history.len() >= history_limit {
             state.history.pop_front();
+        } else if state.history.len() == state.history.capacity() {
+            // VecDeque would double: a ring of 300 would hold room for 512.
+            let grown = (2 * state.history.capacity()).max(16).min(history_limit);
+            state.history.reserve_exact(grown - state.history.len());
         }
         state.history.push_back(HistoryEntry::from_result(result));
     }

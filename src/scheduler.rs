@@ -1,12 +1,24 @@
-//! One task per agent, probing at fixed-rate slots `interval` apart. The first slot sits at an
-//! offset derived from the agent's name, so a fleet is spread evenly over the interval and keeps
-//! its phase across restarts. Reloads are applied here as a diff by agent name.
+//! Probing on schedule: every agent has fixed-rate slots `interval` apart, the first at an offset
+//! derived from its name, so a fleet is spread evenly over the interval and keeps its phase across
+//! restarts. Reloads are applied here as a diff by agent name.
+//!
+//! One loop owns the schedule of the whole fleet: it sleeps until the next slot, starts every
+//! probe that is due, and sleeps again. A probe is a task only while it runs, so an idle agent
+//! costs a heap entry rather than a parked task, and probes that fall due together start from one
+//! wake-up. Probes run on a runtime of their own, on one thread: a probe is a few syscalls, and
+//! handing its wake-ups between threads (what a work-stealing runtime does) cost more CPU than
+//! the probe itself. The HTTP server keeps the caller's runtime, so a heavy request never delays
+//! a slot.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::ExporterMetrics;
@@ -28,96 +40,194 @@ impl ReloadSummary {
     }
 }
 
-struct Running {
+/// One agent on the schedule.
+struct Scheduled {
+    agent: Arc<Agent>,
     fingerprint: u64,
-    task: AbortHandle,
+    /// Tells this agent's heap entries from those of an agent of the same name that a reload
+    /// replaced: a stale entry is dropped when it comes due.
+    generation: u64,
+    /// The scheduled probe under way, if any; cleared by the probe when it ends, since a handle
+    /// keeps the whole finished task (kilobytes of probe state) allocated.
+    running: Option<AbortHandle>,
 }
 
-/// Owns the probing tasks.
-pub struct Scheduler {
+/// A slot in the heap: the agent's next one.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: Instant,
+    generation: u64,
+    name: Arc<str>,
+}
+
+/// The schedule, shared by `apply` and the slot loop.
+#[derive(Default)]
+struct Fleet {
+    agents: HashMap<Arc<str>, Scheduled>,
+    slots: BinaryHeap<Reverse<Due>>,
+    next_generation: u64,
+}
+
+/// What every probe needs.
+struct Shared {
     monitor: Arc<Monitor>,
     exporter: Arc<ExporterMetrics>,
-    tasks: Mutex<HashMap<String, Running>>,
+    fleet: Mutex<Fleet>,
+    /// Wakes the slot loop after `apply` changed the schedule.
+    changed: Notify,
+}
+
+impl Shared {
+    fn fleet(&self) -> MutexGuard<'_, Fleet> {
+        self.fleet.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The probing thread's slot loop, and what ends the thread.
+struct Probing {
+    slot_loop: AbortHandle,
+    /// Dropping it ends the thread, and with it every probe under way.
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Owns the schedule and the probing runtime.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    probing: Mutex<Option<Probing>>,
 }
 
 impl Scheduler {
     pub fn new(monitor: Arc<Monitor>, exporter: Arc<ExporterMetrics>) -> Self {
         Scheduler {
-            monitor,
-            exporter,
-            tasks: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared {
+                monitor,
+                exporter,
+                fleet: Mutex::new(Fleet::default()),
+                changed: Notify::new(),
+            }),
+            probing: Mutex::new(None),
         }
     }
 
     /// Makes the running fleet match `config`: unchanged agents keep their schedule and state,
     /// changed ones restart with fresh state, removed ones stop and lose their series at once.
-    /// Must be called inside a Tokio runtime.
+    /// Must be called inside a Tokio runtime (used only if the probing thread cannot start).
     pub fn apply(&self, config: &Config) -> ReloadSummary {
+        self.start_probing();
         let mut summary = ReloadSummary::default();
-        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut fleet = self.shared.fleet();
         let wanted: HashMap<&str, _> = config
             .agents
             .iter()
             .map(|a| (a.spec.name.as_str(), a))
             .collect();
-        let gone: Vec<String> = tasks
+        let gone: Vec<Arc<str>> = fleet
+            .agents
             .keys()
-            .filter(|name| !wanted.contains_key(name.as_str()))
+            .filter(|name| !wanted.contains_key(&***name))
             .cloned()
             .collect();
         for name in gone {
-            if let Some(running) = tasks.remove(&name) {
-                running.task.abort();
+            if let Some(scheduled) = fleet.agents.remove(&name) {
+                abort(&scheduled);
             }
-            self.monitor.remove(&name);
-            summary.removed.push(name);
+            self.shared.monitor.remove(&name);
+            summary.removed.push(name.to_string());
         }
+        let now = Instant::now();
         for resolved in &config.agents {
-            let name = resolved.spec.name.clone();
-            match tasks.get(&name) {
+            let name = resolved.spec.name.as_str();
+            match fleet.agents.get(name) {
                 Some(running) if running.fingerprint == resolved.fingerprint => {
                     summary.unchanged += 1;
                     continue;
                 }
                 Some(running) => {
-                    running.task.abort();
-                    summary.changed.push(name.clone());
+                    abort(running);
+                    summary.changed.push(name.to_owned());
                 }
-                None => summary.added.push(name.clone()),
+                None => summary.added.push(name.to_owned()),
             }
-            let agent = self.monitor.insert(resolved);
-            let task = tokio::spawn(run_agent(
-                agent,
-                self.monitor.clone(),
-                self.exporter.clone(),
-            ));
-            tasks.insert(
-                name,
-                Running {
+            let agent = self.shared.monitor.insert(resolved);
+            let key = agent.shared_name();
+            let generation = fleet.next_generation;
+            fleet.next_generation += 1;
+            let at = now + first_slot_wait(name, agent.spec.interval);
+            fleet.slots.push(Reverse(Due {
+                at,
+                generation,
+                name: key.clone(),
+            }));
+            fleet.agents.insert(
+                key,
+                Scheduled {
+                    agent,
                     fingerprint: resolved.fingerprint,
-                    task: task.abort_handle(),
+                    generation,
+                    running: None,
                 },
             );
         }
+        // Stale heap entries of removed and changed agents would otherwise stay until their
+        // slots come; after a large reload, drop them now.
+        if fleet.slots.len() > 2 * fleet.agents.len() + 64 {
+            let Fleet { agents, slots, .. } = &mut *fleet;
+            slots.retain(|Reverse(due)| {
+                agents
+                    .get(&due.name)
+                    .is_some_and(|s| s.generation == due.generation)
+            });
+        }
+        drop(fleet);
+        self.shared.changed.notify_one();
         if !summary.is_noop() {
-            self.monitor.fleet_changed();
+            self.shared.monitor.fleet_changed();
         }
         summary
     }
 
     /// Stops every probe; in-flight probes are dropped.
     pub fn stop(&self) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
-        for (_, running) in tasks.drain() {
-            running.task.abort();
+        let probing = self
+            .probing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(probing) = probing {
+            probing.slot_loop.abort();
         }
+        let mut fleet = self.shared.fleet();
+        for (_, scheduled) in fleet.agents.drain() {
+            abort(&scheduled);
+        }
+        fleet.slots.clear();
     }
 
     /// Probes `agent` now, outside its schedule, and records the result like any probe.
     /// `None` when a probe of the agent is already running: probes of one agent never overlap.
     pub async fn try_probe_now(&self, agent: &Arc<Agent>) -> Option<ProbeResult> {
         let guard = agent.probe_lock.try_lock().ok()?;
-        Some(probe_locked(agent, &self.monitor, &self.exporter, guard).await)
+        Some(probe_locked(agent, &self.shared.monitor, &self.shared.exporter, guard).await)
+    }
+
+    /// Starts the probing thread and the slot loop on it, once.
+    fn start_probing(&self) {
+        let mut probing = self.probing.lock().unwrap_or_else(PoisonError::into_inner);
+        if probing.is_some() {
+            return;
+        }
+        let (handle, stop) = match probing_thread() {
+            Ok((handle, stop)) => (handle, Some(stop)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the probing thread; probing on the server's threads");
+                (Handle::current(), None)
+            }
+        };
+        let slot_loop = handle.spawn(run_slots(self.shared.clone())).abort_handle();
+        *probing = Some(Probing {
+            slot_loop,
+            _stop: stop,
+        });
     }
 }
 
@@ -127,40 +237,116 @@ impl Drop for Scheduler {
     }
 }
 
-/// The life of one agent: sleep to the slot, probe, record, repeat.
-async fn run_agent(agent: Arc<Agent>, monitor: Arc<Monitor>, exporter: Arc<ExporterMetrics>) {
-    let interval = agent.spec.interval;
-    let mut slot = tokio::time::Instant::now() + first_slot_wait(&agent.spec.name, interval);
-    loop {
-        tokio::time::sleep_until(slot).await;
-        let delay = tokio::time::Instant::now().saturating_duration_since(slot);
-        exporter.probe_start_delay.observe(delay.as_secs_f64());
-        probe_once(&agent, &monitor, &exporter).await;
+fn abort(scheduled: &Scheduled) {
+    if let Some(running) = &scheduled.running {
+        running.abort();
+    }
+}
 
-        slot += interval;
-        let now = tokio::time::Instant::now();
-        if now > slot {
-            // A slot that has already passed is skipped, never made up for: two probes of one
-            // agent must not run back to back to "catch up".
-            let behind = now.duration_since(slot);
-            let missed = behind.as_nanos() / interval.as_nanos() + 1;
-            slot += interval * u32::try_from(missed).unwrap_or(u32::MAX);
-            tracing::warn!(
-                agent = %agent.name(),
-                missed_slots = u64::try_from(missed).unwrap_or(u64::MAX),
-                "probe slots missed: the previous probe or the machine was too slow"
-            );
+/// A thread running a single-threaded runtime until the returned sender is dropped; dropping
+/// the runtime then drops every task left on it.
+fn probing_thread() -> std::io::Result<(Handle, tokio::sync::oneshot::Sender<()>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("probes".to_owned())
+        .spawn(move || {
+            // Ends when the sender is dropped, or sends.
+            let _ = runtime.block_on(stopped);
+        })?;
+    Ok((handle, stop))
+}
+
+/// The slot loop: start what is due, sleep until the next slot or a change of schedule.
+async fn run_slots(shared: Arc<Shared>) {
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        let next = start_due(&shared);
+        match next {
+            Some(at) => {
+                sleep.as_mut().reset(at);
+                tokio::select! {
+                    () = &mut sleep => {}
+                    () = shared.changed.notified() => {}
+                }
+            }
+            None => shared.changed.notified().await,
         }
     }
 }
 
-async fn probe_once(
-    agent: &Arc<Agent>,
-    monitor: &Monitor,
-    exporter: &ExporterMetrics,
-) -> ProbeResult {
+/// Starts every probe whose slot has come; answers when the next slot is.
+fn start_due(shared: &Arc<Shared>) -> Option<Instant> {
+    let now = Instant::now();
+    let mut fleet = shared.fleet();
+    let Fleet { agents, slots, .. } = &mut *fleet;
+    while let Some(Reverse(due)) = slots.peek() {
+        if due.at > now {
+            return Some(due.at);
+        }
+        let Some(Reverse(due)) = slots.pop() else {
+            break;
+        };
+        let Some(scheduled) = agents.get_mut(&due.name) else {
+            continue;
+        };
+        if scheduled.generation != due.generation {
+            continue;
+        }
+        let interval = scheduled.agent.spec.interval;
+        let mut next = due.at + interval;
+        let busy = scheduled
+            .running
+            .as_ref()
+            .is_some_and(|running| !running.is_finished());
+        // A slot that has passed is skipped, never made up for: two probes of one agent must
+        // not run back to back to "catch up", nor at the same time.
+        let mut missed: u64 = u64::from(busy);
+        if now >= next {
+            let behind = now.duration_since(next);
+            let passed = behind.as_nanos() / interval.as_nanos().max(1) + 1;
+            next += interval * u32::try_from(passed).unwrap_or(u32::MAX);
+            missed += u64::try_from(passed).unwrap_or(u64::MAX);
+        }
+        if missed > 0 {
+            tracing::warn!(
+                agent = %scheduled.agent.name(),
+                missed_slots = missed,
+                "probe slots missed: the previous probe or the machine was too slow"
+            );
+        }
+        if !busy {
+            let task = tokio::spawn(probe_at(
+                scheduled.agent.clone(),
+                due.at,
+                due.generation,
+                shared.clone(),
+            ));
+            scheduled.running = Some(task.abort_handle());
+        }
+        slots.push(Reverse(Due { at: next, ..due }));
+    }
+    None
+}
+
+/// One scheduled probe: how late it starts against its slot, then the probe.
+async fn probe_at(agent: Arc<Agent>, slot: Instant, generation: u64, shared: Arc<Shared>) {
+    let delay = Instant::now().saturating_duration_since(slot);
+    shared
+        .exporter
+        .probe_start_delay
+        .observe(delay.as_secs_f64());
     let guard = agent.probe_lock.lock().await;
-    probe_locked(agent, monitor, exporter, guard).await
+    probe_locked(&agent, &shared.monitor, &shared.exporter, guard).await;
+    if let Some(scheduled) = shared.fleet().agents.get_mut(agent.name()) {
+        if scheduled.generation == generation {
+            scheduled.running = None;
+        }
+    }
 }
 
 /// Runs one probe while holding the agent's probe lock, and records it.
