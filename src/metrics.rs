@@ -1,7 +1,9 @@
 //! The Prometheus side: one `Collector` that renders every per-agent series from the monitor's
 //! state at scrape time, the exporter's own metrics, and the encodings `/metrics` can answer in.
 
-use std::sync::atomic::AtomicU64;
+mod fleet_text;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -12,8 +14,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::monitor::{unix_seconds, Agent, Monitor, Status};
+use crate::monitor::{unix_seconds, Agent, Monitor, Status, DURATION_BUCKETS};
 use crate::probe::{FailureReason, Phases};
+use fleet_text::{Dialect, Family, Kind};
 
 /// Classic buckets of `agent_exporter_probe_start_delay_seconds`: from "on time" to "a whole
 /// default timeout late".
@@ -115,10 +118,19 @@ pub enum EncodeError {
     Protobuf(String),
 }
 
-/// The registry behind `/metrics`.
+/// The registries behind `/metrics`.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The exporter's own metrics and the process metrics.
     registry: Registry,
+    /// The per-agent series through prometheus-client, for protobuf; the text formats render
+    /// them with `fleet_text` instead, which is several times faster.
+    fleet: Registry,
+    /// The same collector, for the text paths.
+    collector: FleetCollector,
+    /// Size of the last text scrape: the next one reserves about that much up front instead of
+    /// growing (and copying) its buffer a dozen times.
+    last_text_len: AtomicUsize,
 }
 
 impl Metrics {
@@ -153,29 +165,63 @@ impl Metrics {
             "How late each probe started against its slot.",
             exporter.probe_start_delay.clone(),
         );
-        registry.register_collector(Box::new(FleetCollector { monitor }));
         registry.register_collector(Box::new(ProcessCollector));
-        Metrics { registry }
+        let mut fleet = Registry::default();
+        fleet.register_collector(Box::new(FleetCollector {
+            monitor: monitor.clone(),
+        }));
+        let collector = FleetCollector { monitor };
+        Metrics {
+            registry,
+            fleet,
+            collector,
+            last_text_len: AtomicUsize::new(0),
+        }
     }
 
     /// The whole exposition in `format`.
     pub fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
         match format {
             Format::Text => {
-                let mut out = String::with_capacity(64 * 1024);
+                let mut out = self.text_buffer();
                 prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
-                Ok(out.into_bytes())
+                self.encode_fleet(&mut out, Dialect::Prometheus);
+                Ok(self.remember_len(out))
             }
             Format::OpenMetrics => {
-                let mut out = String::with_capacity(64 * 1024);
-                prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-                Ok(out.into_bytes())
+                let mut out = self.text_buffer();
+                prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)?;
+                self.encode_fleet(&mut out, Dialect::OpenMetrics);
+                prometheus_client::encoding::text::encode_eof(&mut out)?;
+                Ok(self.remember_len(out))
             }
             Format::Protobuf => {
-                prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&self.registry)
-                    .map_err(|e| EncodeError::Protobuf(e.to_string()))
+                let mut out =
+                    prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&self.registry)
+                        .map_err(|e| EncodeError::Protobuf(e.to_string()))?;
+                // Both are length-delimited streams of families: they concatenate.
+                out.extend(
+                    prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&self.fleet)
+                        .map_err(|e| EncodeError::Protobuf(e.to_string()))?,
+                );
+                Ok(out)
             }
         }
+    }
+
+    fn encode_fleet(&self, out: &mut String, dialect: Dialect) {
+        let rows = self.collector.rows();
+        fleet_text::encode(out, &rows, self.collector.monitor.subscribers(), dialect);
+    }
+
+    fn text_buffer(&self) -> String {
+        let last = self.last_text_len.load(Ordering::Relaxed);
+        String::with_capacity((last + last / 16).max(64 * 1024))
+    }
+
+    fn remember_len(&self, out: String) -> Vec<u8> {
+        self.last_text_len.store(out.len(), Ordering::Relaxed);
+        out.into_bytes()
     }
 }
 
@@ -191,6 +237,9 @@ struct Row {
     probes_failure: u64,
     failures_by_reason: [u64; FailureReason::ALL.len()],
     status_changes: u64,
+    duration_sum: f64,
+    duration_count: u64,
+    duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
 }
 
 struct LastProbe {
@@ -230,6 +279,9 @@ impl FleetCollector {
                     probes_failure: state.probes_failure,
                     failures_by_reason: state.failures_by_reason,
                     status_changes: state.status_changes,
+                    duration_sum: state.duration_sum,
+                    duration_count: state.duration_buckets.iter().sum(),
+                    duration_buckets: state.duration_buckets,
                     agent: agent.clone(),
                 };
                 drop(state);
@@ -239,41 +291,132 @@ impl FleetCollector {
     }
 }
 
-/// Writes one family: its descriptor, then one sample per row that has a value.
+/// The per-agent families, shared by both encoders so that they cannot disagree on a name.
+struct Families {
+    agents: Family,
+    subscribers: Family,
+    up: Family,
+    health_status: Family,
+    duration: Family,
+    phase: Family,
+    probes: Family,
+    failures: Family,
+    consecutive_failures: Family,
+    status_changes: Family,
+    last_probe: Family,
+    last_success: Family,
+    http_status: Family,
+    cert_expiry: Family,
+    interval: Family,
+    timeout: Family,
+}
+
+const FAMILIES: Families = Families {
+    agents: Family {
+        name: "agent_exporter_agents",
+        help: "Agents in the loaded config.",
+        kind: Kind::Gauge,
+    },
+    subscribers: Family {
+        name: "agent_exporter_event_subscribers",
+        help: "Clients connected to the event stream.",
+        kind: Kind::Gauge,
+    },
+    up: Family {
+        name: "agent_up",
+        help: "1 when the agent's last probe succeeded, else 0.",
+        kind: Kind::Gauge,
+    },
+    health_status: Family {
+        name: "agent_health_status",
+        help: "1 for the agent's current status, 0 for the others.",
+        kind: Kind::Gauge,
+    },
+    duration: Family {
+        name: "agent_probe_duration_seconds",
+        help: "Duration of every probe, failed ones included.",
+        kind: Kind::Histogram,
+    },
+    phase: Family {
+        name: "agent_probe_phase_seconds",
+        help: "Time spent in each phase of the agent's last probe.",
+        kind: Kind::Gauge,
+    },
+    probes: Family {
+        name: "agent_probes",
+        help: "Probes by result.",
+        kind: Kind::Counter,
+    },
+    failures: Family {
+        name: "agent_probe_failures",
+        help: "Failed probes by reason.",
+        kind: Kind::Counter,
+    },
+    consecutive_failures: Family {
+        name: "agent_consecutive_failures",
+        help: "Failed probes in a row, up to the last one.",
+        kind: Kind::Gauge,
+    },
+    status_changes: Family {
+        name: "agent_status_changes",
+        help: "Transitions between known statuses.",
+        kind: Kind::Counter,
+    },
+    last_probe: Family {
+        name: "agent_last_probe_timestamp_seconds",
+        help: "End of the agent's last probe.",
+        kind: Kind::Gauge,
+    },
+    last_success: Family {
+        name: "agent_last_success_timestamp_seconds",
+        help: "End of the agent's last successful probe.",
+        kind: Kind::Gauge,
+    },
+    http_status: Family {
+        name: "agent_http_status_code",
+        help: "HTTP status of the agent's last probe, 0 when none was received.",
+        kind: Kind::Gauge,
+    },
+    cert_expiry: Family {
+        name: "agent_tls_cert_expiry_timestamp_seconds",
+        help: "Earliest expiry among the certificates the agent served.",
+        kind: Kind::Gauge,
+    },
+    interval: Family {
+        name: "agent_probe_interval_seconds",
+        help: "Configured time between two probes of the agent.",
+        kind: Kind::Gauge,
+    },
+    timeout: Family {
+        name: "agent_probe_timeout_seconds",
+        help: "Configured upper bound of one probe of the agent.",
+        kind: Kind::Gauge,
+    },
+};
+
+/// Writes one family's descriptor; its samples follow.
 fn family<'a>(
     encoder: &'a mut DescriptorEncoder,
-    name: &'a str,
-    help: &str,
-    kind: MetricType,
+    family: Family,
 ) -> Result<MetricEncoder<'a>, std::fmt::Error> {
-    encoder.encode_descriptor(name, help, None, kind)
+    let kind = match family.kind {
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Counter => MetricType::Counter,
+        Kind::Histogram => MetricType::Histogram,
+    };
+    encoder.encode_descriptor(family.name, family.help, None, kind)
 }
 
 impl Collector for FleetCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let rows = self.rows();
 
-        let mut m = family(
-            &mut encoder,
-            "agent_exporter_agents",
-            "Agents in the loaded config.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.agents)?;
         m.encode_gauge(&(rows.len() as i64))?;
-        let mut m = family(
-            &mut encoder,
-            "agent_exporter_event_subscribers",
-            "Clients connected to the event stream.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.subscribers)?;
         m.encode_gauge(&(self.monitor.subscribers() as i64))?;
 
-        let mut m = family(
-            &mut encoder,
-            "agent_up",
-            "1 when the agent's last probe succeeded, else 0.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.up)?;
         for row in &rows {
             if let Some(last) = &row.last {
                 m.encode_family(&row.agent.labels())?
@@ -281,12 +424,7 @@ impl Collector for FleetCollector {
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_health_status",
-            "1 for the agent's current status, 0 for the others.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.health_status)?;
         for row in &rows {
             for status in Status::ALL {
                 let labels = (row.agent.labels(), [("status", status.as_str())]);
@@ -295,24 +433,14 @@ impl Collector for FleetCollector {
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_probe_duration_seconds",
-            "Duration of every probe, failed ones included.",
-            MetricType::Histogram,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.duration)?;
         for row in &rows {
             row.agent
                 .duration_histogram()
                 .encode(m.encode_family(&row.agent.labels())?)?;
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_probe_phase_seconds",
-            "Time spent in each phase of the agent's last probe.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.phase)?;
         for row in &rows {
             if let Some(last) = &row.last {
                 for (phase, value) in last.phases.named() {
@@ -323,12 +451,7 @@ impl Collector for FleetCollector {
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_probes",
-            "Probes by result.",
-            MetricType::Counter,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.probes)?;
         for row in &rows {
             for (result, value) in [
                 ("success", row.probes_success),
@@ -342,12 +465,7 @@ impl Collector for FleetCollector {
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_probe_failures",
-            "Failed probes by reason.",
-            MetricType::Counter,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.failures)?;
         for row in &rows {
             for reason in FailureReason::ALL {
                 let labels = (row.agent.labels(), [("reason", reason.as_str())]);
@@ -359,23 +477,13 @@ impl Collector for FleetCollector {
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_consecutive_failures",
-            "Failed probes in a row, up to the last one.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.consecutive_failures)?;
         for row in &rows {
             m.encode_family(&row.agent.labels())?
                 .encode_gauge(&i64::from(row.consecutive_failures))?;
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_status_changes",
-            "Transitions between known statuses.",
-            MetricType::Counter,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.status_changes)?;
         for row in &rows {
             m.encode_family(&row.agent.labels())?
                 .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
@@ -384,12 +492,7 @@ impl Collector for FleetCollector {
                 )?;
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_last_probe_timestamp_seconds",
-            "End of the agent's last probe.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.last_probe)?;
         for row in &rows {
             if let Some(last) = &row.last {
                 m.encode_family(&row.agent.labels())?
@@ -397,24 +500,14 @@ impl Collector for FleetCollector {
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_last_success_timestamp_seconds",
-            "End of the agent's last successful probe.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.last_success)?;
         for row in &rows {
             if let Some(ts) = row.last_success {
                 m.encode_family(&row.agent.labels())?.encode_gauge(&ts)?;
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_http_status_code",
-            "HTTP status of the agent's last probe, 0 when none was received.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.http_status)?;
         for row in &rows {
             if let Some(last) = &row.last {
                 m.encode_family(&row.agent.labels())?
@@ -422,12 +515,7 @@ impl Collector for FleetCollector {
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_tls_cert_expiry_timestamp_seconds",
-            "Earliest expiry among the certificates the agent served.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.cert_expiry)?;
         for row in &rows {
             if let Some(expiry) = row.last.as_ref().and_then(|l| l.cert_expiry) {
                 m.encode_family(&row.agent.labels())?
@@ -435,23 +523,13 @@ impl Collector for FleetCollector {
             }
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_probe_interval_seconds",
-            "Configured time between two probes of the agent.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.interval)?;
         for row in &rows {
             m.encode_family(&row.agent.labels())?
                 .encode_gauge(&row.agent.spec.interval.as_secs_f64())?;
         }
 
-        let mut m = family(
-            &mut encoder,
-            "agent_probe_timeout_seconds",
-            "Configured upper bound of one probe of the agent.",
-            MetricType::Gauge,
-        )?;
+        let mut m = family(&mut encoder, FAMILIES.timeout)?;
         for row in &rows {
             m.encode_family(&row.agent.labels())?
                 .encode_gauge(&row.agent.spec.timeout.as_secs_f64())?;
@@ -528,6 +606,107 @@ impl Collector for ProcessCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use crate::probe::{Outcome, ProbeResult};
+
+    /// Three agents: one never probed, one healthy (over several buckets, with labels that need
+    /// escaping), one failing.
+    fn fleet() -> Arc<Monitor> {
+        let yaml = "defaults:\n  labels: {team: \"a\\\\b\\\"c\\nd\"}\nagents:\n\
+            - {name: idle, type: t, url: 'http://127.0.0.1:1/'}\n\
+            - {name: ok, type: t, url: 'https://127.0.0.1:1/', labels: {zone: x}}\n\
+            - {name: down, type: u, url: 'tcp://127.0.0.1:1', interval: 1500ms}\n";
+        let config = crate::config::parse(yaml, "t.yaml", Path::new(".")).expect("valid config");
+        let monitor = Arc::new(Monitor::new(10));
+        let agents: Vec<_> = config.agents.iter().map(|a| monitor.insert(a)).collect();
+        let probe = |ms: u64, outcome: Outcome| ProbeResult {
+            ended_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123 + ms),
+            duration: Duration::from_micros(ms * 997),
+            phases: Phases {
+                connect: Duration::from_micros(ms * 3),
+                first_byte: Duration::from_nanos(3_747),
+                ..Phases::default()
+            },
+            http_status: Some(200),
+            cert_expiry: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+            outcome,
+        };
+        for ms in [0, 1, 2, 3, 40, 600, 12_000] {
+            monitor.record(&agents[1], probe(ms, Outcome::Healthy));
+        }
+        let failed = Outcome::Failed {
+            reason: FailureReason::Connect,
+            error: "refused".into(),
+        };
+        monitor.record(&agents[2], probe(5, failed.clone()));
+        monitor.record(&agents[2], probe(7, failed));
+        monitor
+    }
+
+    /// The fleet's families as prometheus-client writes them.
+    fn reference(monitor: &Arc<Monitor>, dialect: Dialect) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(FleetCollector {
+            monitor: monitor.clone(),
+        }));
+        let mut out = String::new();
+        match dialect {
+            Dialect::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+            }
+            Dialect::OpenMetrics => {
+                prometheus_client::encoding::text::encode_registry(&mut out, &registry)
+            }
+        }
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn fast_text_encoding_writes_the_bytes_prometheus_client_writes() {
+        let monitor = fleet();
+        let collector = FleetCollector {
+            monitor: monitor.clone(),
+        };
+        for dialect in [Dialect::Prometheus, Dialect::OpenMetrics] {
+            let mut fast = String::new();
+            fleet_text::encode(&mut fast, &collector.rows(), 0, dialect);
+            let expected = reference(&monitor, dialect);
+            for (i, (a, b)) in fast.lines().zip(expected.lines()).enumerate() {
+                assert_eq!(a, b, "{dialect:?}, line {}", i + 1);
+            }
+            assert_eq!(fast, expected, "{dialect:?}");
+        }
+    }
+
+    #[test]
+    fn every_format_holds_the_fleet_and_the_exporters_own_metrics() {
+        let metrics = Metrics::new(
+            fleet(),
+            Arc::new(ExporterMetrics::default()),
+            BuildInfo {
+                version: "1",
+                revision: "r",
+                rustc: "1.85",
+            },
+        );
+        for format in [Format::Text, Format::OpenMetrics] {
+            let text = String::from_utf8(metrics.encode(format).unwrap()).unwrap();
+            assert!(text.contains("agent_exporter_build_info{"), "{format:?}");
+            assert!(text.contains("\nagent_up{agent=\"ok\""), "{format:?}");
+            assert!(text.contains("\nprocess_"), "{format:?}");
+            assert_eq!(
+                text.ends_with("# EOF\n"),
+                format == Format::OpenMetrics,
+                "{format:?}"
+            );
+        }
+        let protobuf = metrics.encode(Format::Protobuf).unwrap();
+        let needle = b"agent_probe_duration_seconds";
+        assert!(protobuf.windows(needle.len()).any(|w| w == needle));
+    }
 
     #[test]
     fn prometheus_protobuf_accept_header_selects_protobuf() {

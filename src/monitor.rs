@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::histogram::{Histogram, NativeHistogramConfig};
 use tokio::sync::broadcast;
 
@@ -130,6 +131,11 @@ pub struct AgentState {
     /// Transitions between known statuses (leaving `unknown` is not counted, so a restart does
     /// not look like flapping).
     pub status_changes: u64,
+    /// Probes per classic bucket of `DURATION_BUCKETS`, not cumulative, the last one above the
+    /// largest bound: the text encoder reads them here, as the histogram keeps its own private.
+    pub duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
+    /// Sum of every probe's duration in seconds, added in the histogram's order, so both agree.
+    pub duration_sum: f64,
     /// Newest at the back.
     pub history: VecDeque<HistoryEntry>,
 }
@@ -169,8 +175,6 @@ pub struct Agent {
     pub fingerprint: u64,
     name: Arc<str>,
     agent_type: Arc<str>,
-    /// `agent`, `agent_type`, then the user's labels: the label set of every series.
-    labels: Box<[(String, String)]>,
     duration: Histogram,
     state: Mutex<AgentState>,
     /// Serialises probes of this agent, scheduled and on-demand alike.
@@ -180,15 +184,10 @@ pub struct Agent {
 impl Agent {
     fn new(resolved: &ResolvedAgent, history_limit: usize) -> Self {
         let spec = resolved.spec.clone();
-        let mut labels = Vec::with_capacity(spec.labels.len() + 2);
-        labels.push(("agent".to_owned(), spec.name.clone()));
-        labels.push(("agent_type".to_owned(), spec.agent_type.clone()));
-        labels.extend(spec.labels.iter().cloned());
         Agent {
             name: Arc::from(spec.name.as_str()),
             agent_type: Arc::from(spec.agent_type.as_str()),
             fingerprint: resolved.fingerprint,
-            labels: labels.into_boxed_slice(),
             duration: Histogram::new_classic_and_native(
                 DURATION_BUCKETS,
                 NativeHistogramConfig::new(NATIVE_BUCKET_FACTOR),
@@ -204,6 +203,8 @@ impl Agent {
                 probes_failure: 0,
                 failures_by_reason: [0; FailureReason::ALL.len()],
                 status_changes: 0,
+                duration_buckets: [0; DURATION_BUCKETS.len() + 1],
+                duration_sum: 0.0,
                 history: VecDeque::with_capacity(history_limit.min(PREALLOCATED_HISTORY)),
             }),
             probe_lock: tokio::sync::Mutex::new(()),
@@ -220,8 +221,10 @@ impl Agent {
         self.name.clone()
     }
 
-    pub fn labels(&self) -> &[(String, String)] {
-        &self.labels
+    /// `agent`, `agent_type`, then the user's labels: the label set of every series. A view
+    /// over the spec rather than a copy, since it is multiplied by the fleet.
+    pub fn labels(&self) -> AgentLabels<'_> {
+        AgentLabels(&self.spec)
     }
 
     pub fn duration_histogram(&self) -> &Histogram {
@@ -232,6 +235,32 @@ impl Agent {
     /// assignments), so it is used as is.
     pub fn state(&self) -> MutexGuard<'_, AgentState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The label set of an agent's series; see `Agent::labels`.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentLabels<'a>(&'a AgentSpec);
+
+impl<'a> AgentLabels<'a> {
+    /// Every label in order, as (name, value).
+    pub fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let spec = self.0;
+        [
+            ("agent", spec.name.as_str()),
+            ("agent_type", spec.agent_type.as_str()),
+        ]
+        .into_iter()
+        .chain(spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+impl EncodeLabelSet for AgentLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for label in self.iter() {
+            label.encode(encoder.encode_label())?;
+        }
+        Ok(())
     }
 }
 
@@ -303,7 +332,15 @@ impl Monitor {
             let mut state = agent.state();
             // Observed under the state lock, so a scrape never sees the histogram ahead of the
             // counters.
-            agent.duration.observe(result.duration.as_secs_f64());
+            let seconds = result.duration.as_secs_f64();
+            agent.duration.observe(seconds);
+            // A bound is inclusive (`le`), as in the histogram.
+            let bucket = DURATION_BUCKETS
+                .iter()
+                .position(|bound| seconds <= *bound)
+                .unwrap_or(DURATION_BUCKETS.len());
+            state.duration_buckets[bucket] += 1;
+            state.duration_sum += seconds;
             let transition = apply(&agent.spec, &mut state, &result, self.history_limit);
             (state.status, transition.map(|t| t.named(agent)))
         };
