@@ -60,7 +60,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
     let raw: raw::RawConfig = if text.trim().is_empty() {
         raw::RawConfig::default()
     } else {
-        serde_saphyr::from_str(text)
+        serde_saphyr::from_str_with_options(text, yaml_options())
             .map_err(|e| ConfigError::Invalid(vec![yaml_issue(file, &e)]))?
     };
     let mut resolver = resolve::Resolver::new(file.to_owned(), base_dir.to_path_buf());
@@ -71,6 +71,18 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
     } else {
         Err(ConfigError::Invalid(issues))
     }
+}
+
+/// serde-saphyr's default budget stops at 250,000 YAML nodes: about 35,000 agents of three keys,
+/// fewer with labels. The config is a file its operator wrote, so the budget only has to stop
+/// runaway input; this leaves room for about a million plain agents.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_nodes = 10_000_000;
+    budget.max_events = 20_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// A YAML or schema error from the parser, with its place and a fix where one can be guessed.
