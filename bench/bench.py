@@ -76,12 +76,13 @@ def http_get(host, port, path, timeout=5.0):
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
+            chunks = []
             while True:
-                chunk = s.recv(65536)
+                chunk = s.recv(1 << 20)
                 if not chunk:
                     break
-                data += chunk
+                chunks.append(chunk)
+            data = b"".join(chunks)
     except OSError:
         return None, b""
     head, _, body = data.partition(b"\r\n\r\n")
@@ -95,15 +96,15 @@ def http_get(host, port, path, timeout=5.0):
 
 
 def dechunk(body):
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
+    out, pos = [], 0
+    while pos < len(body):
+        end = body.index(b"\r\n", pos)
+        size = int(body[pos:end].split(b";")[0], 16)
         if size == 0:
             break
-        out += rest[:size]
-        body = rest[size + 2:]
-    return out
+        out.append(body[end + 2:end + 2 + size])
+        pos = end + 4 + size
+    return b"".join(out)
 
 
 def wait_ready(proc, port, path, deadline_s):
