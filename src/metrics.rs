@@ -138,7 +138,7 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register(
             "agent_exporter_build",
-            "Build facts of the running exporter; always 1.",
+            "Build facts of the running exporter; always 1",
             Info::new(vec![
                 ("version", build.version),
                 ("revision", build.revision),
@@ -147,22 +147,22 @@ impl Metrics {
         );
         registry.register(
             "agent_exporter_config_last_reload_successful",
-            "1 when the last config (re)load succeeded, else 0.",
+            "1 when the last config (re)load succeeded, else 0",
             exporter.config_last_reload_successful.clone(),
         );
         registry.register(
             "agent_exporter_config_last_reload_success_timestamp_seconds",
-            "Time of the last successful config (re)load.",
+            "Time of the last successful config (re)load",
             exporter.config_last_reload_success_timestamp.clone(),
         );
         registry.register(
             "agent_exporter_probes_in_flight",
-            "Probes running right now.",
+            "Probes running right now",
             exporter.probes_in_flight.clone(),
         );
         registry.register(
             "agent_exporter_probe_start_delay_seconds",
-            "How late each probe started against its slot.",
+            "How late each probe started against its slot",
             exporter.probe_start_delay.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
