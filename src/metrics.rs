@@ -1,20 +1,24 @@
-//! The Prometheus side: one `Collector` that renders every per-agent series from the monitor's
-//! state at scrape time, the exporter's own metrics, and the encodings `/metrics` can answer in.
+//! The Prometheus side: every per-agent series rendered from the monitor's state at scrape time
+//! (by direct writers, `fleet_text` and `fleet_protobuf`), the exporter's own metrics through
+//! prometheus-client, and the encodings `/metrics` can answer in.
 
+mod fleet_protobuf;
 mod fleet_text;
+#[cfg(test)]
+mod reference;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, NativeHistogramConfig};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::monitor::{unix_seconds, Agent, Monitor, Status, DURATION_BUCKETS};
+use crate::monitor::{unix_seconds, Agent, Monitor, NativeBuckets, Status, DURATION_BUCKETS};
 use crate::probe::{FailureReason, Phases};
 use fleet_text::{Dialect, Family, Kind};
 
@@ -123,14 +127,13 @@ pub enum EncodeError {
 pub struct Metrics {
     /// The exporter's own metrics and the process metrics.
     registry: Registry,
-    /// The per-agent series through prometheus-client, for protobuf; the text formats render
-    /// them with `fleet_text` instead, which is several times faster.
-    fleet: Registry,
-    /// The same collector, for the text paths.
+    /// The per-agent series, rendered by `fleet_text` and `fleet_protobuf`.
     collector: FleetCollector,
     /// Size of the last text scrape: the next one reserves about that much up front instead of
     /// growing (and copying) its buffer a dozen times.
     last_text_len: AtomicUsize,
+    /// The same for protobuf scrapes.
+    last_protobuf_len: AtomicUsize,
 }
 
 impl Metrics {
@@ -166,16 +169,12 @@ impl Metrics {
             exporter.probe_start_delay.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
-        let mut fleet = Registry::default();
-        fleet.register_collector(Box::new(FleetCollector {
-            monitor: monitor.clone(),
-        }));
         let collector = FleetCollector { monitor };
         Metrics {
             registry,
-            fleet,
             collector,
             last_text_len: AtomicUsize::new(0),
+            last_protobuf_len: AtomicUsize::new(0),
         }
     }
 
@@ -200,17 +199,17 @@ impl Metrics {
                     prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&self.registry)
                         .map_err(|e| EncodeError::Protobuf(e.to_string()))?;
                 // Both are length-delimited streams of families: they concatenate.
-                out.extend(
-                    prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&self.fleet)
-                        .map_err(|e| EncodeError::Protobuf(e.to_string()))?,
-                );
+                let rows = self.collector.rows(true);
+                out.reserve(self.last_protobuf_len.load(Ordering::Relaxed));
+                fleet_protobuf::encode(&mut out, &rows, self.collector.monitor.subscribers());
+                self.last_protobuf_len.store(out.len(), Ordering::Relaxed);
                 Ok(out)
             }
         }
     }
 
     fn encode_fleet(&self, out: &mut String, dialect: Dialect) {
-        let rows = self.collector.rows();
+        let rows = self.collector.rows(false);
         fleet_text::encode(out, &rows, self.collector.monitor.subscribers(), dialect);
     }
 
@@ -240,6 +239,8 @@ struct Row {
     duration_sum: f64,
     duration_count: u64,
     duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
+    /// Only for protobuf scrapes: the text formats have no native histograms.
+    native: Option<NativeBuckets>,
 }
 
 struct LastProbe {
@@ -257,7 +258,8 @@ struct FleetCollector {
 }
 
 impl FleetCollector {
-    fn rows(&self) -> Vec<Row> {
+    /// A row per agent; `native` copies the native histogram buckets too.
+    fn rows(&self, native: bool) -> Vec<Row> {
         self.monitor
             .agents()
             .into_iter()
@@ -282,6 +284,7 @@ impl FleetCollector {
                     duration_sum: state.duration_sum,
                     duration_count: state.duration_buckets.iter().sum(),
                     duration_buckets: state.duration_buckets,
+                    native: native.then(|| state.duration_native.clone()),
                     agent: agent.clone(),
                 };
                 drop(state);
@@ -393,150 +396,6 @@ const FAMILIES: Families = Families {
         kind: Kind::Gauge,
     },
 };
-
-/// Writes one family's descriptor; its samples follow.
-fn family<'a>(
-    encoder: &'a mut DescriptorEncoder,
-    family: Family,
-) -> Result<MetricEncoder<'a>, std::fmt::Error> {
-    let kind = match family.kind {
-        Kind::Gauge => MetricType::Gauge,
-        Kind::Counter => MetricType::Counter,
-        Kind::Histogram => MetricType::Histogram,
-    };
-    encoder.encode_descriptor(family.name, family.help, None, kind)
-}
-
-impl Collector for FleetCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let rows = self.rows();
-
-        let mut m = family(&mut encoder, FAMILIES.agents)?;
-        m.encode_gauge(&(rows.len() as i64))?;
-        let mut m = family(&mut encoder, FAMILIES.subscribers)?;
-        m.encode_gauge(&(self.monitor.subscribers() as i64))?;
-
-        let mut m = family(&mut encoder, FAMILIES.up)?;
-        for row in &rows {
-            if let Some(last) = &row.last {
-                m.encode_family(&row.agent.labels())?
-                    .encode_gauge(&i64::from(last.up))?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.health_status)?;
-        for row in &rows {
-            for status in Status::ALL {
-                let labels = (row.agent.labels(), [("status", status.as_str())]);
-                m.encode_family(&labels)?
-                    .encode_gauge(&i64::from(row.status == status))?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.duration)?;
-        for row in &rows {
-            row.agent
-                .duration_histogram()
-                .encode(m.encode_family(&row.agent.labels())?)?;
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.phase)?;
-        for row in &rows {
-            if let Some(last) = &row.last {
-                for (phase, value) in last.phases.named() {
-                    let labels = (row.agent.labels(), [("phase", phase)]);
-                    m.encode_family(&labels)?
-                        .encode_gauge(&value.as_secs_f64())?;
-                }
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.probes)?;
-        for row in &rows {
-            for (result, value) in [
-                ("success", row.probes_success),
-                ("failure", row.probes_failure),
-            ] {
-                let labels = (row.agent.labels(), [("result", result)]);
-                m.encode_family(&labels)?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-                        &value, None,
-                    )?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.failures)?;
-        for row in &rows {
-            for reason in FailureReason::ALL {
-                let labels = (row.agent.labels(), [("reason", reason.as_str())]);
-                m.encode_family(&labels)?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-                        &row.failures_by_reason[reason.index()],
-                        None,
-                    )?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.consecutive_failures)?;
-        for row in &rows {
-            m.encode_family(&row.agent.labels())?
-                .encode_gauge(&i64::from(row.consecutive_failures))?;
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.status_changes)?;
-        for row in &rows {
-            m.encode_family(&row.agent.labels())?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-                    &row.status_changes,
-                    None,
-                )?;
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.last_probe)?;
-        for row in &rows {
-            if let Some(last) = &row.last {
-                m.encode_family(&row.agent.labels())?
-                    .encode_gauge(&last.ended_at)?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.last_success)?;
-        for row in &rows {
-            if let Some(ts) = row.last_success {
-                m.encode_family(&row.agent.labels())?.encode_gauge(&ts)?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.http_status)?;
-        for row in &rows {
-            if let Some(last) = &row.last {
-                m.encode_family(&row.agent.labels())?
-                    .encode_gauge(&i64::from(last.http_status))?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.cert_expiry)?;
-        for row in &rows {
-            if let Some(expiry) = row.last.as_ref().and_then(|l| l.cert_expiry) {
-                m.encode_family(&row.agent.labels())?
-                    .encode_gauge(&expiry)?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.interval)?;
-        for row in &rows {
-            m.encode_family(&row.agent.labels())?
-                .encode_gauge(&row.agent.spec.interval.as_secs_f64())?;
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.timeout)?;
-        for row in &rows {
-            m.encode_family(&row.agent.labels())?
-                .encode_gauge(&row.agent.spec.timeout.as_secs_f64())?;
-        }
-        Ok(())
-    }
-}
 
 /// The standard `process_*` metrics, read from the OS at scrape time.
 #[derive(Debug)]
@@ -672,13 +531,52 @@ mod tests {
         };
         for dialect in [Dialect::Prometheus, Dialect::OpenMetrics] {
             let mut fast = String::new();
-            fleet_text::encode(&mut fast, &collector.rows(), 0, dialect);
+            fleet_text::encode(&mut fast, &collector.rows(false), 0, dialect);
             let expected = reference(&monitor, dialect);
             for (i, (a, b)) in fast.lines().zip(expected.lines()).enumerate() {
                 assert_eq!(a, b, "{dialect:?}, line {}", i + 1);
             }
             assert_eq!(fast, expected, "{dialect:?}");
         }
+    }
+
+    #[test]
+    fn fast_protobuf_encoding_holds_the_messages_prometheus_client_builds() {
+        use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily;
+        use prost::Message;
+
+        let monitor = fleet();
+        let collector = FleetCollector {
+            monitor: monitor.clone(),
+        };
+        let mut fast = Vec::new();
+        fleet_protobuf::encode(&mut fast, &collector.rows(true), 0);
+        let mut decoded = Vec::new();
+        let mut rest = fast.as_slice();
+        while !rest.is_empty() {
+            decoded.push(MetricFamily::decode_length_delimited(&mut rest).expect("a frame"));
+        }
+
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(FleetCollector { monitor }));
+        let expected = prometheus_client::encoding::prometheus_protobuf::encode(&registry).unwrap();
+        assert_eq!(decoded.len(), expected.len());
+        for (a, b) in decoded.iter().zip(&expected) {
+            assert_eq!(a, b, "family {}", b.name);
+        }
+        // The fixture reaches every kind of field: native buckets with a gap, labels that need
+        // escaping in text, series that only exist after a probe.
+        let duration = &expected[4];
+        let ok = &duration.metric[2].histogram.as_ref().unwrap();
+        assert_eq!(duration.name, "agent_probe_duration_seconds");
+        assert!(ok.positive_span.len() > 1, "{ok:?}");
+        assert_eq!(ok.zero_count, 1);
+        // And the bytes are what prost writes for the same messages.
+        let mut reencoded = Vec::new();
+        for family in &expected {
+            family.encode_length_delimited(&mut reencoded).unwrap();
+        }
+        assert_eq!(fast, reencoded);
     }
 
     #[test]

@@ -7,20 +7,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
-use prometheus_client::metrics::histogram::{Histogram, NativeHistogramConfig};
 use tokio::sync::broadcast;
 
 use crate::config::{AgentSpec, ResolvedAgent};
 use crate::probe::{FailureReason, Outcome, ProbeResult};
+
+mod native_buckets;
+pub use native_buckets::{NativeBuckets, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
 
 /// Classic buckets of `agent_probe_duration_seconds`: 1 ms to 10 s, dense where health checks
 /// usually answer.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
-
-/// Growth factor of native buckets; 1.1 gives schema 3 (about 9 % resolution).
-const NATIVE_BUCKET_FACTOR: f64 = 1.1;
 
 /// History rings up to this many entries (4 KiB) are allocated whole when the agent is added, so
 /// a fleet's memory is known at start rather than creeping up over the first hundred probes;
@@ -132,9 +131,11 @@ pub struct AgentState {
     /// not look like flapping).
     pub status_changes: u64,
     /// Probes per classic bucket of `DURATION_BUCKETS`, not cumulative, the last one above the
-    /// largest bound: the text encoder reads them here, as the histogram keeps its own private.
+    /// largest bound.
     pub duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
-    /// Sum of every probe's duration in seconds, added in the histogram's order, so both agree.
+    /// The same probes in native buckets, for scrapes in protobuf.
+    pub duration_native: NativeBuckets,
+    /// Sum of every probe's duration in seconds.
     pub duration_sum: f64,
     /// Newest at the back.
     pub history: VecDeque<HistoryEntry>,
@@ -175,7 +176,6 @@ pub struct Agent {
     pub fingerprint: u64,
     name: Arc<str>,
     agent_type: Arc<str>,
-    duration: Histogram,
     state: Mutex<AgentState>,
     /// Serialises probes of this agent, scheduled and on-demand alike.
     pub probe_lock: tokio::sync::Mutex<()>,
@@ -184,17 +184,14 @@ pub struct Agent {
 impl Agent {
     fn new(resolved: &ResolvedAgent, history_limit: usize) -> Self {
         let spec = resolved.spec.clone();
+        let now = SystemTime::now();
         Agent {
             name: Arc::from(spec.name.as_str()),
             agent_type: Arc::from(spec.agent_type.as_str()),
             fingerprint: resolved.fingerprint,
-            duration: Histogram::new_classic_and_native(
-                DURATION_BUCKETS,
-                NativeHistogramConfig::new(NATIVE_BUCKET_FACTOR),
-            ),
             state: Mutex::new(AgentState {
                 status: Status::Unknown,
-                since: SystemTime::now(),
+                since: now,
                 last: None,
                 last_success: None,
                 consecutive_failures: 0,
@@ -204,6 +201,7 @@ impl Agent {
                 failures_by_reason: [0; FailureReason::ALL.len()],
                 status_changes: 0,
                 duration_buckets: [0; DURATION_BUCKETS.len() + 1],
+                duration_native: NativeBuckets::new(now),
                 duration_sum: 0.0,
                 history: VecDeque::with_capacity(history_limit.min(PREALLOCATED_HISTORY)),
             }),
@@ -225,10 +223,6 @@ impl Agent {
     /// over the spec rather than a copy, since it is multiplied by the fleet.
     pub fn labels(&self) -> AgentLabels<'_> {
         AgentLabels(&self.spec)
-    }
-
-    pub fn duration_histogram(&self) -> &Histogram {
-        &self.duration
     }
 
     /// The state, locked; a poisoned lock still holds consistent data (updates are plain
@@ -330,10 +324,8 @@ impl Monitor {
         let result = Arc::new(result);
         let (status, transition) = {
             let mut state = agent.state();
-            // Observed under the state lock, so a scrape never sees the histogram ahead of the
-            // counters.
             let seconds = result.duration.as_secs_f64();
-            agent.duration.observe(seconds);
+            state.duration_native.observe(seconds);
             // A bound is inclusive (`le`), as in the histogram.
             let bucket = DURATION_BUCKETS
                 .iter()
