@@ -295,14 +295,26 @@ impl Monitor {
 
     /// Adds an agent with fresh state, replacing any agent of the same name.
     pub fn insert(&self, resolved: &ResolvedAgent) -> Arc<Agent> {
-        let agent = Arc::new(Agent::new(resolved, self.history_limit));
-        self.write().insert(agent.name.clone(), agent.clone());
+        let agent = self.new_agent(resolved);
+        self.swap(&[], std::slice::from_ref(&agent));
         agent
     }
 
-    /// Drops an agent; its series disappear from the next scrape.
-    pub fn remove(&self, name: &str) -> Option<Arc<Agent>> {
-        self.write().remove(name)
+    /// An agent with fresh state, not yet in the fleet: see `swap`.
+    pub fn new_agent(&self, resolved: &ResolvedAgent) -> Arc<Agent> {
+        Arc::new(Agent::new(resolved, self.history_limit))
+    }
+
+    /// Removes the agents named in `gone` and adds (or replaces) those in `new` under one lock,
+    /// so that no reader ever sees half of a reload.
+    pub fn swap(&self, gone: &[Arc<str>], new: &[Arc<Agent>]) {
+        let mut agents = self.write();
+        for name in gone {
+            agents.remove(name);
+        }
+        for agent in new {
+            agents.insert(agent.name.clone(), agent.clone());
+        }
     }
 
     /// Tells subscribers that agents were added, changed or removed.

@@ -127,13 +127,15 @@ impl Scheduler {
             .filter(|name| !wanted.contains_key(&***name))
             .cloned()
             .collect();
-        for name in gone {
-            if let Some(scheduled) = fleet.agents.remove(&name) {
+        for name in &gone {
+            if let Some(scheduled) = fleet.agents.remove(name) {
                 abort(&scheduled);
             }
-            self.shared.monitor.remove(&name);
             summary.removed.push(name.to_string());
         }
+        // The monitor takes the whole change at once, after the loop: readers (the API, a
+        // scrape) see the old fleet or the new one, never a mix.
+        let mut new_agents = Vec::new();
         let now = Instant::now();
         for resolved in &config.agents {
             let name = resolved.spec.name.as_str();
@@ -148,7 +150,8 @@ impl Scheduler {
                 }
                 None => summary.added.push(name.to_owned()),
             }
-            let agent = self.shared.monitor.insert(resolved);
+            let agent = self.shared.monitor.new_agent(resolved);
+            new_agents.push(agent.clone());
             let key = agent.shared_name();
             let generation = fleet.next_generation;
             fleet.next_generation += 1;
@@ -168,6 +171,7 @@ impl Scheduler {
                 },
             );
         }
+        self.shared.monitor.swap(&gone, &new_agents);
         // Stale heap entries of removed and changed agents would otherwise stay until their
         // slots come; after a large reload, drop them now.
         if fleet.slots.len() > 2 * fleet.agents.len() + 64 {
