@@ -151,6 +151,20 @@ impl Binary {
 
     /// Like `start`, with more files (secrets, say) written beside the config.
     pub fn start_with_files(config: &str, files: &[(&str, &str)], extra_args: &[&str]) -> Binary {
+        Self::start_with(config, files, &[], extra_args)
+    }
+
+    /// Like `start`, with more environment variables for the binary (LD_PRELOAD, say).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)], extra_args: &[&str]) -> Binary {
+        Self::start_with(config, &[], env, extra_args)
+    }
+
+    fn start_with(
+        config: &str,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Binary {
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).expect("write file");
@@ -163,6 +177,7 @@ impl Binary {
             .arg(format!("--config.file={}", path.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(extra_args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
