@@ -5,7 +5,7 @@
 mod fleet_protobuf;
 mod fleet_text;
 #[cfg(test)]
-mod reference;
+pub(crate) mod reference;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

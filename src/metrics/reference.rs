@@ -10,7 +10,9 @@ use prometheus_client::metrics::MetricType;
 
 use super::fleet_text::{Family, Kind};
 use super::{FleetCollector, FAMILIES};
-use crate::monitor::{Status, DURATION_BUCKETS, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
+use crate::monitor::{
+    NativeBuckets, Status, DURATION_BUCKETS, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD,
+};
 use crate::probe::FailureReason;
 
 /// Writes one family's descriptor; its samples follow.
@@ -24,6 +26,38 @@ fn family<'a>(
         Kind::Histogram => MetricType::Histogram,
     };
     encoder.encode_descriptor(family.name, family.help, None, kind)
+}
+
+/// One duration histogram, classic and native buckets, through prometheus-client.
+pub(crate) fn histogram(
+    m: &mut MetricEncoder,
+    sum: f64,
+    count: u64,
+    classic: &[(f64, u64)],
+    native: &NativeBuckets,
+    created: Option<std::time::SystemTime>,
+) -> Result<(), std::fmt::Error> {
+    let (spans, deltas) = native.spans_and_deltas();
+    m.encode_histogram_with_native::<NoLabelSet>(
+        sum,
+        count,
+        classic,
+        None,
+        NativeHistogram {
+            schema: NATIVE_SCHEMA,
+            zero_threshold: NATIVE_ZERO_THRESHOLD,
+            zero_count: native.zero_count,
+            negative: NativeHistogramBuckets {
+                spans: &[],
+                deltas: &[],
+            },
+            positive: NativeHistogramBuckets {
+                spans: &spans,
+                deltas: &deltas,
+            },
+            created,
+        },
+    )
 }
 
 impl Collector for FleetCollector {
@@ -65,28 +99,14 @@ impl Collector for FleetCollector {
                 .zip(row.duration_buckets.iter().copied())
                 .collect();
             let native = row.native.as_ref().expect("rows taken with native buckets");
-            let (spans, deltas) = native.spans_and_deltas();
-            m.encode_family(&row.agent.labels())?
-                .encode_histogram_with_native::<NoLabelSet>(
-                    row.duration_sum,
-                    row.duration_count,
-                    &classic,
-                    None,
-                    NativeHistogram {
-                        schema: NATIVE_SCHEMA,
-                        zero_threshold: NATIVE_ZERO_THRESHOLD,
-                        zero_count: native.zero_count,
-                        negative: NativeHistogramBuckets {
-                            spans: &[],
-                            deltas: &[],
-                        },
-                        positive: NativeHistogramBuckets {
-                            spans: &spans,
-                            deltas: &deltas,
-                        },
-                        created: Some(native.created),
-                    },
-                )?;
+            histogram(
+                &mut m.encode_family(&row.agent.labels())?,
+                row.duration_sum,
+                row.duration_count,
+                &classic,
+                native,
+                Some(native.created),
+            )?;
         }
 
         let mut m = family(&mut encoder, FAMILIES.phase)?;

@@ -180,9 +180,7 @@ mod tests {
     fn buckets_match_prometheus_clients_native_histogram() {
         use prometheus_client::collector::Collector;
         use prometheus_client::encoding::prometheus_protobuf::encode;
-        use prometheus_client::encoding::{
-            DescriptorEncoder, NativeHistogram, NativeHistogramBuckets, NoLabelSet,
-        };
+        use prometheus_client::encoding::DescriptorEncoder;
         use prometheus_client::metrics::histogram::{Histogram, NativeHistogramConfig};
         use prometheus_client::metrics::MetricType;
         use prometheus_client::registry::Registry;
@@ -191,29 +189,8 @@ mod tests {
         struct Ours(NativeBuckets, f64, u64);
         impl Collector for Ours {
             fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-                let (spans, deltas) = self.0.spans_and_deltas();
-                encoder
-                    .encode_descriptor("d", "h", None, MetricType::Histogram)?
-                    .encode_histogram_with_native::<NoLabelSet>(
-                        self.1,
-                        self.2,
-                        &[],
-                        None,
-                        NativeHistogram {
-                            schema: NATIVE_SCHEMA,
-                            zero_threshold: NATIVE_ZERO_THRESHOLD,
-                            zero_count: self.0.zero_count,
-                            negative: NativeHistogramBuckets {
-                                spans: &[],
-                                deltas: &[],
-                            },
-                            positive: NativeHistogramBuckets {
-                                spans: &spans,
-                                deltas: &deltas,
-                            },
-                            created: None,
-                        },
-                    )
+                let mut m = encoder.encode_descriptor("d", "h", None, MetricType::Histogram)?;
+                crate::metrics::reference::histogram(&mut m, self.1, self.2, &[], &self.0, None)
             }
         }
 
