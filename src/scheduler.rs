@@ -387,9 +387,11 @@ impl Drop for InFlight<'_> {
 
 /// Slots fall on a grid this fine (or 1 % of the interval, when that is finer). Probes that
 /// share a grid point start from one wake-up and their answers tend to arrive together, so a
-/// large fleet pays far fewer wake-ups than probes; the fleet is still spread evenly, only in
-/// steps of 10 ms rather than of a nanosecond.
-const SLOT_GRID: Duration = Duration::from_millis(10);
+/// fleet pays far fewer wake-ups than probes; the fleet is still spread evenly, only in steps of
+/// 250 ms rather than of a nanosecond. A wake-up from idle costs about as much CPU as a probe
+/// itself: at 1,000 agents every 30 s, a 10 ms grid cost 495 µs per probe, 100 ms 280 µs and
+/// 250 ms 205 µs (BENCHMARKS.md).
+const SLOT_GRID: Duration = Duration::from_millis(250);
 
 /// The agent's phase within its interval: a stable hash of its name, in `[0, interval)`, on the
 /// slot grid.
