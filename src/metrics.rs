@@ -7,7 +7,7 @@ mod fleet_text;
 #[cfg(test)]
 pub(crate) mod reference;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -120,6 +120,8 @@ pub enum EncodeError {
     Text(#[from] std::fmt::Error),
     #[error("encoding metrics as protobuf failed: {0}")]
     Protobuf(String),
+    #[error("compressing metrics failed")]
+    Compress(#[source] std::io::Error),
 }
 
 /// The registries behind `/metrics`.
@@ -129,11 +131,6 @@ pub struct Metrics {
     registry: Registry,
     /// The per-agent series, rendered by `fleet_text` and `fleet_protobuf`.
     collector: FleetCollector,
-    /// Size of the last text scrape: the next one reserves about that much up front instead of
-    /// growing (and copying) its buffer a dozen times.
-    last_text_len: AtomicUsize,
-    /// The same for protobuf scrapes.
-    last_protobuf_len: AtomicUsize,
 }
 
 impl Metrics {
@@ -173,56 +170,71 @@ impl Metrics {
         Metrics {
             registry,
             collector,
-            last_text_len: AtomicUsize::new(0),
-            last_protobuf_len: AtomicUsize::new(0),
         }
     }
 
-    /// The whole exposition in `format`.
+    /// The whole exposition in `format`, in one buffer.
     pub fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
+        let mut whole = Vec::new();
+        self.encode_chunks(format, &mut |chunk| whole.extend_from_slice(&chunk))?;
+        Ok(whole)
+    }
+
+    /// The exposition in `format`, handed to `sink` in pieces of about `CHUNK_BYTES`, in
+    /// order. A large fleet's scrape is tens of megabytes: in pieces it goes out while the rest
+    /// is still being written, and no buffer of its whole size is ever allocated (and
+    /// page-faulted in) for it. An error can only come before the first piece.
+    pub fn encode_chunks(
+        &self,
+        format: Format,
+        sink: &mut dyn FnMut(Vec<u8>),
+    ) -> Result<(), EncodeError> {
+        let subscribers = self.collector.monitor.subscribers();
         match format {
-            Format::Text => {
-                let mut out = self.text_buffer();
-                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
-                self.encode_fleet(&mut out, Dialect::Prometheus);
-                Ok(self.remember_len(out))
-            }
-            Format::OpenMetrics => {
-                let mut out = self.text_buffer();
-                prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)?;
-                self.encode_fleet(&mut out, Dialect::OpenMetrics);
-                prometheus_client::encoding::text::encode_eof(&mut out)?;
-                Ok(self.remember_len(out))
+            Format::Text | Format::OpenMetrics => {
+                let mut out = String::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+                let dialect = if format == Format::Text {
+                    prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+                    Dialect::Prometheus
+                } else {
+                    prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)?;
+                    Dialect::OpenMetrics
+                };
+                let rows = self.collector.rows(false);
+                let mut flush = |out: &mut String| {
+                    let full = std::mem::replace(
+                        out,
+                        String::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4),
+                    );
+                    sink(full.into_bytes());
+                };
+                fleet_text::encode(&mut out, &rows, subscribers, dialect, &mut flush);
+                if format == Format::OpenMetrics {
+                    prometheus_client::encoding::text::encode_eof(&mut out)?;
+                }
+                sink(out.into_bytes());
             }
             Format::Protobuf => {
+                // Both are length-delimited streams of families: they concatenate.
                 let mut out =
                     prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&self.registry)
                         .map_err(|e| EncodeError::Protobuf(e.to_string()))?;
-                // Both are length-delimited streams of families: they concatenate.
                 let rows = self.collector.rows(true);
-                out.reserve(self.last_protobuf_len.load(Ordering::Relaxed));
-                fleet_protobuf::encode(&mut out, &rows, self.collector.monitor.subscribers());
-                self.last_protobuf_len.store(out.len(), Ordering::Relaxed);
-                Ok(out)
+                let mut flush = |out: &mut Vec<u8>| {
+                    sink(std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES)));
+                };
+                fleet_protobuf::encode(&mut out, &rows, subscribers, &mut flush);
+                sink(out);
             }
         }
-    }
-
-    fn encode_fleet(&self, out: &mut String, dialect: Dialect) {
-        let rows = self.collector.rows(false);
-        fleet_text::encode(out, &rows, self.collector.monitor.subscribers(), dialect);
-    }
-
-    fn text_buffer(&self) -> String {
-        let last = self.last_text_len.load(Ordering::Relaxed);
-        String::with_capacity((last + last / 16).max(64 * 1024))
-    }
-
-    fn remember_len(&self, out: String) -> Vec<u8> {
-        self.last_text_len.store(out.len(), Ordering::Relaxed);
-        out.into_bytes()
+        Ok(())
     }
 }
+
+/// The size of the pieces a scrape is written in: large enough that handing one over costs
+/// nothing next to writing it, small enough to stay out of the allocator's fresh-mapping path
+/// once the first has been freed.
+pub const CHUNK_BYTES: usize = 256 * 1024;
 
 /// A consistent copy of one agent's state, taken once per scrape so that all its series agree.
 struct Row {
@@ -531,7 +543,13 @@ mod tests {
         };
         for dialect in [Dialect::Prometheus, Dialect::OpenMetrics] {
             let mut fast = String::new();
-            fleet_text::encode(&mut fast, &collector.rows(false), 0, dialect);
+            let mut rest = String::new();
+            let mut flush = |piece: &mut String| {
+                fast.push_str(piece);
+                piece.clear();
+            };
+            fleet_text::encode(&mut rest, &collector.rows(false), 0, dialect, &mut flush);
+            fast.push_str(&rest);
             let expected = reference(&monitor, dialect);
             for (i, (a, b)) in fast.lines().zip(expected.lines()).enumerate() {
                 assert_eq!(a, b, "{dialect:?}, line {}", i + 1);
@@ -550,7 +568,11 @@ mod tests {
             monitor: monitor.clone(),
         };
         let mut fast = Vec::new();
-        fleet_protobuf::encode(&mut fast, &collector.rows(true), 0);
+        let mut rest = Vec::new();
+        fleet_protobuf::encode(&mut rest, &collector.rows(true), 0, &mut |piece| {
+            fast.append(piece)
+        });
+        fast.append(&mut rest);
         let mut decoded = Vec::new();
         let mut rest = fast.as_slice();
         while !rest.is_empty() {

@@ -209,6 +209,91 @@ fn metrics_answer_text_openmetrics_protobuf_and_gzip_as_asked() {
 }
 
 #[test]
+fn large_scrape_streams_in_pieces_that_hold_every_agent_in_every_format() {
+    use std::io::Read;
+
+    // 3,000 agents make a text scrape of about 10 MB: many pieces. They point at a closed
+    // port and probe rarely; their configured series exist from the start.
+    let closed = harness::free_port();
+    let mut config = String::from("defaults: {interval: 1h}\nagents:\n");
+    for i in 0..3000 {
+        config.push_str(&format!(
+            "  - {{name: a{i:04}, type: t, url: 'http://127.0.0.1:{closed}/'}}\n"
+        ));
+    }
+    let exporter = Binary::start(&config, &[]);
+    let every_agent = |text: &str| {
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("agent_probe_interval_seconds{"))
+            .collect();
+        assert_eq!(series.len(), 3000);
+        assert!(series
+            .iter()
+            .all(|l| l.ends_with(" 3600") || l.ends_with(" 3600.0")));
+    };
+
+    let text = get(exporter.addr, "/metrics").expect("get");
+    assert_eq!(text.header("transfer-encoding"), Some("chunked"));
+    assert!(
+        text.body.len() > 4 * 256 * 1024,
+        "{} bytes",
+        text.body.len()
+    );
+    every_agent(&text.text());
+
+    let om = request(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[
+            ("Accept", "application/openmetrics-text;version=1.0.0"),
+            ("Accept-Encoding", "gzip"),
+        ],
+    )
+    .expect("get");
+    assert_eq!(om.header("content-encoding"), Some("gzip"));
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(om.body.as_slice())
+        .read_to_string(&mut plain)
+        .expect("one whole gzip stream");
+    assert!(plain.ends_with("# EOF\n"));
+    every_agent(&plain);
+
+    let pb = request(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[(
+            "Accept",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited",
+        )],
+    )
+    .expect("get");
+    // Walk the length-delimited frames: they must tile the body exactly.
+    let mut rest = pb.body.as_slice();
+    let mut families = 0;
+    while !rest.is_empty() {
+        let (mut len, mut shift, mut used) = (0usize, 0, 0);
+        for byte in rest {
+            len |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            used += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        assert!(
+            used + len <= rest.len(),
+            "frame {families} runs past the body"
+        );
+        rest = &rest[used + len..];
+        families += 1;
+    }
+    assert!(families > 16, "{families} families");
+}
+
+#[test]
 fn every_transition_is_one_log_line_with_the_contract_fields() {
     let refused = harness::free_port();
     let exporter = Binary::start(

@@ -9,7 +9,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::fleet_text::{Family, Kind};
-use super::{Row, FAMILIES};
+use super::{Row, CHUNK_BYTES, FAMILIES};
 use crate::monitor::{Status, DURATION_BUCKETS, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
 use crate::probe::FailureReason;
 
@@ -46,11 +46,19 @@ const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 
-/// Appends every per-agent family, and the two fleet gauges before them, to `out`.
-pub(super) fn encode(out: &mut Vec<u8>, rows: &[Row], subscribers: usize) {
+/// Appends every per-agent family, and the two fleet gauges before them, to `out`, handing
+/// `out` to `flush` (which takes its contents) after a family when it holds `CHUNK_BYTES` or
+/// more. A family is one message with its length in front, so it cannot be split.
+pub(super) fn encode(
+    out: &mut Vec<u8>,
+    rows: &[Row],
+    subscribers: usize,
+    flush: &mut dyn FnMut(&mut Vec<u8>),
+) {
     let labels: Vec<Vec<u8>> = rows.iter().map(label_fields).collect();
     let w = &mut Writer {
         out,
+        flush,
         family: Vec::with_capacity(1 << 16),
         metric: Vec::with_capacity(512),
         scratch: Vec::with_capacity(512),
@@ -211,6 +219,7 @@ fn field_len(field: u32, len: usize) -> usize {
 
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
+    flush: &'a mut dyn FnMut(&mut Vec<u8>),
     /// The family being written; its length prefix is known only at its end.
     family: Vec<u8>,
     /// The series being written, for the same reason.
@@ -239,7 +248,18 @@ impl Writer<'_> {
     /// Closes the family: length prefix, then the message, as `encoding=delimited` frames it.
     fn end(&mut self) {
         varint(self.out, self.family.len() as u64);
-        self.out.extend_from_slice(&self.family);
+        if self.family.len() >= CHUNK_BYTES {
+            // A large family (the duration histograms) goes out as a piece of its own rather
+            // than being copied once more.
+            (self.flush)(self.out);
+            let mut family = std::mem::replace(&mut self.family, Vec::with_capacity(1 << 16));
+            (self.flush)(&mut family);
+        } else {
+            self.out.extend_from_slice(&self.family);
+            if self.out.len() >= CHUNK_BYTES {
+                (self.flush)(self.out);
+            }
+        }
     }
 
     /// Starts a series with its labels; `value` (field, message) follows.

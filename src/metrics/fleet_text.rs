@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{Row, FAMILIES};
+use super::{Row, CHUNK_BYTES, FAMILIES};
 use crate::monitor::{Status, DURATION_BUCKETS};
 use crate::probe::FailureReason;
 
@@ -19,11 +19,19 @@ pub(super) enum Dialect {
     OpenMetrics,
 }
 
-/// Appends every per-agent family, and the two fleet gauges before them, to `out`.
-pub(super) fn encode(out: &mut String, rows: &[Row], subscribers: usize, dialect: Dialect) {
+/// Appends every per-agent family, and the two fleet gauges before them, to `out`, handing
+/// `out` to `flush` (which takes its contents) whenever it holds `CHUNK_BYTES` or more.
+pub(super) fn encode(
+    out: &mut String,
+    rows: &[Row],
+    subscribers: usize,
+    dialect: Dialect,
+    flush: &mut dyn FnMut(&mut String),
+) {
     let labels: Vec<String> = rows.iter().map(label_set).collect();
     let w = &mut Writer {
         out,
+        flush,
         dialect,
         float: dtoa::Buffer::new(),
         int: itoa::Buffer::new(),
@@ -216,6 +224,7 @@ pub(super) enum Kind {
 
 struct Writer<'a> {
     out: &'a mut String,
+    flush: &'a mut dyn FnMut(&mut String),
     dialect: Dialect,
     float: dtoa::Buffer,
     int: itoa::Buffer,
@@ -273,6 +282,7 @@ impl Writer<'_> {
         self.out.push(' ');
         self.out.push_str(self.int.format(value));
         self.out.push('\n');
+        self.maybe_flush();
     }
 
     fn float_line(&mut self, name: &str, labels: &str, extra: &str, value: f64) {
@@ -280,6 +290,14 @@ impl Writer<'_> {
         self.out.push(' ');
         self.push_float(value);
         self.out.push('\n');
+        self.maybe_flush();
+    }
+
+    /// Checked after every line: lines are short, so a piece overshoots its size by little.
+    fn maybe_flush(&mut self) {
+        if self.out.len() >= CHUNK_BYTES {
+            (self.flush)(self.out);
+        }
     }
 
     fn push_float(&mut self, value: f64) {
@@ -337,5 +355,6 @@ impl Writer<'_> {
         if self.dialect == Dialect::Prometheus {
             sum_count(self);
         }
+        self.maybe_flush();
     }
 }

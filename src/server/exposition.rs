@@ -1,17 +1,30 @@
 //! `GET /metrics`: negotiates the format, encodes off the async threads (a large fleet takes
-//! milliseconds to render) and compresses when the client allows it.
+//! tens of milliseconds to render) and compresses when the client allows it. The body streams
+//! out in pieces while the rest is still being written.
 
+use std::convert::Infallible;
 use std::io::Write;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use futures_util::stream;
 use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::sync::mpsc;
 
-use super::routes::{full, text};
+use super::routes::text;
 use super::{Body, ServerState};
-use crate::metrics::Format;
+use crate::metrics::{EncodeError, Format, Metrics};
 
-/// Bodies smaller than this are sent as they are: compressing them saves nothing.
-const GZIP_MIN_BYTES: usize = 1024;
+/// Pieces of the body in flight between the encoder and the connection: enough to keep the
+/// socket busy, few enough that a slow scraper holds back at most about 2 MiB.
+const PIECES_IN_FLIGHT: usize = 8;
+
+/// Compressed output goes out in pieces of about this size.
+const GZIP_PIECE_BYTES: usize = 64 * 1024;
 
 pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Response<Body> {
     let accept = req
@@ -25,54 +38,78 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
             .and_then(|v| v.to_str().ok()),
     );
     let metrics = state.metrics.clone();
-    let encoded = tokio::task::spawn_blocking(move || {
-        let body = metrics.encode(format)?;
-        if gzip && body.len() >= GZIP_MIN_BYTES {
-            // Compression into memory cannot really fail; if it did, the plain body still serves.
-            if let Ok(compressed) = compress(&body) {
-                return Ok::<_, crate::metrics::EncodeError>((compressed, true));
-            }
-        }
-        Ok((body, false))
-    })
-    .await;
-    match encoded {
-        Ok(Ok((body, compressed))) => {
-            let mut response = full(StatusCode::OK, format.content_type(), body);
-            if compressed {
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            response.headers_mut().insert(
-                header::VARY,
-                HeaderValue::from_static("Accept, Accept-Encoding"),
-            );
-            response
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "encoding metrics failed");
-            text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "encoding metrics did not finish");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "encoding metrics did not finish\n",
-            )
-        }
+    let (pieces, mut received) = mpsc::channel::<Bytes>(PIECES_IN_FLIGHT);
+    let encoder = tokio::task::spawn_blocking(move || encode(&metrics, format, gzip, &pieces));
+    // Encoding can only fail before its first piece, so the status is known once that comes.
+    let Some(first) = received.recv().await else {
+        let why = match encoder.await {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(())) => "encoding metrics produced nothing".to_owned(),
+            Err(e) => format!("encoding metrics did not finish: {e}"),
+        };
+        tracing::error!(error = %why, "encoding metrics failed");
+        return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{why}\n"));
+    };
+    let body = StreamBody::new(stream::unfold(
+        (Some(first), received),
+        |(first, mut received)| async move {
+            let piece = match first {
+                Some(piece) => piece,
+                None => received.recv().await?,
+            };
+            Some((Ok::<_, Infallible>(Frame::data(piece)), (None, received)))
+        },
+    ));
+    let mut response = Response::new(body.boxed());
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(format.content_type()) {
+        headers.insert(header::CONTENT_TYPE, value);
     }
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    response
 }
 
-/// gzip level 1: about the same ratio on repetitive exposition text at a fraction of the CPU
-/// of the default level.
-fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 8),
-        flate2::Compression::fast(),
+/// Writes the scrape into `pieces`, compressed when `gzip`. A scraper that went away closes
+/// the channel; the rest of its scrape is then written and dropped, which costs one encoding.
+fn encode(
+    metrics: &Metrics,
+    format: Format,
+    gzip: bool,
+    pieces: &mpsc::Sender<Bytes>,
+) -> Result<(), EncodeError> {
+    let send = |piece: Vec<u8>| {
+        if !piece.is_empty() {
+            let _ = pieces.blocking_send(Bytes::from(piece));
+        }
+    };
+    if !gzip {
+        return metrics.encode_chunks(format, &mut |piece| send(piece));
+    }
+    // gzip level 1: about the same ratio on repetitive exposition text at a fraction of the
+    // CPU of the default level.
+    let mut compressor = GzEncoder::new(
+        Vec::with_capacity(2 * GZIP_PIECE_BYTES),
+        Compression::fast(),
     );
-    encoder.write_all(body)?;
-    encoder.finish()
+    metrics.encode_chunks(format, &mut |piece| {
+        // Compressing into memory cannot fail.
+        let _ = compressor.write_all(&piece);
+        if compressor.get_ref().len() >= GZIP_PIECE_BYTES {
+            let out = compressor.get_mut();
+            send(std::mem::replace(
+                out,
+                Vec::with_capacity(2 * GZIP_PIECE_BYTES),
+            ));
+        }
+    })?;
+    send(compressor.finish().map_err(EncodeError::Compress)?);
+    Ok(())
 }
 
 /// True when `Accept-Encoding` lists gzip (or `*`) with a non-zero quality.
