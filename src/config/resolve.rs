@@ -849,8 +849,33 @@ fn fingerprint_spec(spec: &AgentSpec, hasher: &mut DefaultHasher) {
     spec.http.server_name.hash(hasher);
     spec.http.follow_redirects.hash(hasher);
     spec.http.max_body_bytes.hash(hasher);
-    format!("{:?}", spec.expect).hash(hasher);
-    format!("{:?}", spec.degraded).hash(hasher);
+    // Field by field rather than through a `Debug` rendering, which cost more than the rest of
+    // resolving an agent; the empty cases, by far the most common, hash almost nothing.
+    let expect = &spec.expect;
+    for status in &expect.status {
+        match status {
+            StatusMatch::Code(code) => (0u8, *code).hash(hasher),
+            StatusMatch::Class(class) => (1u8, *class).hash(hasher),
+        }
+    }
+    expect.body_contains.hash(hasher);
+    expect
+        .body_regex
+        .as_ref()
+        .map(regex::Regex::as_str)
+        .hash(hasher);
+    hash_json(&expect.json, hasher);
+    spec.degraded.latency_above.hash(hasher);
+    hash_json(&spec.degraded.json, hasher);
+}
+
+fn hash_json(matches: &[JsonMatch], hasher: &mut DefaultHasher) {
+    matches.len().hash(hasher);
+    for m in matches {
+        m.pointer.hash(hasher);
+        // serde_json's Display is canonical for a parsed value: same value, same text.
+        m.value.to_string().hash(hasher);
+    }
 }
 
 #[cfg(test)]
@@ -892,6 +917,38 @@ mod tests {
         assert!(!valid_json_pointer("status"));
         assert!(!valid_json_pointer("/a~2"));
         assert!(!valid_json_pointer("/a~"));
+    }
+
+    #[test]
+    fn fingerprint_changes_with_every_expectation_and_only_then() {
+        let fingerprint = |agent_extra: &str| {
+            let yaml = format!(
+                "agents:\n  - {{name: a, type: t, url: 'http://127.0.0.1:1/'{agent_extra}}}\n"
+            );
+            crate::config::parse(&yaml, "t.yaml", Path::new("."))
+                .expect("valid config")
+                .agents[0]
+                .fingerprint
+        };
+        let variants = [
+            "",
+            ", expect: {status: 204}",
+            ", expect: {status: 2xx}",
+            ", expect: {body_contains: ok}",
+            ", expect: {body_regex: ok}",
+            ", expect: {json: {/a: 1}}",
+            ", expect: {json: {/a: '1'}}",
+            ", expect: {json: {/b: 1}}",
+            ", degraded: {latency_above: 1s}",
+            ", degraded: {json: {/a: 1}}",
+        ];
+        let prints: Vec<u64> = variants.iter().map(|v| fingerprint(v)).collect();
+        for (i, a) in prints.iter().enumerate() {
+            assert_eq!(*a, fingerprint(variants[i]), "stable: {}", variants[i]);
+            for (j, b) in prints.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{} vs {}", variants[i], variants[j]);
+            }
+        }
     }
 
     #[test]
