@@ -263,16 +263,22 @@ impl EncodeLabelSet for AgentLabels<'_> {
 pub struct Monitor {
     agents: RwLock<BTreeMap<Arc<str>, Arc<Agent>>>,
     history_limit: usize,
+    /// Every event, probes included, for subscribers that asked for probes.
     events: broadcast::Sender<Event>,
+    /// Transitions and fleet changes only: most subscribers want just these, and on this
+    /// channel they are not woken for each of the fleet's probes.
+    status_events: broadcast::Sender<Event>,
 }
 
 impl Monitor {
     pub fn new(history_limit: usize) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (status_events, _) = broadcast::channel(EVENT_BUFFER);
         Monitor {
             agents: RwLock::new(BTreeMap::new()),
             history_limit,
             events,
+            status_events,
         }
     }
 
@@ -319,16 +325,29 @@ impl Monitor {
 
     /// Tells subscribers that agents were added, changed or removed.
     pub fn fleet_changed(&self) {
-        let _ = self.events.send(Event::FleetChanged);
+        self.send_status(Event::FleetChanged);
     }
 
-    /// A receiver of every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    /// A receiver of the events from now on: transitions and fleet changes, and every probe
+    /// too when `probes`.
+    pub fn subscribe(&self, probes: bool) -> broadcast::Receiver<Event> {
+        if probes {
+            self.events.subscribe()
+        } else {
+            self.status_events.subscribe()
+        }
     }
 
     pub fn subscribers(&self) -> usize {
-        self.events.receiver_count()
+        self.events.receiver_count() + self.status_events.receiver_count()
+    }
+
+    /// Sending fails only when nobody listens, which is fine.
+    fn send_status(&self, event: Event) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event.clone());
+        }
+        let _ = self.status_events.send(event);
     }
 
     /// Records one probe: state, counters, histogram, history, log line and events.
@@ -351,8 +370,7 @@ impl Monitor {
         log_probe(agent, &result, status);
         if let Some(transition) = transition {
             log_transition(&transition);
-            // Sending fails only when nobody listens, which is fine.
-            let _ = self.events.send(Event::Status(transition));
+            self.send_status(Event::Status(transition));
         }
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(Event::Probe {

@@ -130,7 +130,7 @@ fn history_entry_stays_compact() {
 #[tokio::test]
 async fn transition_is_sent_to_subscribers_with_reason_and_error() {
     let (monitor, agent) = agent("");
-    let mut events = monitor.subscribe();
+    let mut events = monitor.subscribe(false);
     monitor.record(&agent, fail());
     let mut saw = None;
     while let Ok(event) = events.try_recv() {
@@ -143,4 +143,33 @@ async fn transition_is_sent_to_subscribers_with_reason_and_error() {
     assert_eq!(t.reason, Some(FailureReason::Connect));
     assert_eq!(t.error.as_deref(), Some("connection refused"));
     assert_eq!(&*t.agent, "planner");
+}
+
+#[tokio::test]
+async fn status_subscribers_get_transitions_without_the_stream_of_probes() {
+    let (monitor, agent) = agent("");
+    let mut status_only = monitor.subscribe(false);
+    let mut everything = monitor.subscribe(true);
+    assert_eq!(monitor.subscribers(), 2);
+    // One transition (unknown -> unhealthy), then three probes that change nothing.
+    for _ in 0..4 {
+        monitor.record(&agent, fail());
+    }
+    monitor.fleet_changed();
+    let kinds = |events: &mut broadcast::Receiver<Event>| {
+        let mut kinds = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            kinds.push(match event {
+                Event::Status(_) => "status",
+                Event::Probe { .. } => "probe",
+                Event::FleetChanged => "fleet",
+            });
+        }
+        kinds
+    };
+    assert_eq!(kinds(&mut status_only), ["status", "fleet"]);
+    assert_eq!(
+        kinds(&mut everything),
+        ["status", "probe", "probe", "probe", "probe", "fleet"]
+    );
 }

@@ -120,7 +120,7 @@ impl Filter {
 pub(super) fn stream(state: &Arc<ServerState>, query: Option<&str>) -> Response<Body> {
     let filter = Filter::from_query(query);
     // Subscribe before the snapshot, so no transition falls between the two.
-    let events = state.monitor.subscribe();
+    let events = state.monitor.subscribe(filter.probes);
     let (queue, frames) = mpsc::channel::<Queued>(CLIENT_QUEUE);
     let mut client = Client {
         state: state.clone(),
@@ -349,7 +349,7 @@ mod tests {
     async fn client_that_fell_behind_gets_a_resync_then_live_events_again() {
         let (state, agent) = fixture();
         let (client, mut frames) = client(&state, 4);
-        tokio::spawn(client.forward(state.monitor.subscribe()));
+        tokio::spawn(client.forward(state.monitor.subscribe(true)));
         tokio::task::yield_now().await;
         for _ in 0..20 {
             state.monitor.record(&agent, probe_result());
@@ -381,7 +381,7 @@ mod tests {
     async fn client_that_never_reads_is_dropped() {
         let (state, agent) = fixture();
         let (client, mut frames) = client(&state, 2);
-        let forward = tokio::spawn(client.forward(state.monitor.subscribe()));
+        let forward = tokio::spawn(client.forward(state.monitor.subscribe(true)));
         tokio::task::yield_now().await;
         for _ in 0..5 {
             state.monitor.record(&agent, probe_result());
