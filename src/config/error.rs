@@ -1,7 +1,9 @@
 //! Config errors: each names the file, line and column, says what is wrong and how to fix it.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Location;
 
 /// One problem in the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +14,66 @@ pub struct ConfigIssue {
     pub column: u64,
     pub message: String,
     pub fix: String,
+}
+
+impl ConfigIssue {
+    /// A problem at a place the parser recorded.
+    pub fn at(
+        file: &str,
+        at: Location,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        ConfigIssue {
+            file: file.to_owned(),
+            line: at.line(),
+            column: at.column(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// A YAML or schema error from the parser, with its place and a fix where one can be
+    /// guessed; `keys` says where the valid keys are listed.
+    pub fn from_yaml(file: &str, error: &serde_saphyr::Error, keys: &str) -> Self {
+        let (line, column) = error
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        let message = error.to_string();
+        let first_line = message.lines().next().unwrap_or_default();
+        // The parser repeats the place in its message; the issue already shows it.
+        let first_line = match first_line.find(": ") {
+            Some(i) if first_line.starts_with("error: line ") => &first_line[i + 2..],
+            _ => first_line,
+        };
+        let fix = if first_line.contains("unknown field") {
+            format!("remove the key or correct its spelling; {keys}")
+        } else if first_line.contains("invalid type") {
+            format!("give the key a value of the type it takes; {keys}")
+        } else if first_line.contains("budget") {
+            // Not a syntax error: the file is larger than the parser will take at once.
+            "split the file: run several exporters, each with a part of the fleet".to_owned()
+        } else {
+            "fix the YAML syntax at that place".to_owned()
+        };
+        ConfigIssue {
+            file: file.to_owned(),
+            line,
+            column,
+            message: first_line.to_owned(),
+            fix,
+        }
+    }
+}
+
+/// The folder that relative file names inside a config file are taken from: the file's own,
+/// as Prometheus does.
+pub fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 impl fmt::Display for ConfigIssue {

@@ -8,9 +8,9 @@ mod resolve;
 mod spec;
 pub mod tls;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub use error::{ConfigError, ConfigIssue};
+pub use error::{base_dir, ConfigError, ConfigIssue};
 pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
 pub use spec::*;
 
@@ -48,12 +48,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    parse(&text, &path.display().to_string(), &base_dir)
+    parse(&text, &path.display().to_string(), &base_dir(path))
 }
+
+/// Where a user finds the valid keys, for error messages.
+const KEYS: &str = "the README lists every key and its type";
 
 /// Validates config text; `file` names it in errors, `base_dir` anchors relative paths.
 pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
@@ -61,7 +60,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
         raw::RawConfig::default()
     } else {
         serde_saphyr::from_str_with_options(text, yaml_options())
-            .map_err(|e| ConfigError::Invalid(vec![yaml_issue(file, &e)]))?
+            .map_err(|e| ConfigError::Invalid(vec![ConfigIssue::from_yaml(file, &e, KEYS)]))?
     };
     let mut resolver = resolve::Resolver::new(file.to_owned(), base_dir.to_path_buf());
     let agents = resolver.resolve(raw);
@@ -83,33 +82,4 @@ fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options
-}
-
-/// A YAML or schema error from the parser, with its place and a fix where one can be guessed.
-fn yaml_issue(file: &str, error: &serde_saphyr::Error) -> ConfigIssue {
-    let (line, column) = error
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
-    let message = error.to_string();
-    let first_line = message.lines().next().unwrap_or_default();
-    // The parser repeats the place in its message; the issue already shows it.
-    let first_line = match first_line.find(": ") {
-        Some(i) if first_line.starts_with("error: line ") => first_line[i + 2..].to_owned(),
-        _ => first_line.to_owned(),
-    };
-    let fix = if first_line.contains("unknown field") {
-        "remove the key or correct its spelling; the README lists every key"
-    } else if first_line.contains("invalid type") {
-        "give the key a value of the type the README shows"
-    } else {
-        "fix the YAML syntax at that place"
-    };
-    ConfigIssue {
-        file: file.to_owned(),
-        line,
-        column,
-        message: first_line,
-        fix: fix.to_owned(),
-    }
 }

@@ -82,13 +82,8 @@ impl Resolver {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) {
-        self.issues.push(ConfigIssue {
-            file: self.file.clone(),
-            line: at.line(),
-            column: at.column(),
-            message: message.into(),
-            fix: fix.into(),
-        });
+        self.issues
+            .push(ConfigIssue::at(&self.file, at, message, fix));
     }
 
     pub(super) fn resolve(&mut self, raw: RawConfig) -> Vec<ResolvedAgent> {

@@ -13,7 +13,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::auth::BasicAuth;
 use super::tls::{self, ClientAuth, ServerTlsFiles, TlsVersion};
-use crate::config::ConfigIssue;
+use crate::config::{base_dir, ConfigIssue};
 
 /// Response headers the exporter sets itself or that belong to the protocol: a web config
 /// must not override them.
@@ -117,11 +117,7 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let mut config = parse(&text, &path.display().to_string(), &base_dir)?;
+    let mut config = parse(&text, &path.display().to_string(), &base_dir(path))?;
     config.files.insert(0, path.to_path_buf());
     Ok(config)
 }
@@ -132,24 +128,11 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<WebConfig, WebCo
         RawWebConfig::default()
     } else {
         serde_saphyr::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-            let message = e.to_string();
-            let first = message.lines().next().unwrap_or_default();
-            let first = match first.find(": ") {
-                Some(i) if first.starts_with("error: line ") => &first[i + 2..],
-                _ => first,
-            };
-            WebConfigError::Invalid(vec![ConfigIssue {
-                file: file.to_owned(),
-                line,
-                column,
-                message: first.to_owned(),
-                fix: if first.contains("unknown field") {
-                    "remove the key or correct its spelling; the README lists every key of the web config".into()
-                } else {
-                    "fix the YAML at that place".into()
-                },
-            }])
+            WebConfigError::Invalid(vec![ConfigIssue::from_yaml(
+                file,
+                &e,
+                "the README lists every key of the web config and its type",
+            )])
         })?
     };
     let mut checker = Checker {
@@ -177,13 +160,8 @@ struct Checker {
 
 impl Checker {
     fn issue(&mut self, at: Location, message: impl Into<String>, fix: impl Into<String>) {
-        self.issues.push(ConfigIssue {
-            file: self.file.clone(),
-            line: at.line(),
-            column: at.column(),
-            message: message.into(),
-            fix: fix.into(),
-        });
+        self.issues
+            .push(ConfigIssue::at(&self.file, at, message, fix));
     }
 
     fn check(&mut self, raw: RawWebConfig) -> WebConfig {
