@@ -213,7 +213,7 @@ fn rhythm_problems(
         let arrived = target
             .arrivals(agent)
             .iter()
-            .filter(|at| (from.at..to.at).contains(at))
+            .filter(|at| (from.at..to.at).contains(*at))
             .count();
         seen.push(format!("{agent} {arrived}"));
         if !PROBES_PER_WINDOW.contains(&arrived) {

@@ -3,54 +3,17 @@
 
 mod harness;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use agent_health_exporter::app::{Exporter, Options};
 use agent_health_exporter::server::Limits;
 use harness::parse_answer;
+use harness::served::Served;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 
-struct Served {
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Served {
-    async fn start(limits: Limits) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.yaml");
-        std::fs::write(&config, "agents: []\n").unwrap();
-        let options = Options {
-            config_file: config,
-            limits,
-            ..Options::default()
-        };
-        let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(exporter.serve(listener, async {
-            let _ = stopped.await;
-        }));
-        Served {
-            addr,
-            _dir: dir,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-    }
+/// The exporter on loopback with an empty fleet and these server limits.
+async fn serve(limits: Limits) -> Served {
+    Served::start(|_, options| options.limits = limits).await
 }
 
 fn limits(header_read_timeout: Duration, max_connections: usize) -> Limits {
@@ -76,7 +39,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_head_sent_one_byte_at_a_time_is_cut_at_the_header_read_timeout() {
-    let served = Served::start(limits(Duration::from_millis(600), 16)).await;
+    let served = serve(limits(Duration::from_millis(600), 16)).await;
     let mut stream = TcpStream::connect(served.addr).await.unwrap();
     let start = Instant::now();
     let head =
@@ -107,7 +70,7 @@ async fn request_head_sent_one_byte_at_a_time_is_cut_at_the_header_read_timeout(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_head_above_64_kib_is_refused() {
-    let served = Served::start(Limits::default()).await;
+    let served = serve(Limits::default()).await;
     let mut stream = TcpStream::connect(served.addr).await.unwrap();
     let big = "a".repeat(100 * 1024);
     let request = format!("GET /-/healthy HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
@@ -135,7 +98,7 @@ async fn request_head_above_64_kib_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_kept_alive_connection_is_closed_after_the_timeout() {
-    let served = Served::start(limits(Duration::from_millis(700), 16)).await;
+    let served = serve(limits(Duration::from_millis(700), 16)).await;
     let mut stream = TcpStream::connect(served.addr).await.unwrap();
     stream
         .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -159,7 +122,7 @@ async fn idle_kept_alive_connection_is_closed_after_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_gigabyte_request_body_is_refused_without_being_read() {
-    let served = Served::start(Limits::default()).await;
+    let served = serve(Limits::default()).await;
     for (framing, expected) in [
         ("Content-Length: 10737418240", 413),
         ("Transfer-Encoding: chunked", 200),
@@ -209,7 +172,7 @@ async fn ten_gigabyte_request_body_is_refused_without_being_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_wait_until_one_closes() {
-    let served = Served::start(limits(Duration::from_secs(20), 3)).await;
+    let served = serve(limits(Duration::from_secs(20), 3)).await;
     let mut idle = Vec::new();
     for _ in 0..3 {
         idle.push(TcpStream::connect(served.addr).await.unwrap());

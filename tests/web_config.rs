@@ -5,17 +5,16 @@
 mod harness;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_health_exporter::app::{Exporter, Options};
 use base64::Engine;
+use harness::served::Served;
 use harness::{parse_answer, Answer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 
 /// A certificate and its key, in PEM and DER.
 struct Identity {
@@ -68,53 +67,16 @@ fn ca_and_client() -> (Identity, Identity) {
 }
 
 /// An exporter serving on loopback with the web config `web_yaml` (files beside it).
-struct Served {
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Served {
-    async fn start(web_yaml: &str, files: &[(&str, &str)]) -> Served {
-        let dir = tempfile::tempdir().unwrap();
+async fn serve(web_yaml: &str, files: &[(&str, &str)]) -> Served {
+    Served::start(|dir, options| {
         for (name, content) in files {
-            std::fs::write(dir.path().join(name), content).unwrap();
+            std::fs::write(dir.join(name), content).unwrap();
         }
-        let config = dir.path().join("config.yaml");
-        std::fs::write(&config, "agents: []\n").unwrap();
-        let web = dir.path().join("web.yml");
+        let web = dir.join("web.yml");
         std::fs::write(&web, web_yaml).unwrap();
-        let options = Options {
-            config_file: config,
-            web_config_file: Some(web),
-            ..Options::default()
-        };
-        let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(exporter.serve(listener, async {
-            let _ = stopped.await;
-        }));
-        Served {
-            addr,
-            dir,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-    }
+        options.web_config_file = Some(web);
+    })
+    .await
 }
 
 fn client_config(trusted: &[&Identity], client: Option<&Identity>) -> Arc<rustls::ClientConfig> {
@@ -201,7 +163,7 @@ fn tls_yaml(extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_served_with_the_configured_certificate_and_plain_http_is_not() {
     let server = self_signed(&["127.0.0.1", "localhost"]);
-    let served = Served::start(
+    let served = serve(
         &tls_yaml("  min_version: TLS12\n"),
         &[
             ("server.pem", &server.cert_pem),
@@ -233,7 +195,7 @@ async fn client_certificate_is_required_and_verified_against_the_client_ca() {
     let server = self_signed(&["127.0.0.1"]);
     let (ca, client) = ca_and_client();
     let (_other_ca, stranger) = ca_and_client();
-    let served = Served::start(
+    let served = serve(
         &tls_yaml(
             "  client_ca_file: client-ca.pem\n  client_auth_type: RequireAndVerifyClientCert\n",
         ),
@@ -277,7 +239,7 @@ fn users_yaml(cost: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_protects_every_endpoint_and_headers_are_on_every_answer() {
-    let served = Served::start(&users_yaml(4), &[]).await;
+    let served = serve(&users_yaml(4), &[]).await;
     for path in ["/metrics", "/-/healthy", "/-/ready", "/api/v1/agents", "/"] {
         let open = http_get(served.addr, path, &[]).await.unwrap();
         assert_eq!(open.status, 401, "{path} without credentials");
@@ -309,7 +271,7 @@ async fn basic_auth_protects_every_endpoint_and_headers_are_on_every_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_user_takes_about_as_long_as_a_wrong_password() {
     // Cost 8: long enough to dominate the request, short enough for a test.
-    let served = Served::start(&users_yaml(8), &[]).await;
+    let served = serve(&users_yaml(8), &[]).await;
     let mut wrong = Vec::new();
     let mut unknown = Vec::new();
     let mut cached = Vec::new();
@@ -369,7 +331,7 @@ async fn unknown_user_takes_about_as_long_as_a_wrong_password() {
 async fn renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_ignored() {
     let first = self_signed(&["127.0.0.1"]);
     let renewed = self_signed(&["127.0.0.1"]);
-    let served = Served::start(
+    let served = serve(
         &tls_yaml(""),
         &[
             ("server.pem", &first.cert_pem),

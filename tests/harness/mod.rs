@@ -2,6 +2,8 @@
 //! config of the test's own, and metric lookups in the text exposition.
 #![allow(dead_code)]
 
+pub mod served;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
