@@ -181,9 +181,17 @@ fn zero_threshold_is_reported() {
 
 #[test]
 fn yaml_syntax_error_is_reported_with_its_place() {
-    let all = issues("agents: [\n");
+    let all = issues("agents:\n  - name: a\n    type: t\n    url: \"http://x/\n  - name: b\n");
     assert_eq!(all.len(), 1);
-    assert!(all[0].line >= 1, "{}", all[0]);
+    let issue = &all[0];
+    // The quote that never closes opens at line 4, column 10.
+    assert_eq!((issue.line, issue.column), (4, 10), "{issue}");
+    assert!(issue.message.contains("unclosed quote"), "{issue}");
+    assert!(
+        !issue.message.contains("line 4"),
+        "the place is not repeated: {issue}"
+    );
+    assert!(issue.fix.contains("YAML syntax"), "{issue}");
 }
 
 #[test]

@@ -42,9 +42,13 @@ impl ConfigIssue {
             .unwrap_or((0, 0));
         let message = error.to_string();
         let first_line = message.lines().next().unwrap_or_default();
-        // The parser repeats the place in its message; the issue already shows it.
+        // The parser repeats the place in its message ("line 4 column 10: ..."); the issue
+        // already shows it.
+        let first_line = first_line.strip_prefix("error: ").unwrap_or(first_line);
         let first_line = match first_line.find(": ") {
-            Some(i) if first_line.starts_with("error: line ") => &first_line[i + 2..],
+            Some(i) if first_line.starts_with("line ") && first_line[..i].contains(" column ") => {
+                &first_line[i + 2..]
+            }
             _ => first_line,
         };
         let fix = if first_line.contains("unknown field") {
