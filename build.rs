@@ -16,8 +16,16 @@ fn main() {
     println!("cargo:rustc-env=AHE_GIT_REVISION={revision}");
     println!("cargo:rustc-env=AHE_RUSTC_VERSION={rustc_version}");
     println!("cargo:rerun-if-env-changed=AGENT_HEALTH_EXPORTER_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // Asked of git rather than assumed to be under .git/: in a worktree .git is a file, and a
+    // path that does not exist would make cargo rerun this script, and rebuild the crate, on
+    // every build. Only paths that exist are named, for the same reason.
+    for name in ["HEAD", "refs/heads", "packed-refs"] {
+        if let Some(path) = run("git", &["rev-parse", "--git-path", name]) {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+    }
 }
 
 fn run(program: &str, args: &[&str]) -> Option<String> {
