@@ -19,10 +19,6 @@ use super::routes::text;
 use super::{Body, ServerState};
 use crate::metrics::{EncodeError, Format, Metrics};
 
-/// Pieces of the body in flight between the encoder and the connection: enough to keep the
-/// socket busy, few enough that a slow scraper holds back at most about 2 MiB.
-const PIECES_IN_FLIGHT: usize = 8;
-
 /// Compressed output goes out in pieces of about this size.
 const GZIP_PIECE_BYTES: usize = 64 * 1024;
 
@@ -38,7 +34,11 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
             .and_then(|v| v.to_str().ok()),
     );
     let metrics = state.metrics.clone();
-    let (pieces, mut received) = mpsc::channel::<Bytes>(PIECES_IN_FLIGHT);
+    // Unbounded on purpose: the encoder runs on the blocking pool and must never wait for a
+    // scraper. A client that reads slowly, or not at all, then holds its whole scrape in
+    // memory, as a buffered body would; a bounded queue would instead hold a pool thread
+    // hostage, and enough such clients would stall every other scrape.
+    let (pieces, mut received) = mpsc::unbounded_channel::<Bytes>();
     let encoder = tokio::task::spawn_blocking(move || encode(&metrics, format, gzip, &pieces));
     // Encoding can only fail before its first piece, so the status is known once that comes.
     let Some(first) = received.recv().await else {
@@ -75,17 +75,18 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
     response
 }
 
-/// Writes the scrape into `pieces`, compressed when `gzip`. A scraper that went away closes
-/// the channel; the rest of its scrape is then written and dropped, which costs one encoding.
+/// Writes the scrape into `pieces`, compressed when `gzip`, without ever waiting for the
+/// reader. A scraper that went away closes the channel; the rest of its scrape is then written
+/// and dropped, which costs one encoding.
 fn encode(
     metrics: &Metrics,
     format: Format,
     gzip: bool,
-    pieces: &mpsc::Sender<Bytes>,
+    pieces: &mpsc::UnboundedSender<Bytes>,
 ) -> Result<(), EncodeError> {
     let send = |piece: Vec<u8>| {
         if !piece.is_empty() {
-            let _ = pieces.blocking_send(Bytes::from(piece));
+            let _ = pieces.send(Bytes::from(piece));
         }
     };
     if !gzip {
@@ -130,6 +131,54 @@ fn accepts_gzip(header: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scraper that never reads must not keep the encoder (a blocking-pool thread) waiting.
+    #[test]
+    fn encoding_finishes_while_the_scraper_reads_nothing() {
+        let yaml: String = std::iter::once("agents:\n".to_owned())
+            .chain(
+                (0..3000)
+                    .map(|i| format!("  - {{name: a{i}, type: t, url: 'tcp://127.0.0.1:1'}}\n")),
+            )
+            .collect();
+        let config =
+            crate::config::parse(&yaml, "t.yaml", std::path::Path::new(".")).expect("valid config");
+        let monitor = Arc::new(crate::monitor::Monitor::new(10));
+        for agent in &config.agents {
+            monitor.insert(agent);
+        }
+        let metrics = Arc::new(Metrics::new(
+            monitor,
+            Arc::new(crate::metrics::ExporterMetrics::default()),
+            crate::metrics::BuildInfo {
+                version: "1",
+                revision: "r",
+                rustc: "1",
+            },
+        ));
+        for (format, gzip) in [
+            (Format::Text, false),
+            (Format::Protobuf, false),
+            (Format::Text, true),
+        ] {
+            let (pieces, received) = mpsc::unbounded_channel::<Bytes>();
+            let (done, finished) = std::sync::mpsc::channel();
+            let m = metrics.clone();
+            std::thread::spawn(move || {
+                let _ = done.send(encode(&m, format, gzip, &pieces).is_ok());
+            });
+            let ok = finished
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("the encoder finished without anybody reading");
+            assert!(ok);
+            // Nothing was read, so every piece is still queued: more than a few of them.
+            assert!(
+                received.len() > 4,
+                "{format:?} gzip={gzip}: {} pieces",
+                received.len()
+            );
+        }
+    }
 
     #[test]
     fn gzip_is_used_only_when_allowed() {
