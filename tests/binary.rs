@@ -270,27 +270,24 @@ fn large_scrape_streams_in_pieces_that_hold_every_agent_in_every_format() {
         )],
     )
     .expect("get");
-    // Walk the length-delimited frames: they must tile the body exactly.
+    // Length-delimited frames that must tile the body exactly, and hold every agent.
+    use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily;
+    use prost::Message;
     let mut rest = pb.body.as_slice();
-    let mut families = 0;
+    let mut families = Vec::new();
     while !rest.is_empty() {
-        let (mut len, mut shift, mut used) = (0usize, 0, 0);
-        for byte in rest {
-            len |= usize::from(byte & 0x7f) << shift;
-            shift += 7;
-            used += 1;
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
-        assert!(
-            used + len <= rest.len(),
-            "frame {families} runs past the body"
-        );
-        rest = &rest[used + len..];
-        families += 1;
+        families.push(MetricFamily::decode_length_delimited(&mut rest).expect("a whole frame"));
     }
-    assert!(families > 16, "{families} families");
+    assert!(families.len() > 16, "{} families", families.len());
+    let interval = families
+        .iter()
+        .find(|f| f.name == "agent_probe_interval_seconds")
+        .expect("the interval family");
+    assert_eq!(interval.metric.len(), 3000);
+    assert!(interval
+        .metric
+        .iter()
+        .all(|m| m.gauge.as_ref().map(|g| g.value) == Some(3600.0)));
 }
 
 #[test]

@@ -279,7 +279,9 @@ proptest! {
 #[test]
 fn empty_and_whitespace_configs_are_valid_and_empty() {
     for text in ["", "\n", "   \n\t\n"] {
-        parse_config(text);
+        let config = config::parse(text, "fuzz.yaml", Path::new("."))
+            .unwrap_or_else(|e| panic!("{text:?} was refused: {e}"));
+        assert!(config.agents.is_empty(), "{text:?}");
     }
 }
 
@@ -288,12 +290,26 @@ fn deeply_nested_yaml_is_refused_without_a_stack_overflow() {
     // A flow sequence nested 10,000 deep: a recursive parser without a depth bound overflows.
     let text = format!("agents: {}{}", "[".repeat(10_000), "]".repeat(10_000));
     parse_config(&text);
+    assert!(
+        matches!(
+            config::parse(&text, "fuzz.yaml", Path::new(".")),
+            Err(ConfigError::Invalid(_))
+        ),
+        "nested sequences are not agents"
+    );
     let text = format!(
         "basic_auth_users: {}{}",
         "[".repeat(10_000),
         "]".repeat(10_000)
     );
     parse_web_config(&text);
+    assert!(
+        matches!(
+            web_config::parse(&text, "web.yml", Path::new("/nonexistent")),
+            Err(WebConfigError::Invalid(_))
+        ),
+        "nested sequences are not users"
+    );
 }
 
 #[test]

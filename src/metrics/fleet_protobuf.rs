@@ -432,6 +432,13 @@ mod tests {
             assert_eq!(varint_len(v), len, "{v}");
         }
         assert_eq!(varint_len(u64::MAX), 10);
+        let mut out = Vec::new();
+        varint(&mut out, 300);
+        assert_eq!(
+            out,
+            [0xac, 0x02],
+            "low seven bits first, high bit set on all but the last"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::config::{base_dir, ConfigIssue};
 
 /// Response headers the exporter sets itself or that belong to the protocol: a web config
 /// must not override them.
-const RESERVED_HEADERS: [&str; 17] = [
+const RESERVED_HEADERS: [&str; 18] = [
     "allow",
     "authorization",
     "cache-control",
@@ -33,6 +33,7 @@ const RESERVED_HEADERS: [&str; 17] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "vary",
     "www-authenticate",
     "x-accel-buffering",
 ];
@@ -432,6 +433,11 @@ mod tests {
             found
                 .iter()
                 .any(|i| i.contains("cannot read /nonexistent/c")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|i| i.starts_with("web.yml:6:")
+                && i.contains("client_auth_type \"Sometimes\" is unknown")),
             "{found:?}"
         );
     }
