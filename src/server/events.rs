@@ -30,25 +30,32 @@ const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Reconnection delay advised to clients.
 const RETRY_MS: u64 = 2000;
 
+/// How long a shared snapshot is served before it is built again even though no agent changed
+/// status: its last-probe times and window statistics age, and a client connecting later should
+/// not get them frozen.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+
 /// The unfiltered fleet snapshot, serialised once and shared by every client that connects or
-/// resyncs while no agent changed status. A thousand clients connecting at once (or falling
+/// resyncs within a second and while no agent changed status. A thousand clients connecting at once (or falling
 /// behind at once) otherwise build a thousand copies of a large JSON document, starve the
 /// threads that forward live events, fall further behind and resync again: a meltdown that
 /// the load test showed at 1,000 streams.
 #[derive(Default)]
 pub struct SnapshotCache {
-    cached: Mutex<Option<(u64, Bytes)>>,
+    cached: Mutex<Option<(u64, tokio::time::Instant, Bytes)>>,
 }
 
 impl SnapshotCache {
-    /// The `data:` payload and blank line of the whole fleet's snapshot, built again only when
-    /// an agent came, went or changed status since the cached one was made.
+    /// The `data:` payload and blank line of the whole fleet's snapshot, built again when an
+    /// agent came, went or changed status since the cached one was made, or when it is older
+    /// than `SNAPSHOT_MAX_AGE`.
     fn get(&self, state: &ServerState) -> Bytes {
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         // Taken before the snapshot is built, so a change in between only causes a rebuild.
         let key = fleet_key(&state.monitor.agents());
-        if let Some((made_for, json)) = cached.as_ref() {
-            if *made_for == key {
+        let now = tokio::time::Instant::now();
+        if let Some((made_for, made_at, json)) = cached.as_ref() {
+            if *made_for == key && now.duration_since(*made_at) < SNAPSHOT_MAX_AGE {
                 return json.clone();
             }
         }
@@ -56,7 +63,7 @@ impl SnapshotCache {
             .unwrap_or_else(|_| b"null".to_vec());
         json.extend_from_slice(b"\n\n");
         let json = Bytes::from(json);
-        *cached = Some((key, json.clone()));
+        *cached = Some((key, now, json.clone()));
         json
     }
 }
@@ -332,6 +339,21 @@ mod tests {
         let after = state.snapshots.get(&state);
         assert_ne!(first.as_ptr(), after.as_ptr(), "rebuilt after a transition");
         assert!(String::from_utf8_lossy(&after).contains("\"status\":\"healthy\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shared_snapshot_is_built_again_once_it_is_a_second_old() {
+        let (state, _agent) = fixture();
+        let first = state.snapshots.get(&state);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(first.as_ptr(), state.snapshots.get(&state).as_ptr());
+        tokio::time::advance(SNAPSHOT_MAX_AGE).await;
+        let later = state.snapshots.get(&state);
+        assert_ne!(
+            first.as_ptr(),
+            later.as_ptr(),
+            "a fresh snapshot, not a frozen one"
+        );
     }
 
     fn client(state: &Arc<ServerState>, capacity: usize) -> (Client, mpsc::Receiver<Queued>) {
