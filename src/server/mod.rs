@@ -103,18 +103,8 @@ pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
 }
 
 /// Serves until `shutdown` completes, then lets in-flight answers finish for up to
-/// `SHUTDOWN_GRACE`. Plain HTTP, no auth, default limits.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<ServerState>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let web = Arc::new(web_watch::WebWatch::open());
-    serve_with(listener, state, web, Limits::default(), shutdown).await;
-}
-
-/// Like `serve`, with the web config (TLS, basic auth, headers) kept current by `web` and the
-/// given limits.
+/// `SHUTDOWN_GRACE`, with the web config (TLS, basic auth, headers) kept current by `web` and
+/// the given limits.
 pub async fn serve_with(
     listener: TcpListener,
     state: Arc<ServerState>,

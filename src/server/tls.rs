@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
@@ -111,10 +111,7 @@ pub fn server_config(files: &ServerTlsFiles) -> Result<Arc<ServerConfig>, Server
     if chain.is_empty() {
         return Err(ServerTlsError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(&files.key_pem).map_err(|e| match e {
-        pem::Error::NoItemsFound => ServerTlsError::NoKey,
-        _ => ServerTlsError::NoKey,
-    })?;
+    let key = PrivateKeyDer::from_pem_slice(&files.key_pem).map_err(|_| ServerTlsError::NoKey)?;
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
         (TlsVersion::Tls12, &rustls::version::TLS12),
         (TlsVersion::Tls13, &rustls::version::TLS13),
