@@ -847,6 +847,7 @@ fn fingerprint_spec(spec: &AgentSpec, hasher: &mut DefaultHasher) {
     // Field by field rather than through a `Debug` rendering, which cost more than the rest of
     // resolving an agent; the empty cases, by far the most common, hash almost nothing.
     let expect = &spec.expect;
+    expect.status.len().hash(hasher);
     for status in &expect.status {
         match status {
             StatusMatch::Code(code) => (0u8, *code).hash(hasher),

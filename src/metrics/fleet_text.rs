@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::{Row, CHUNK_BYTES, FAMILIES};
 use crate::monitor::{Status, DURATION_BUCKETS};
-use crate::probe::FailureReason;
+use crate::probe::{FailureReason, Phases};
 
 /// The two text dialects; they differ in the names of counter descriptors, the order of a
 /// histogram's lines and where and how `le` is written.
@@ -55,15 +55,20 @@ pub(super) fn encode(
         }
     }
 
+    // The extra labels are constants: rendered once per scrape, not once per line.
+    let statuses = Status::ALL.map(|s| extra("status", s.as_str()));
+    let phases = Phases::default().named().map(|(p, _)| extra("phase", p));
+    let results = [extra("result", "success"), extra("result", "failure")];
+    let reasons = FailureReason::ALL.map(|r| extra("reason", r.as_str()));
+
     w.descriptor(FAMILIES.health_status);
     for (row, l) in pairs() {
-        for status in Status::ALL {
-            let extra = w.extra("status", status.as_str());
+        for (status, extra) in Status::ALL.iter().zip(&statuses) {
             w.int_line(
                 FAMILIES.health_status.name,
                 l,
-                &extra,
-                u64::from(row.status == status),
+                extra,
+                u64::from(row.status == *status),
             );
         }
     }
@@ -76,32 +81,29 @@ pub(super) fn encode(
     w.descriptor(FAMILIES.phase);
     for (row, l) in pairs() {
         if let Some(last) = &row.last {
-            for (phase, value) in last.phases.named() {
-                let extra = w.extra("phase", phase);
-                w.float_line(FAMILIES.phase.name, l, &extra, value.as_secs_f64());
+            for ((_, value), extra) in last.phases.named().iter().zip(&phases) {
+                w.float_line(FAMILIES.phase.name, l, extra, value.as_secs_f64());
             }
         }
     }
 
     w.descriptor(FAMILIES.probes);
     for (row, l) in pairs() {
-        for (result, value) in [
-            ("success", row.probes_success),
-            ("failure", row.probes_failure),
-        ] {
-            let extra = w.extra("result", result);
-            w.int_line("agent_probes_total", l, &extra, value);
+        for (value, extra) in [row.probes_success, row.probes_failure]
+            .iter()
+            .zip(&results)
+        {
+            w.int_line("agent_probes_total", l, extra, *value);
         }
     }
 
     w.descriptor(FAMILIES.failures);
     for (row, l) in pairs() {
         for reason in FailureReason::ALL {
-            let extra = w.extra("reason", reason.as_str());
             w.int_line(
                 "agent_probe_failures_total",
                 l,
-                &extra,
+                &reasons[reason.index()],
                 row.failures_by_reason[reason.index()],
             );
         }
@@ -166,6 +168,11 @@ pub(super) fn encode(
         let v = row.agent.spec.timeout.as_secs_f64();
         w.float_line(FAMILIES.timeout.name, l, "", v);
     }
+}
+
+/// `,key="value"` for a label whose value needs no escaping (a constant of this crate).
+fn extra(key: &str, value: &str) -> String {
+    format!(",{key}=\"{value}\"")
 }
 
 /// `agent="…",agent_type="…",…`: the agent's labels, escaped, without braces.
@@ -248,17 +255,6 @@ impl Writer<'_> {
             name = family.name,
             help = family.help,
         );
-    }
-
-    /// `,key="value"` for a label whose value needs no escaping (a constant of this crate).
-    fn extra(&self, key: &str, value: &str) -> String {
-        let mut s = String::with_capacity(key.len() + value.len() + 4);
-        s.push(',');
-        s.push_str(key);
-        s.push_str("=\"");
-        s.push_str(value);
-        s.push('"');
-        s
     }
 
     /// `name{labels,extra}` or bare `name` when there are no labels.
