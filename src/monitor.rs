@@ -4,16 +4,19 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use tokio::sync::broadcast;
 
 use crate::config::{AgentSpec, ResolvedAgent};
 use crate::probe::{FailureReason, Outcome, ProbeResult};
 
+mod history;
 mod native_buckets;
+mod state;
+pub use history::HistoryEntry;
 pub use native_buckets::{NativeBuckets, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
+pub use state::{step, Change, Health, Status, Thresholds, Verdict};
 
 /// Classic buckets of `agent_probe_duration_seconds`: 1 ms to 10 s, dense where health checks
 /// usually answer.
@@ -28,89 +31,6 @@ const PREALLOCATED_HISTORY: usize = 256;
 
 /// Events kept for slow subscribers before they must resync.
 const EVENT_BUFFER: usize = 1024;
-
-/// The health of one agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    Unknown,
-    Healthy,
-    Degraded,
-    Unhealthy,
-}
-
-impl Status {
-    pub const ALL: [Status; 4] = [
-        Status::Unknown,
-        Status::Healthy,
-        Status::Degraded,
-        Status::Unhealthy,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Unknown => "unknown",
-            Status::Healthy => "healthy",
-            Status::Degraded => "degraded",
-            Status::Unhealthy => "unhealthy",
-        }
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One probe as kept in the history ring: 16 bytes, since the ring is multiplied by the fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryEntry {
-    /// End of the probe, milliseconds since the Unix epoch.
-    pub ended_at_ms: u64,
-    /// Duration in microseconds, saturating at about 71 minutes.
-    pub duration_us: u32,
-    /// 0 when no HTTP status was received.
-    pub http_status: u16,
-    outcome: u8,
-}
-
-const OUTCOME_HEALTHY: u8 = 0;
-const OUTCOME_DEGRADED: u8 = 1;
-/// Failures are stored as `OUTCOME_FAILED_BASE + reason index`.
-const OUTCOME_FAILED_BASE: u8 = 2;
-
-impl HistoryEntry {
-    fn from_result(result: &ProbeResult) -> Self {
-        let outcome = match &result.outcome {
-            Outcome::Healthy => OUTCOME_HEALTHY,
-            Outcome::Degraded(_) => OUTCOME_DEGRADED,
-            Outcome::Failed { reason, .. } => OUTCOME_FAILED_BASE + reason.index() as u8,
-        };
-        HistoryEntry {
-            ended_at_ms: unix_millis(result.ended_at),
-            duration_us: u32::try_from(result.duration.as_micros()).unwrap_or(u32::MAX),
-            http_status: result.http_status.unwrap_or(0),
-            outcome,
-        }
-    }
-
-    pub fn success(&self) -> bool {
-        self.outcome < OUTCOME_FAILED_BASE
-    }
-
-    pub fn degraded(&self) -> bool {
-        self.outcome == OUTCOME_DEGRADED
-    }
-
-    pub fn reason(&self) -> Option<FailureReason> {
-        let index = self.outcome.checked_sub(OUTCOME_FAILED_BASE)?;
-        FailureReason::ALL.get(usize::from(index)).copied()
-    }
-
-    pub fn duration(&self) -> Duration {
-        Duration::from_micros(u64::from(self.duration_us))
-    }
-}
 
 /// Everything the monitor knows about one agent.
 #[derive(Debug, Clone)]
@@ -246,15 +166,6 @@ impl<'a> AgentLabels<'a> {
         ]
         .into_iter()
         .chain(spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-    }
-}
-
-impl EncodeLabelSet for AgentLabels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        for label in self.iter() {
-            label.encode(encoder.encode_label())?;
-        }
-        Ok(())
     }
 }
 
@@ -417,74 +328,54 @@ impl PendingTransition {
     }
 }
 
-/// The state machine: updates `state` with `result` and returns the transition, if any.
+/// Applies `result` to `state`: the state machine's step, the counters and the history ring;
+/// returns the transition, if any.
 fn apply(
     spec: &AgentSpec,
     state: &mut AgentState,
     result: &ProbeResult,
     history_limit: usize,
 ) -> Option<PendingTransition> {
-    let from = state.status;
-    let next = match &result.outcome {
+    let health = Health {
+        status: state.status,
+        consecutive_failures: state.consecutive_failures,
+        consecutive_successes: state.consecutive_successes,
+    };
+    let thresholds = Thresholds {
+        failure: spec.failure_threshold,
+        success: spec.success_threshold,
+    };
+    let (health, change) = step(health, Verdict::of(&result.outcome), thresholds);
+    state.status = health.status;
+    state.consecutive_failures = health.consecutive_failures;
+    state.consecutive_successes = health.consecutive_successes;
+    match &result.outcome {
         Outcome::Healthy | Outcome::Degraded(_) => {
             state.probes_success += 1;
-            state.consecutive_failures = 0;
-            state.consecutive_successes = state.consecutive_successes.saturating_add(1);
             state.last_success = Some(result.ended_at);
-            let target = if matches!(result.outcome, Outcome::Degraded(_)) {
-                Status::Degraded
-            } else {
-                Status::Healthy
-            };
-            // Recovery from `unhealthy` waits for `success_threshold` successes; anything else
-            // follows the probe at once.
-            if from == Status::Unhealthy && state.consecutive_successes < spec.success_threshold {
-                from
-            } else {
-                target
-            }
         }
         Outcome::Failed { reason, .. } => {
             state.probes_failure += 1;
             state.failures_by_reason[reason.index()] += 1;
-            state.consecutive_successes = 0;
-            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-            if state.consecutive_failures >= spec.failure_threshold {
-                Status::Unhealthy
-            } else {
-                from
-            }
         }
-    };
-    if history_limit > 0 {
-        if state.history.len() >= history_limit {
-            state.history.pop_front();
-        } else if state.history.len() == state.history.capacity() {
-            // VecDeque would double: a ring of 300 would hold room for 512.
-            let grown = (2 * state.history.capacity()).max(16).min(history_limit);
-            state.history.reserve_exact(grown - state.history.len());
-        }
-        state.history.push_back(HistoryEntry::from_result(result));
     }
+    history::push(&mut state.history, history_limit, result);
     state.last = Some(result.clone());
-    if next == from {
-        return None;
-    }
-    if from != Status::Unknown {
+    let change = change?;
+    if change.counted {
         state.status_changes += 1;
     }
-    state.status = next;
     state.since = result.ended_at;
-    let (reason, error) = match &result.outcome {
-        Outcome::Failed { reason, error } => (Some(*reason), Some(error.clone())),
-        Outcome::Degraded(why) => (None, Some(why.clone())),
-        Outcome::Healthy => (None, None),
+    let error = match &result.outcome {
+        Outcome::Failed { error, .. } => Some(error.clone()),
+        Outcome::Degraded(why) => Some(why.clone()),
+        Outcome::Healthy => None,
     };
     Some(PendingTransition {
-        from,
-        to: next,
+        from: change.from,
+        to: change.to,
         at: result.ended_at,
-        reason,
+        reason: change.reason,
         error,
         consecutive_failures: state.consecutive_failures,
     })

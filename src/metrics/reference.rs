@@ -1,31 +1,39 @@
-//! prometheus-client's own rendering of the fleet's rows: the reference that the fast text and
-//! protobuf writers are tested against, byte for byte (text) and message for message
-//! (protobuf). Only tests build it.
+//! prometheus-client's own rendering of the fleet's families: the reference that the fast text
+//! and protobuf writers are tested against, byte for byte (text) and message for message
+//! (protobuf). It reads the same table but walks it with its own loop and encodes through
+//! prometheus-client's encoders. Only tests build it.
+
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, MetricEncoder, NativeHistogram, NativeHistogramBuckets, NoLabelSet,
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, MetricEncoder,
+    NativeHistogram, NativeHistogramBuckets, NoLabelSet,
 };
 use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
 
-use super::fleet_text::{Family, Kind};
-use super::{FleetCollector, FAMILIES};
-use crate::monitor::{
-    NativeBuckets, Status, DURATION_BUCKETS, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD,
-};
-use crate::probe::FailureReason;
+use super::families::{Kind, Sample, Samples, Values, FAMILIES};
+use super::native::spans_and_deltas;
+use super::walk::{rows, Fleet};
+use crate::monitor::{AgentLabels, Monitor, NativeBuckets, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
 
-/// Writes one family's descriptor; its samples follow.
-fn family<'a>(
-    encoder: &'a mut DescriptorEncoder,
-    family: Family,
-) -> Result<MetricEncoder<'a>, std::fmt::Error> {
-    let kind = match family.kind {
-        Kind::Gauge => MetricType::Gauge,
-        Kind::Counter => MetricType::Counter,
-        Kind::Histogram => MetricType::Histogram,
-    };
-    encoder.encode_descriptor(family.name, family.help, None, kind)
+/// Every fleet family, as prometheus-client encodes it.
+#[derive(Debug)]
+pub(crate) struct FleetCollector {
+    pub(crate) monitor: Arc<Monitor>,
+}
+
+/// The agent's labels, one at a time, as prometheus-client asks for them.
+struct Labels<'a>(AgentLabels<'a>);
+
+impl EncodeLabelSet for Labels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for label in self.0.iter() {
+            label.encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
 }
 
 /// One duration histogram, classic and native buckets, through prometheus-client.
@@ -37,7 +45,7 @@ pub(crate) fn histogram(
     native: &NativeBuckets,
     created: Option<std::time::SystemTime>,
 ) -> Result<(), std::fmt::Error> {
-    let (spans, deltas) = native.spans_and_deltas();
+    let (spans, deltas) = spans_and_deltas(native);
     m.encode_histogram_with_native::<NoLabelSet>(
         sum,
         count,
@@ -60,143 +68,73 @@ pub(crate) fn histogram(
     )
 }
 
+fn sample(m: MetricEncoder, kind: Kind, value: Sample) -> Result<(), std::fmt::Error> {
+    let mut m = m;
+    match (kind, value) {
+        (Kind::Counter, Sample::Int(v)) => m.encode_counter::<NoLabelSet, _, u64>(&v, None),
+        (Kind::Counter, Sample::Float(v)) => m.encode_counter::<NoLabelSet, _, u64>(&v, None),
+        (_, Sample::Int(v)) => m.encode_gauge(&(v as i64)),
+        (_, Sample::Float(v)) => m.encode_gauge(&v),
+    }
+}
+
 impl Collector for FleetCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let rows = self.rows(true);
-
-        let mut m = family(&mut encoder, FAMILIES.agents)?;
-        m.encode_gauge(&(rows.len() as i64))?;
-        let mut m = family(&mut encoder, FAMILIES.subscribers)?;
-        m.encode_gauge(&(self.monitor.subscribers() as i64))?;
-
-        let mut m = family(&mut encoder, FAMILIES.up)?;
-        for row in &rows {
-            if let Some(last) = &row.last {
-                m.encode_family(&row.agent.labels())?
-                    .encode_gauge(&i64::from(last.up))?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.health_status)?;
-        for row in &rows {
-            for status in Status::ALL {
-                let labels = (row.agent.labels(), [("status", status.as_str())]);
-                m.encode_family(&labels)?
-                    .encode_gauge(&i64::from(row.status == status))?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.duration)?;
-        let bounds: Vec<f64> = DURATION_BUCKETS
-            .iter()
-            .copied()
-            .chain([f64::INFINITY])
-            .collect();
-        for row in &rows {
-            let classic: Vec<(f64, u64)> = bounds
-                .iter()
-                .copied()
-                .zip(row.duration_buckets.iter().copied())
-                .collect();
-            let native = row.native.as_ref().expect("rows taken with native buckets");
-            histogram(
-                &mut m.encode_family(&row.agent.labels())?,
-                row.duration_sum,
-                row.duration_count,
-                &classic,
-                native,
-                Some(native.created),
-            )?;
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.phase)?;
-        for row in &rows {
-            if let Some(last) = &row.last {
-                for (phase, value) in last.phases.named() {
-                    let labels = (row.agent.labels(), [("phase", phase)]);
-                    m.encode_family(&labels)?
-                        .encode_gauge(&value.as_secs_f64())?;
+        let rows = rows(&self.monitor, true);
+        let fleet = Fleet {
+            agents: rows.len(),
+            subscribers: self.monitor.subscribers(),
+        };
+        let mut samples = Samples::default();
+        for family in FAMILIES {
+            let kind = match family.kind() {
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Counter => MetricType::Counter,
+                Kind::Histogram => MetricType::Histogram,
+            };
+            let unit = family.unit.map(|u| Unit::Other(u.to_owned()));
+            let mut m = encoder.encode_descriptor(family.name, family.help, unit.as_ref(), kind)?;
+            let extra = family.extra.map(|e| (e.values)()).unwrap_or_default();
+            match family.values {
+                Values::FleetGauge(value) => m.encode_gauge(&(value(&fleet) as i64))?,
+                Values::Gauge(values) | Values::Counter(values) => {
+                    for row in &rows {
+                        samples.0.clear();
+                        values(row, &mut samples);
+                        for (n, value) in samples.0.iter().enumerate() {
+                            let labels = Labels(row.agent.labels());
+                            let kind = family.kind();
+                            match (family.extra, extra.get(n)) {
+                                (Some(e), Some(v)) => {
+                                    let labels = (labels, [(e.key, *v)]);
+                                    sample(m.encode_family(&labels)?, kind, *value)?;
+                                }
+                                _ => sample(m.encode_family(&labels)?, kind, *value)?,
+                            }
+                        }
+                    }
+                }
+                Values::Histogram { bounds, value } => {
+                    for row in &rows {
+                        let h = value(row);
+                        let classic: Vec<(f64, u64)> = bounds
+                            .iter()
+                            .copied()
+                            .chain([f64::INFINITY])
+                            .zip(h.buckets.iter().copied())
+                            .collect();
+                        let native = h.native.expect("rows taken with native buckets");
+                        histogram(
+                            &mut m.encode_family(&Labels(row.agent.labels()))?,
+                            h.sum,
+                            h.count,
+                            &classic,
+                            native,
+                            Some(native.created),
+                        )?;
+                    }
                 }
             }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.probes)?;
-        for row in &rows {
-            for (result, value) in [
-                ("success", row.probes_success),
-                ("failure", row.probes_failure),
-            ] {
-                let labels = (row.agent.labels(), [("result", result)]);
-                m.encode_family(&labels)?
-                    .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.failures)?;
-        for row in &rows {
-            for reason in FailureReason::ALL {
-                let labels = (row.agent.labels(), [("reason", reason.as_str())]);
-                m.encode_family(&labels)?
-                    .encode_counter::<NoLabelSet, _, u64>(
-                        &row.failures_by_reason[reason.index()],
-                        None,
-                    )?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.consecutive_failures)?;
-        for row in &rows {
-            m.encode_family(&row.agent.labels())?
-                .encode_gauge(&i64::from(row.consecutive_failures))?;
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.status_changes)?;
-        for row in &rows {
-            m.encode_family(&row.agent.labels())?
-                .encode_counter::<NoLabelSet, _, u64>(&row.status_changes, None)?;
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.last_probe)?;
-        for row in &rows {
-            if let Some(last) = &row.last {
-                m.encode_family(&row.agent.labels())?
-                    .encode_gauge(&last.ended_at)?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.last_success)?;
-        for row in &rows {
-            if let Some(ts) = row.last_success {
-                m.encode_family(&row.agent.labels())?.encode_gauge(&ts)?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.http_status)?;
-        for row in &rows {
-            if let Some(last) = &row.last {
-                m.encode_family(&row.agent.labels())?
-                    .encode_gauge(&i64::from(last.http_status))?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.cert_expiry)?;
-        for row in &rows {
-            if let Some(expiry) = row.last.as_ref().and_then(|l| l.cert_expiry) {
-                m.encode_family(&row.agent.labels())?
-                    .encode_gauge(&expiry)?;
-            }
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.interval)?;
-        for row in &rows {
-            m.encode_family(&row.agent.labels())?
-                .encode_gauge(&row.agent.spec.interval.as_secs_f64())?;
-        }
-
-        let mut m = family(&mut encoder, FAMILIES.timeout)?;
-        for row in &rows {
-            m.encode_family(&row.agent.labels())?
-                .encode_gauge(&row.agent.spec.timeout.as_secs_f64())?;
         }
         Ok(())
     }

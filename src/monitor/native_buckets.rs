@@ -1,6 +1,6 @@
 //! The native (exponential) buckets of `agent_probe_duration_seconds`, kept in the agent's state
-//! beside the classic ones so that one lock covers both and the protobuf writer can read them
-//! directly. Probe durations are never negative, NaN or infinite, so only the zero bucket and
+//! beside the classic ones so that one lock covers both: plain counts per bucket index, which
+//! `metrics/native.rs` turns into the exposition's spans and deltas. Probe durations are never negative, NaN or infinite, so only the zero bucket and
 //! positive buckets exist, and the count of buckets is bounded by the range of durations (about
 //! eight per doubling), so no resolution reduction is needed.
 
@@ -47,38 +47,6 @@ impl NativeBuckets {
             Ok(at) => self.positive[at].1 += 1,
             Err(at) => self.positive.insert(at, (index, 1)),
         }
-    }
-
-    /// The positive buckets as spans and count deltas, the form of the exposition: a gap of up
-    /// to two empty buckets is cheaper written as zero deltas than as a new span.
-    pub fn spans_and_deltas(&self) -> (Vec<(i32, u32)>, Vec<i64>) {
-        let mut spans: Vec<(i32, u32)> = Vec::new();
-        let mut deltas = Vec::with_capacity(self.positive.len());
-        let mut previous = 0i64;
-        let mut next_index = 0i32;
-        for (n, &(index, count)) in self.positive.iter().enumerate() {
-            let gap = index - next_index;
-            if n == 0 || gap > 2 {
-                spans.push((gap, 0));
-            } else {
-                for _ in 0..gap {
-                    deltas.push(-previous);
-                    previous = 0;
-                }
-                if let Some(span) = spans.last_mut() {
-                    span.1 += gap as u32;
-                }
-            }
-            // Counts stay far below i64::MAX: a probe a millisecond for 290 million years.
-            let count = count as i64;
-            deltas.push(count - previous);
-            previous = count;
-            if let Some(span) = spans.last_mut() {
-                span.1 += 1;
-            }
-            next_index = index + 1;
-        }
-        (spans, deltas)
     }
 }
 
@@ -160,71 +128,12 @@ mod tests {
     }
 
     #[test]
-    fn small_gaps_become_zero_deltas_and_large_ones_new_spans() {
+    fn each_bucket_counts_its_probes_in_index_order() {
         let mut b = NativeBuckets::new(SystemTime::UNIX_EPOCH);
-        for v in [1.0, 1.0, 1.2, 2.0, 2.0, 2.0, 100.0] {
+        for v in [2.0, 0.5, 1e-40, 0.5] {
             b.observe(v);
         }
-        b.observe(0.0);
-        assert_eq!(b.zero_count, 1);
-        // Buckets 0 (2), 3 (1), 8 (3), 54 (1).
-        assert_eq!(b.positive, [(0, 2), (3, 1), (8, 3), (54, 1)]);
-        let (spans, deltas) = b.spans_and_deltas();
-        assert_eq!(spans, [(0, 4), (4, 1), (45, 1)]);
-        assert_eq!(deltas, [2, -2, 0, 1, 2, -2]);
-    }
-
-    /// prometheus-client's native histogram, fed the same durations, exports the same buckets:
-    /// both are decoded from its protobuf model and compared.
-    #[test]
-    fn buckets_match_prometheus_clients_native_histogram() {
-        use prometheus_client::collector::Collector;
-        use prometheus_client::encoding::prometheus_protobuf::encode;
-        use prometheus_client::encoding::DescriptorEncoder;
-        use prometheus_client::metrics::histogram::{Histogram, NativeHistogramConfig};
-        use prometheus_client::metrics::MetricType;
-        use prometheus_client::registry::Registry;
-
-        #[derive(Debug)]
-        struct Ours(NativeBuckets, f64, u64);
-        impl Collector for Ours {
-            fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-                let mut m = encoder.encode_descriptor("d", "h", None, MetricType::Histogram)?;
-                crate::metrics::reference::histogram(&mut m, self.1, self.2, &[], &self.0, None)
-            }
-        }
-
-        // Durations from a nanosecond to minutes, as probes measure them (whole nanoseconds),
-        // with the exact bucket bounds 0.5, 1 and 2 s among them.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut durations = vec![0.0, 0.5, 1.0, 2.0, 1e-9];
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let nanos = (state % 300_000_000_000) >> (state % 30);
-            durations.push(nanos as f64 / 1e9);
-        }
-
-        let theirs = Histogram::new_native(NativeHistogramConfig::new(1.1));
-        let mut ours = NativeBuckets::new(SystemTime::UNIX_EPOCH);
-        let mut sum = 0.0;
-        for (n, v) in durations.iter().enumerate() {
-            theirs.observe(*v);
-            ours.observe(*v);
-            sum += v;
-            if n % 4_999 != 0 {
-                continue;
-            }
-            let mut a = Registry::default();
-            a.register("d", "h", theirs.clone());
-            let mut b = Registry::default();
-            b.register_collector(Box::new(Ours(ours.clone(), sum, n as u64 + 1)));
-            let mut expected = encode(&a).unwrap()[0].metric[0].histogram.clone().unwrap();
-            let got = encode(&b).unwrap()[0].metric[0].histogram.clone().unwrap();
-            expected.start_timestamp = None;
-            assert_eq!(got, expected, "after {} durations", n + 1);
-        }
-        assert!(ours.positive.len() > 100, "the durations spread widely");
+        assert_eq!(b.zero_count, 1, "at or below the zero threshold");
+        assert_eq!(b.positive, [(-8, 2), (8, 1)]);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
-use super::routes::full;
+use super::respond::full;
 use super::{views, Body, ServerState};
 
 pub(super) fn list(state: &ServerState) -> Response<Body> {

@@ -1,6 +1,7 @@
-//! `GET /metrics`: negotiates the format, encodes off the async threads (a large fleet takes
-//! tens of milliseconds to render) and compresses when the client allows it. The body streams
-//! out in pieces while the rest is still being written.
+//! `GET /metrics`: negotiates the format (`Accept`) and the compression (`Accept-Encoding`),
+//! encodes off the async threads (a large fleet takes tens of milliseconds to render) and
+//! compresses when the client allows it. The body streams out in pieces while the rest is still
+//! being written.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -15,7 +16,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::sync::mpsc;
 
-use super::routes::text;
+use super::respond::text;
 use super::{Body, ServerState};
 use crate::metrics::{EncodeError, Format, Metrics};
 
@@ -27,7 +28,7 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let format = Format::negotiate(accept);
+    let format = negotiate(accept);
     let gzip = accepts_gzip(
         req.headers()
             .get(header::ACCEPT_ENCODING)
@@ -62,7 +63,7 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
     ));
     let mut response = Response::new(body.boxed());
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(format.content_type()) {
+    if let Ok(value) = HeaderValue::from_str(content_type(format)) {
         headers.insert(header::CONTENT_TYPE, value);
     }
     if gzip {
@@ -111,6 +112,47 @@ fn encode(
     })?;
     send(compressor.finish().map_err(EncodeError::Compress)?);
     Ok(())
+}
+
+/// Picks the format from an `Accept` header the way Prometheus asks for them.
+fn negotiate(accept: Option<&str>) -> Format {
+    let Some(accept) = accept else {
+        return Format::Text;
+    };
+    let mut best = (Format::Text, -1.0f32);
+    for part in accept.split(',') {
+        let mut fields = part.split(';').map(str::trim);
+        let media = fields.next().unwrap_or_default().to_ascii_lowercase();
+        let mut q = 1.0f32;
+        let mut proto_ok = true;
+        for param in fields {
+            if let Some(v) = param.strip_prefix("q=") {
+                q = v.parse().unwrap_or(0.0);
+            } else if let Some(v) = param.strip_prefix("proto=") {
+                proto_ok = v == "io.prometheus.client.MetricFamily";
+            }
+        }
+        let format = match media.as_str() {
+            "application/vnd.google.protobuf" if proto_ok => Format::Protobuf,
+            "application/openmetrics-text" => Format::OpenMetrics,
+            "text/plain" | "*/*" | "text/*" => Format::Text,
+            _ => continue,
+        };
+        if q > best.1 {
+            best = (format, q);
+        }
+    }
+    best.0
+}
+
+fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        Format::Protobuf => {
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+        }
+    }
 }
 
 /// True when `Accept-Encoding` lists gzip (or `*`) with a non-zero quality.
@@ -187,5 +229,24 @@ mod tests {
         assert!(!accepts_gzip(Some("gzip;q=0")));
         assert!(!accepts_gzip(Some("identity")));
         assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn prometheus_protobuf_accept_header_selects_protobuf() {
+        let accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+        assert_eq!(negotiate(Some(accept)), Format::Protobuf);
+    }
+
+    #[test]
+    fn openmetrics_accept_header_selects_openmetrics() {
+        let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert_eq!(negotiate(Some(accept)), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn missing_or_unknown_accept_header_selects_text() {
+        assert_eq!(negotiate(None), Format::Text);
+        assert_eq!(negotiate(Some("application/json")), Format::Text);
+        assert_eq!(negotiate(Some("*/*")), Format::Text);
     }
 }

@@ -5,6 +5,7 @@ mod api;
 pub mod auth;
 pub mod events;
 mod exposition;
+mod respond;
 mod routes;
 pub mod tls;
 mod views;
@@ -253,7 +254,7 @@ async fn guarded<B>(
     let has_body =
         declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
     let mut response = if declared.is_some_and(|n| n > MAX_REQUEST_BODY_BYTES) {
-        routes::text(
+        respond::text(
             http::StatusCode::PAYLOAD_TOO_LARGE,
             "Request body too large; no endpoint takes a body.\n",
         )
@@ -265,7 +266,7 @@ async fn guarded<B>(
         if allowed {
             routes::handle(req, state, peer).await
         } else {
-            let mut refused = routes::text(http::StatusCode::UNAUTHORIZED, "Unauthorized.\n");
+            let mut refused = respond::text(http::StatusCode::UNAUTHORIZED, "Unauthorized.\n");
             refused.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Basic realm=\"agent-health-exporter\""),

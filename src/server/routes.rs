@@ -4,10 +4,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
+use super::respond::{full, text};
 use super::{api, events, exposition, Body, ServerState};
 
 /// The live status page: one self-contained file, no external assets.
@@ -113,24 +112,6 @@ async fn reload(state: &Arc<ServerState>) -> Response<Body> {
             &format!("Config reload did not finish: {e}\n"),
         ),
     }
-}
-
-/// A complete answer from bytes.
-pub(super) fn full(
-    status: StatusCode,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()).boxed());
-    *response.status_mut() = status;
-    if let Ok(value) = header::HeaderValue::from_str(content_type) {
-        response.headers_mut().insert(header::CONTENT_TYPE, value);
-    }
-    response
-}
-
-pub(super) fn text(status: StatusCode, body: &str) -> Response<Body> {
-    full(status, "text/plain; charset=utf-8", body.to_owned())
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

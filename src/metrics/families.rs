@@ -1,0 +1,278 @@
+//! Every series the fleet exposes, described once: name, help, type, unit, extra label and how to
+//! read one agent's values from its row. `walk` drives every encoder (Prometheus text,
+//! OpenMetrics, protobuf) and the test reference from this table, so a new metric is one entry
+//! here.
+
+use crate::monitor::{unix_seconds, NativeBuckets, Status, DURATION_BUCKETS};
+use crate::probe::{FailureReason, Phases};
+
+use super::walk::{Fleet, Row};
+
+/// One family of series.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Family {
+    /// Without the unit and without `_total`: the encoders add them as each format wants.
+    pub(super) name: &'static str,
+    /// A constant without backslashes or newlines: nothing to escape.
+    pub(super) help: &'static str,
+    /// Appended to the name as `_unit` and, in OpenMetrics and protobuf, declared.
+    pub(super) unit: Option<&'static str>,
+    /// The label a family adds after the agent's, with its values; the n-th sample an agent's
+    /// row gives goes with the n-th value.
+    pub(super) extra: Option<Extra>,
+    pub(super) values: Values,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Extra {
+    pub(super) key: &'static str,
+    pub(super) values: fn() -> Vec<&'static str>,
+}
+
+/// Where a family's samples come from, which also says its type.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Values {
+    /// One series for the whole fleet, without labels.
+    FleetGauge(fn(&Fleet) -> u64),
+    /// An agent's samples, in the order of the extra label's values; none when the agent has no
+    /// such series (yet).
+    Gauge(fn(&Row, &mut Samples)),
+    Counter(fn(&Row, &mut Samples)),
+    /// One histogram per agent over `bounds` (the `+Inf` bucket comes on top).
+    Histogram {
+        bounds: &'static [f64],
+        value: for<'a> fn(&'a Row) -> HistogramSample<'a>,
+    },
+}
+
+/// The type of a family, as every format names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+}
+
+impl Family {
+    pub(super) fn kind(&self) -> Kind {
+        match self.values {
+            Values::FleetGauge(_) | Values::Gauge(_) => Kind::Gauge,
+            Values::Counter(_) => Kind::Counter,
+            Values::Histogram { .. } => Kind::Histogram,
+        }
+    }
+}
+
+/// A sample's value: integers and floats are written differently in text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Sample {
+    Int(u64),
+    Float(f64),
+}
+
+impl Sample {
+    pub(super) fn as_f64(self) -> f64 {
+        match self {
+            Sample::Int(v) => v as f64,
+            Sample::Float(v) => v,
+        }
+    }
+}
+
+/// The samples one agent gives for one family; reused across rows.
+#[derive(Debug, Default)]
+pub(super) struct Samples(pub(super) Vec<Sample>);
+
+impl Samples {
+    pub(super) fn int(&mut self, value: impl Into<u64>) {
+        self.0.push(Sample::Int(value.into()));
+    }
+
+    pub(super) fn float(&mut self, value: f64) {
+        self.0.push(Sample::Float(value));
+    }
+}
+
+/// One agent's histogram.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HistogramSample<'a> {
+    pub(super) sum: f64,
+    pub(super) count: u64,
+    /// Per bucket, not cumulative, the last one above the largest bound.
+    pub(super) buckets: &'a [u64],
+    /// Only in protobuf scrapes: the text formats have no native histograms.
+    pub(super) native: Option<&'a NativeBuckets>,
+}
+
+/// The fleet's families, in the order of the exposition.
+pub(super) const FAMILIES: &[Family] = &[
+    Family {
+        name: "agent_exporter_agents",
+        help: "Agents in the loaded config.",
+        unit: None,
+        extra: None,
+        values: Values::FleetGauge(|fleet| fleet.agents as u64),
+    },
+    Family {
+        name: "agent_exporter_event_subscribers",
+        help: "Clients connected to the event stream.",
+        unit: None,
+        extra: None,
+        values: Values::FleetGauge(|fleet| fleet.subscribers as u64),
+    },
+    Family {
+        name: "agent_up",
+        help: "1 when the agent's last probe succeeded, else 0.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if let Some(last) = &row.state.last {
+                out.int(last.outcome.is_success());
+            }
+        }),
+    },
+    Family {
+        name: "agent_health_status",
+        help: "1 for the agent's current status, 0 for the others.",
+        unit: None,
+        extra: Some(Extra {
+            key: "status",
+            values: || Status::ALL.map(Status::as_str).to_vec(),
+        }),
+        values: Values::Gauge(|row, out| {
+            for status in Status::ALL {
+                out.int(row.state.status == status);
+            }
+        }),
+    },
+    Family {
+        name: "agent_probe_duration_seconds",
+        help: "Duration of every probe, failed ones included.",
+        unit: None,
+        extra: None,
+        values: Values::Histogram {
+            bounds: &DURATION_BUCKETS,
+            value: |row| HistogramSample {
+                sum: row.state.duration_sum,
+                count: row.state.duration_buckets.iter().sum(),
+                buckets: &row.state.duration_buckets,
+                native: Some(&row.state.duration_native),
+            },
+        },
+    },
+    Family {
+        name: "agent_probe_phase_seconds",
+        help: "Time spent in each phase of the agent's last probe.",
+        unit: None,
+        extra: Some(Extra {
+            key: "phase",
+            values: || Phases::default().named().map(|(phase, _)| phase).to_vec(),
+        }),
+        values: Values::Gauge(|row, out| {
+            if let Some(last) = &row.state.last {
+                for (_, value) in last.phases.named() {
+                    out.float(value.as_secs_f64());
+                }
+            }
+        }),
+    },
+    Family {
+        name: "agent_probes",
+        help: "Probes by result.",
+        unit: None,
+        extra: Some(Extra {
+            key: "result",
+            values: || vec!["success", "failure"],
+        }),
+        values: Values::Counter(|row, out| {
+            out.int(row.state.probes_success);
+            out.int(row.state.probes_failure);
+        }),
+    },
+    Family {
+        name: "agent_probe_failures",
+        help: "Failed probes by reason.",
+        unit: None,
+        extra: Some(Extra {
+            key: "reason",
+            values: || FailureReason::ALL.map(FailureReason::as_str).to_vec(),
+        }),
+        values: Values::Counter(|row, out| {
+            for count in row.state.failures_by_reason {
+                out.int(count);
+            }
+        }),
+    },
+    Family {
+        name: "agent_consecutive_failures",
+        help: "Failed probes in a row, up to the last one.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| out.int(row.state.consecutive_failures)),
+    },
+    Family {
+        name: "agent_status_changes",
+        help: "Transitions between known statuses.",
+        unit: None,
+        extra: None,
+        values: Values::Counter(|row, out| out.int(row.state.status_changes)),
+    },
+    Family {
+        name: "agent_last_probe_timestamp_seconds",
+        help: "End of the agent's last probe.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if let Some(last) = &row.state.last {
+                out.float(unix_seconds(last.ended_at));
+            }
+        }),
+    },
+    Family {
+        name: "agent_last_success_timestamp_seconds",
+        help: "End of the agent's last successful probe.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if let Some(at) = row.state.last_success {
+                out.float(unix_seconds(at));
+            }
+        }),
+    },
+    Family {
+        name: "agent_http_status_code",
+        help: "HTTP status of the agent's last probe, 0 when none was received.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if let Some(last) = &row.state.last {
+                out.int(last.http_status.unwrap_or(0));
+            }
+        }),
+    },
+    Family {
+        name: "agent_tls_cert_expiry_timestamp_seconds",
+        help: "Earliest expiry among the certificates the agent served.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if let Some(expiry) = row.state.last.as_ref().and_then(|last| last.cert_expiry) {
+                out.float(unix_seconds(expiry));
+            }
+        }),
+    },
+    Family {
+        name: "agent_probe_interval_seconds",
+        help: "Configured time between two probes of the agent.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| out.float(row.agent.spec.interval.as_secs_f64())),
+    },
+    Family {
+        name: "agent_probe_timeout_seconds",
+        help: "Configured upper bound of one probe of the agent.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| out.float(row.agent.spec.timeout.as_secs_f64())),
+    },
+];
