@@ -1,10 +1,11 @@
-//! The per-agent series as length-delimited `io.prometheus.client.MetricFamily` messages (the
-//! protobuf scrape, the only one that carries native histograms), written straight into the
-//! body. prometheus-client's encoder first builds every message as an owned tree, copying each
-//! series' labels into fresh strings, and a fleet of 10,000 agents has about 450,000 series:
-//! that took most of a second and, at 50,000 agents, more than a gigabyte. Here each agent's
-//! labels are encoded once per scrape and copied into its series. A test decodes the result and
-//! compares it with what prometheus-client builds from the same state.
+//! The fleet's series as length-delimited `io.prometheus.client.MetricFamily` messages (the
+//! protobuf scrape, the only one that carries native histograms): the protobuf sink of `walk`,
+//! written straight into the body. prometheus-client's encoder first builds every message as an
+//! owned tree, copying each series' labels into fresh strings, and a fleet of 10,000 agents has
+//! about 450,000 series: that took most of a second and, at 50,000 agents, more than a
+//! gigabyte. Here each agent's labels are encoded once per scrape and copied into its series. A
+//! test decodes the result and compares it with what prometheus-client builds from the same
+//! state.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,9 +1,9 @@
-//! The per-agent series in Prometheus text and OpenMetrics, written straight into the scrape.
-//! prometheus-client's generic encoder spends about half a microsecond on each series line, most
-//! of it walking the label set one label at a time, and a fleet of 10,000 agents has about
-//! 450,000 lines. Here each agent's label set is rendered once per scrape and copied into its
-//! lines. The bytes are exactly those prometheus-client writes (a test compares the two);
-//! `fleet_protobuf` does the same for protobuf.
+//! The fleet's series in Prometheus text and OpenMetrics: the text sink of `walk`, written
+//! straight into the scrape. prometheus-client's generic encoder spends about half a microsecond
+//! on each series line, most of it walking the label set one label at a time, and a fleet of
+//! 10,000 agents has about 450,000 lines. Here each agent's label set is rendered once per scrape
+//! and copied into its lines. The bytes are exactly those prometheus-client writes (a test
+//! compares the two).
 
 use super::families::{Family, HistogramSample, Kind, Sample, Values};
 use super::walk::{walk, Row, Sink};
