@@ -39,7 +39,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// One line per agent for `--config.check`: name, type, check, target, interval, timeout.
+    /// One line per agent for `--config.check`: name, type, check (`-` when only `defaults`
+    /// apply), target, interval, timeout.
     pub fn summary(&self) -> Vec<String> {
         self.agents
             .iter()
@@ -49,7 +50,7 @@ impl Config {
                     "agent={} type={} check={} target={} interval={} timeout={}",
                     s.name,
                     s.agent_type,
-                    a.check.as_deref().unwrap_or("none"),
+                    a.check.as_deref().unwrap_or("-"),
                     s.target.display(),
                     humantime::format_duration(s.interval),
                     humantime::format_duration(s.timeout)
