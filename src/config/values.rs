@@ -106,9 +106,8 @@ impl Resolver {
             self.issue(
                 at,
                 format!(
-                    "{what}: `{key}` {} is longer than {}",
-                    humantime::format_duration(duration),
-                    humantime::format_duration(MAX_PERIOD)
+                    "{what}: `{key}` {} is longer than 24h",
+                    humantime::format_duration(duration)
                 ),
                 format!("set `{key}` to at most 24h"),
             );
