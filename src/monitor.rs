@@ -92,8 +92,8 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Agent {
     pub spec: Arc<AgentSpec>,
-    /// See `ResolvedAgent::fingerprint`.
-    pub fingerprint: u64,
+    /// See `ResolvedAgent::revision`.
+    pub revision: u64,
     name: Arc<str>,
     agent_type: Arc<str>,
     state: Mutex<AgentState>,
@@ -108,7 +108,7 @@ impl Agent {
         Agent {
             name: Arc::from(spec.name.as_str()),
             agent_type: Arc::from(spec.agent_type.as_str()),
-            fingerprint: resolved.fingerprint,
+            revision: resolved.revision,
             state: Mutex::new(AgentState {
                 status: Status::Unknown,
                 since: now,

@@ -43,7 +43,6 @@ impl ReloadSummary {
 /// One agent on the schedule.
 struct Scheduled {
     agent: Arc<Agent>,
-    fingerprint: u64,
     /// Tells this agent's heap entries from those of an agent of the same name that a reload
     /// replaced: a stale entry is dropped when it comes due.
     generation: u64,
@@ -140,7 +139,11 @@ impl Scheduler {
         for resolved in &config.agents {
             let name = resolved.spec.name.as_str();
             match fleet.agents.get(name) {
-                Some(running) if running.fingerprint == resolved.fingerprint => {
+                // Equal specs probe alike; a rotated secret is swapped in, state kept.
+                Some(running) if running.agent.spec == resolved.spec => {
+                    if running.agent.spec.adopt_secrets(&resolved.spec) {
+                        tracing::info!(agent = name, "secret rotated; agent state kept");
+                    }
                     summary.unchanged += 1;
                     continue;
                 }
@@ -165,7 +168,6 @@ impl Scheduler {
                 key,
                 Scheduled {
                     agent,
-                    fingerprint: resolved.fingerprint,
                     generation,
                     running: None,
                 },

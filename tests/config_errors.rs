@@ -263,7 +263,7 @@ fn secret_files_are_read_relative_to_the_config_file_and_trimmed() {
 }
 
 #[test]
-fn unchanged_agents_keep_their_fingerprint_and_a_changed_secret_changes_it() {
+fn a_rotated_secret_keeps_the_spec_equal_and_is_adopted_in_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     let token = dir.path().join("token");
     std::fs::write(&token, "one").expect("write");
@@ -275,9 +275,62 @@ fn unchanged_agents_keep_their_fingerprint_and_a_changed_secret_changes_it() {
     .expect("write");
     let first = config::load(&path).expect("valid");
     let again = config::load(&path).expect("valid");
-    assert_eq!(first.agents[0].fingerprint, again.agents[0].fingerprint);
+    assert_eq!(first.agents[0].spec, again.agents[0].spec);
+    assert!(!first.agents[0].spec.adopt_secrets(&again.agents[0].spec));
     std::fs::write(&token, "two").expect("write");
     let changed = config::load(&path).expect("valid");
-    assert_ne!(first.agents[0].fingerprint, changed.agents[0].fingerprint);
-    assert_eq!(first.agents[1].fingerprint, changed.agents[1].fingerprint);
+    // Same file, same way of probing: equal, so a reload keeps the agent...
+    assert_eq!(first.agents[0].spec, changed.agents[0].spec);
+    assert_ne!(first.agents[0].spec, first.agents[1].spec);
+    // ...and takes the new value into the running spec's cell.
+    assert!(first.agents[0].spec.adopt_secrets(&changed.agents[0].spec));
+    match &first.agents[0].spec.http.auth {
+        Some(config::Auth::Bearer(token)) => assert_eq!(token.expose(), "two"),
+        other => panic!("expected a bearer token, got {other:?}"),
+    }
+    assert!(!first.agents[1].spec.adopt_secrets(&changed.agents[1].spec));
+}
+
+#[test]
+fn every_setting_takes_part_in_spec_equality() {
+    let spec = |agent_extra: &str| {
+        let yaml = format!(
+            "agents:\n  - {{name: a, type: t, url: 'https://127.0.0.1:1/'{agent_extra}}}\n"
+        );
+        config::parse(&yaml, "t.yaml", Path::new("."))
+            .unwrap_or_else(|e| panic!("{agent_extra}: {e}"))
+            .agents[0]
+            .spec
+            .clone()
+    };
+    let variants = [
+        "",
+        ", interval: 20s",
+        ", timeout: 2s",
+        ", failure_threshold: 2",
+        ", success_threshold: 2",
+        ", labels: {team: x}",
+        ", http: {method: HEAD}",
+        ", http: {headers: {X-A: b}}",
+        ", http: {follow_redirects: false}",
+        ", http: {max_body_bytes: 10}",
+        ", http: {tls: {insecure_skip_verify: true}}",
+        ", http: {tls: {server_name: other}}",
+        ", expect: {status: 204}",
+        ", expect: {status: 2xx}",
+        ", expect: {body_contains: ok}",
+        ", expect: {body_regex: ok}",
+        ", expect: {json: {/a: 1}}",
+        ", expect: {json: {/a: '1'}}",
+        ", expect: {json: {/b: 1}}",
+        ", degraded: {latency_above: 1s}",
+        ", degraded: {json: {/a: 1}}",
+    ];
+    let specs: Vec<_> = variants.iter().map(|v| spec(v)).collect();
+    for (i, a) in specs.iter().enumerate() {
+        assert_eq!(*a, spec(variants[i]), "stable: {}", variants[i]);
+        for (j, b) in specs.iter().enumerate().skip(i + 1) {
+            assert_ne!(a, b, "{} vs {}", variants[i], variants[j]);
+        }
+    }
 }

@@ -1,37 +1,56 @@
-//! The config file: schema (`raw`), validation into typed specs (`resolve`), TLS client setup
-//! (`tls`) and the resolved types (`spec`). The first step of the data flow; nothing after it
-//! re-checks a config value.
+//! The config file: schema (`raw`), validation into typed specs (`resolve`, stacking the layers
+//! of `layer` and `checks`, one file per section), TLS client setup (`tls`), the resolved types
+//! (`spec`) and their swappable secrets (`secret`). The first step of the data flow; nothing
+//! after it re-checks a config value.
 
+mod checks;
 mod error;
+mod expect;
+mod files;
+mod http;
+mod layer;
 mod raw;
 mod resolve;
+mod secret;
 mod spec;
+mod target;
 pub mod tls;
+mod values;
 
 use std::path::Path;
+use std::sync::Arc;
 
+pub use checks::{resolve_agent, AgentFields, Templates};
 pub use error::{base_dir, ConfigError, ConfigIssue};
-pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
+pub use http::DEFAULT_MAX_BODY_BYTES;
+pub use layer::Protocol;
+pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+pub use secret::{Pattern, Secret, TlsClient, TlsIdentity};
 pub use spec::*;
+pub use values::MAX_PERIOD;
 
 /// A loaded, valid config.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The agents, in file order.
     pub agents: Vec<ResolvedAgent>,
+    /// `defaults` and `checks`, for agents resolved later (`resolve_agent`).
+    pub templates: Arc<Templates>,
 }
 
 impl Config {
-    /// One line per agent for `--config.check`: name, type, target, interval, timeout.
+    /// One line per agent for `--config.check`: name, type, check (`-` when only `defaults`
+    /// apply), target, interval, timeout.
     pub fn summary(&self) -> Vec<String> {
         self.agents
             .iter()
             .map(|a| {
                 let s = &a.spec;
                 format!(
-                    "agent={} type={} target={} interval={} timeout={}",
+                    "agent={} type={} check={} target={} interval={} timeout={}",
                     s.name,
                     s.agent_type,
+                    a.check.as_deref().unwrap_or("-"),
                     s.target.display(),
                     humantime::format_duration(s.interval),
                     humantime::format_duration(s.timeout)
@@ -63,10 +82,13 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
             .map_err(|e| ConfigError::Invalid(vec![ConfigIssue::from_yaml(file, &e, KEYS)]))?
     };
     let mut resolver = resolve::Resolver::new(file.to_owned(), base_dir.to_path_buf());
-    let agents = resolver.resolve(raw);
+    let (templates, agents) = resolver.resolve(raw);
     let issues = resolver.into_issues();
     if issues.is_empty() {
-        Ok(Config { agents })
+        Ok(Config {
+            agents,
+            templates: Arc::new(templates),
+        })
     } else {
         Err(ConfigError::Invalid(issues))
     }

@@ -13,6 +13,9 @@ pub struct RawConfig {
     /// Settings every agent inherits unless it sets its own.
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// Named checks: how agents of a type (or that name one by `check:`) are probed.
+    #[serde(default)]
+    pub checks: BTreeMap<String, Spanned<RawCheck>>,
     /// The fleet.
     #[serde(default)]
     pub agents: Vec<Spanned<RawAgent>>,
@@ -29,23 +32,100 @@ pub struct RawDefaults {
     pub labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
-/// One entry of `agents:`. Required keys are optional here so that a missing one is reported
-/// with the agent's location and a fix instead of a bare serde message.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAgent {
+/// Defines a struct with the given keys followed by every key of a check, so that a check
+/// and an agent (which may set any key of a check) share one list. A new protocol's section is
+/// one more line here.
+macro_rules! with_check_keys {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            pub interval: Option<Spanned<String>>,
+            pub timeout: Option<Spanned<String>>,
+            pub failure_threshold: Option<Spanned<u32>>,
+            pub success_threshold: Option<Spanned<u32>>,
+            pub protocol: Option<Spanned<String>>,
+            pub labels: Option<Spanned<BTreeMap<String, String>>>,
+            pub http: Option<Spanned<RawHttp>>,
+            pub expect: Option<Spanned<RawExpect>>,
+            pub degraded: Option<Spanned<RawDegraded>>,
+        }
+
+        impl $name {
+            /// Moves the check keys out, leaving the others.
+            #[allow(dead_code)]
+            fn take_check_keys(&mut self) -> RawCheck {
+                RawCheck {
+                    interval: self.interval.take(),
+                    timeout: self.timeout.take(),
+                    failure_threshold: self.failure_threshold.take(),
+                    success_threshold: self.success_threshold.take(),
+                    protocol: self.protocol.take(),
+                    labels: self.labels.take(),
+                    http: self.http.take(),
+                    expect: self.expect.take(),
+                    degraded: self.degraded.take(),
+                }
+            }
+        }
+    };
+}
+
+with_check_keys! {
+    /// One entry of `checks:`: everything about how an agent is probed.
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawCheck {}
+}
+
+impl From<RawDefaults> for RawCheck {
+    fn from(raw: RawDefaults) -> Self {
+        RawCheck {
+            interval: raw.interval,
+            timeout: raw.timeout,
+            failure_threshold: raw.failure_threshold,
+            success_threshold: raw.success_threshold,
+            labels: raw.labels,
+            ..RawCheck::default()
+        }
+    }
+}
+
+with_check_keys! {
+    /// One entry of `agents:`: who the agent is, which check it uses, and any key of a check,
+    /// which then overrides the check's. Required keys are optional here so that a missing one
+    /// is reported with the agent's location and a fix instead of a bare serde message.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawAgent {
+        pub name: Option<Spanned<String>>,
+        #[serde(rename = "type")]
+        pub agent_type: Option<Spanned<String>>,
+        pub url: Option<Spanned<String>>,
+        pub check: Option<Spanned<String>>,
+    }
+}
+
+/// Who an agent is, apart from how it is probed.
+pub struct RawHead {
     pub name: Option<Spanned<String>>,
-    #[serde(rename = "type")]
     pub agent_type: Option<Spanned<String>>,
     pub url: Option<Spanned<String>>,
-    pub interval: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
-    pub failure_threshold: Option<Spanned<u32>>,
-    pub success_threshold: Option<Spanned<u32>>,
-    pub labels: Option<Spanned<BTreeMap<String, String>>>,
-    pub http: Option<Spanned<RawHttp>>,
-    pub expect: Option<Spanned<RawExpect>>,
-    pub degraded: Option<Spanned<RawDegraded>>,
+    pub check: Option<Spanned<String>>,
+}
+
+impl RawAgent {
+    /// Separates who the agent is from its own check keys.
+    pub fn split(mut self) -> (RawHead, RawCheck) {
+        let own = self.take_check_keys();
+        let head = RawHead {
+            name: self.name,
+            agent_type: self.agent_type,
+            url: self.url,
+            check: self.check,
+        };
+        (head, own)
+    }
 }
 
 /// `http:` of one agent.

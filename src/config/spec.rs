@@ -1,14 +1,15 @@
 //! The resolved, validated form of the config: what the scheduler and the probes consume.
-//! Built once by `config::load`; nothing downstream re-checks a value.
+//! Built once by `config::load`; nothing downstream re-checks a value. Equality is derived:
+//! two specs are equal when they probe the same way under the same labels, which is what a
+//! reload compares (secret values are left out of it: see `secret.rs`).
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use regex::Regex;
+use super::secret::{Pattern, Secret, TlsClient};
 
 /// One agent, with every default resolved and every file read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentSpec {
     /// Unique name; the `agent` label.
     pub name: String,
@@ -53,32 +54,6 @@ impl Target {
     }
 }
 
-/// A secret value read from a file. Its `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-    /// The value itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
 /// How the probe authenticates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
@@ -87,14 +62,14 @@ pub enum Auth {
 }
 
 /// HTTP request options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpSpec {
     pub method: http::Method,
     /// Extra request headers, in config order.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub auth: Option<Auth>,
     /// The TLS client setup for `https://` targets (None for plain HTTP and TCP).
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub tls: Option<TlsClient>,
     /// SNI and certificate name to use instead of the URL's host.
     pub server_name: Option<String>,
     pub follow_redirects: bool,
@@ -139,12 +114,12 @@ pub struct JsonMatch {
 }
 
 /// Conditions for success; all must hold.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExpectSpec {
     /// Empty means "2xx".
     pub status: Vec<StatusMatch>,
     pub body_contains: Option<String>,
-    pub body_regex: Option<Regex>,
+    pub body_regex: Option<Pattern>,
     pub json: Vec<JsonMatch>,
 }
 
@@ -156,7 +131,7 @@ impl ExpectSpec {
 }
 
 /// Conditions under which a successful probe counts as `degraded`; any one suffices.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DegradedSpec {
     pub latency_above: Option<Duration>,
     pub json: Vec<JsonMatch>,

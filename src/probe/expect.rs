@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn body_regex_runs_on_lossy_utf8() {
         let mut spec = spec();
-        spec.expect.body_regex = Some(Regex::new(r"^up \d+").unwrap());
+        spec.expect.body_regex = Some(Regex::new(r"^up \d+").unwrap().into());
         assert_eq!(
             check_expectations(&spec, 200, b"up 42 \xff", FAST),
             Outcome::Healthy

@@ -265,7 +265,7 @@ async fn tls_handshake(
     progress: &mut Progress,
 ) -> Result<TlsStream<TcpStream>, Failure> {
     let config = match &spec.http.tls {
-        Some(config) => Arc::clone(config),
+        Some(client) => client.config(),
         // Reached by an http:// agent redirected to https://.
         None => default_tls_config()?,
     };

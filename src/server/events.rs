@@ -74,7 +74,7 @@ fn fleet_key(agents: &[Arc<Agent>]) -> u64 {
     agents.len().hash(&mut hasher);
     for agent in agents {
         agent.spec.name.hash(&mut hasher);
-        agent.fingerprint.hash(&mut hasher);
+        agent.revision.hash(&mut hasher);
         let state = agent.state();
         state.status.as_str().hash(&mut hasher);
         state.status_changes.hash(&mut hasher);

@@ -512,7 +512,7 @@ impl SpecBuilder {
 
     /// TLS as config loading would set it up from these files.
     pub fn tls(mut self, files: TlsFiles) -> Self {
-        self.spec.http.tls = Some(client_config(&files).unwrap());
+        self.spec.http.tls = Some(client_config(&files).unwrap().into());
         self
     }
 
@@ -550,7 +550,7 @@ impl SpecBuilder {
     }
 
     pub fn body_regex(mut self, pattern: &str) -> Self {
-        self.spec.expect.body_regex = Some(regex::Regex::new(pattern).unwrap());
+        self.spec.expect.body_regex = Some(regex::Regex::new(pattern).unwrap().into());
         self
     }
 
