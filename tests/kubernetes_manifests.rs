@@ -49,7 +49,10 @@ fn statefulset_takes_its_shard_from_the_pod_ordinal_and_runs_hardened() {
     assert_eq!(&set["spec"]["replicas"], replicas);
 
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let own = &container["securityContext"];
     assert_eq!(own["readOnlyRootFilesystem"], true);
     assert_eq!(own["allowPrivilegeEscalation"], false);
