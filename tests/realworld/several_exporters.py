@@ -62,22 +62,26 @@ def write_config(path, agents, overrides):
 
 def configs(fleet_file, out_dir, mode):
     """Writes the exporters' configs and prints the agents chosen for the scenarios as
-    shell assignments."""
+    shell assignments. Each exporter starts on the plain config (`exporter-NAME.yaml`);
+    `exporter-NAME.override.yaml` is the one the script swaps in and reloads once
+    Prometheus scrapes every exporter."""
     agents = fleet_agents(fleet_file)
     names = [n for n in agents if n != SHADOW]
     if mode == "shards":
         # X: replica b cannot reach it (shard 0); Y: taken down for everyone (shard 2).
         x = next(n for n in names if hashmod(n, SHARDS) == 0)
         y = next(n for n in names if hashmod(n, SHARDS) == 2)
-        write_config(f"{out_dir}/exporter-a.yaml", agents, set())
-        write_config(f"{out_dir}/exporter-b.yaml", agents, {x})
+        for replica in REPLICAS:
+            write_config(f"{out_dir}/exporter-{replica}.yaml", agents, set())
+        write_config(f"{out_dir}/exporter-b.override.yaml", agents, {x})
         print(f"PARTIAL_AGENT={x} DOWN_AGENT={y}")
     elif mode == "locations":
         # ONE: only eu cannot reach it (1 of 3: no quorum); TWO: eu and us cannot (2 of 3).
         one, two = names[0], names[1]
-        write_config(f"{out_dir}/exporter-eu.yaml", agents, {one, two})
-        write_config(f"{out_dir}/exporter-us.yaml", agents, {two})
-        write_config(f"{out_dir}/exporter-ap.yaml", agents, set())
+        for location in LOCATIONS:
+            write_config(f"{out_dir}/exporter-{location}.yaml", agents, set())
+        write_config(f"{out_dir}/exporter-eu.override.yaml", agents, {one, two})
+        write_config(f"{out_dir}/exporter-us.override.yaml", agents, {two})
         print(f"ONE_OF_THREE={one} TWO_OF_THREE={two}")
     else:
         sys.exit(f"unknown mode {mode}")
