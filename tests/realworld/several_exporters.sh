@@ -33,8 +33,8 @@
 #
 # Intervals are short (2s probes, scrapes and evaluations, 1s/2s Alertmanager group
 # waits); the `for: 1m` of AgentDownPartial and AgentExporterDown are kept as shipped,
-# so the whole run takes about seven minutes (most of it waiting on those). Bounded by REALWORLD_MAX_SECONDS
-# (default 900). REALWORLD_KEEP=1 keeps the work directory.
+# so the whole run takes about seven minutes, most of it waiting on those. Bounded by
+# REALWORLD_MAX_SECONDS (default 900). REALWORLD_KEEP=1 keeps the work directory.
 
 set -euo pipefail
 
