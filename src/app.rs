@@ -12,6 +12,7 @@ use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
 use crate::server::web_watch::WebWatch;
 use crate::server::{self, Limits, ServerState};
+use crate::shard::Shard;
 use tokio::net::TcpListener;
 
 /// Version facts, fixed at build time.
@@ -32,6 +33,8 @@ pub struct Options {
     pub web_config_file: Option<PathBuf>,
     /// Bounds on the exporter's own server.
     pub limits: Limits,
+    /// The part of the fleet this exporter probes (`--shard.*`); the whole fleet by default.
+    pub shard: Shard,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             history_limit: 100,
             web_config_file: None,
             limits: Limits::default(),
+            shard: Shard::default(),
         }
     }
 }
@@ -101,13 +105,18 @@ impl Exporter {
         };
         let monitor = Arc::new(Monitor::new(options.history_limit));
         let exporter = Arc::new(ExporterMetrics::default());
-        let metrics = Arc::new(Metrics::new(monitor.clone(), exporter.clone(), BUILD));
+        let mut metrics = Metrics::new(monitor.clone(), exporter.clone(), BUILD);
+        metrics.register_shard(options.shard);
+        let metrics = Arc::new(metrics);
         let scheduler = Arc::new(Scheduler::new(monitor.clone(), exporter.clone()));
-        let reloader = Arc::new(Reloader::new(
-            options.config_file.clone(),
-            scheduler.clone(),
-            exporter.clone(),
-        ));
+        let reloader = Arc::new(
+            Reloader::new(
+                options.config_file.clone(),
+                scheduler.clone(),
+                exporter.clone(),
+            )
+            .with_shard(options.shard),
+        );
         reloader.reload()?;
         let state = Arc::new(ServerState {
             monitor: monitor.clone(),

@@ -45,6 +45,15 @@ pub struct Cli {
     #[arg(long = "history.limit", default_value_t = 100)]
     pub history_limit: usize,
 
+    /// Number of shards the fleet is split into; each exporter probes one of them.
+    #[arg(long = "shard.count", default_value_t = 1)]
+    pub shard_count: u64,
+
+    /// This exporter's shard, 0 to count-1, or `auto`: the trailing ordinal of the host name
+    /// (a StatefulSet pod `agent-health-exporter-2` is shard 2).
+    #[arg(long = "shard.index", default_value = "0")]
+    pub shard_index: crate::shard::ShardIndex,
+
     /// Print the version, git revision and rustc version, then exit.
     #[arg(long = "version")]
     pub version: bool,

@@ -13,3 +13,4 @@ pub mod probe;
 pub mod reload;
 pub mod scheduler;
 pub mod server;
+pub mod shard;

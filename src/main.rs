@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use agent_health_exporter::app::{self, Options, BUILD};
 use agent_health_exporter::cli::Cli;
+use agent_health_exporter::shard::{self, Shard};
 use agent_health_exporter::{config, logging};
 use clap::Parser;
 
@@ -17,8 +18,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    let shard = match Shard::from_flags(cli.shard_index, cli.shard_count, shard::host_name) {
+        Ok(shard) => shard,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if cli.config_check {
-        return check_config(&cli);
+        return check_config(&cli, shard);
     }
     logging::init(cli.log_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -41,6 +49,7 @@ fn main() -> ExitCode {
             max_connections: cli.max_connections.max(1),
             ..Default::default()
         },
+        shard,
     };
     match runtime.block_on(app::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,7 +61,7 @@ fn main() -> ExitCode {
 }
 
 /// `--config.check`: a summary line per agent, or every error; never a secret.
-fn check_config(cli: &Cli) -> ExitCode {
+fn check_config(cli: &Cli, shard: Shard) -> ExitCode {
     if let Some(web) = &cli.web_config_file {
         match agent_health_exporter::server::web_config::load(web) {
             Ok(loaded) => println!("{}: web config is valid ({loaded:?})", web.display()),
@@ -63,15 +72,26 @@ fn check_config(cli: &Cli) -> ExitCode {
         }
     }
     match config::load(&cli.config_file) {
-        Ok(config) => {
+        Ok(mut config) => {
+            let total = config.agents.len();
+            config.agents.retain(|a| shard.owns(&a.spec.name));
             for line in config.summary() {
                 println!("{line}");
             }
-            println!(
-                "{}: config is valid, {} agents",
-                cli.config_file.display(),
-                config.agents.len()
-            );
+            if shard.count() == 1 {
+                println!(
+                    "{}: config is valid, {total} agents",
+                    cli.config_file.display()
+                );
+            } else {
+                println!(
+                    "{}: config is valid, {total} agents; shard {} of {} probes {} of them",
+                    cli.config_file.display(),
+                    shard.index(),
+                    shard.count(),
+                    config.agents.len()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

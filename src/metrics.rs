@@ -129,6 +129,19 @@ impl Metrics {
         Metrics { registry, monitor }
     }
 
+    /// `agent_exporter_shard_info{index,count}` = 1: which part of the fleet this exporter
+    /// probes, so rules and dashboards can name the shard of a dead exporter.
+    pub fn register_shard(&mut self, shard: crate::shard::Shard) {
+        self.registry.register(
+            "agent_exporter_shard",
+            "The shard of the fleet this exporter probes; always 1",
+            Info::new(vec![
+                ("index", shard.index().to_string()),
+                ("count", shard.count().to_string()),
+            ]),
+        );
+    }
+
     /// The whole exposition in `format`, in one buffer.
     pub fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
         let mut whole = Vec::new();

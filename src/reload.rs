@@ -9,12 +9,15 @@ use crate::config::{self, ConfigError};
 use crate::metrics::ExporterMetrics;
 use crate::monitor::unix_seconds;
 use crate::scheduler::{ReloadSummary, Scheduler};
+use crate::shard::Shard;
 
 /// Re-reads the config file and applies it.
 pub struct Reloader {
     path: PathBuf,
     scheduler: Arc<Scheduler>,
     exporter: Arc<ExporterMetrics>,
+    /// Only this shard's agents reach the scheduler, at start and on every reload.
+    shard: Shard,
     /// Serialises reloads: a storm of SIGHUPs applies one config at a time. Holds whether a
     /// config was ever loaded, so the log says whether an old one keeps running.
     lock: Mutex<bool>,
@@ -26,8 +29,15 @@ impl Reloader {
             path,
             scheduler,
             exporter,
+            shard: Shard::default(),
             lock: Mutex::new(false),
         }
+    }
+
+    /// Probe only the agents of `shard`.
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
     }
 
     /// Loads the config file (and the files it names) and applies it. Must be called inside a
@@ -36,7 +46,10 @@ impl Reloader {
     pub fn reload(&self) -> Result<ReloadSummary, ConfigError> {
         let mut loaded = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         match config::load(&self.path) {
-            Ok(config) => {
+            Ok(mut config) => {
+                // The shard filter sits on the resolved list: resolution (and its errors) is
+                // the same for every shard, so every exporter accepts or rejects a config alike.
+                config.agents.retain(|a| self.shard.owns(&a.spec.name));
                 let summary = self.scheduler.apply(&config);
                 *loaded = true;
                 self.exporter.config_last_reload_successful.set(1);
@@ -46,6 +59,8 @@ impl Reloader {
                 tracing::info!(
                     file = %self.path.display(),
                     agents = config.agents.len(),
+                    shard = self.shard.index(),
+                    shards = self.shard.count(),
                     added = summary.added.len(),
                     changed = summary.changed.len(),
                     removed = summary.removed.len(),
