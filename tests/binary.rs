@@ -2,14 +2,10 @@
 
 mod harness;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use harness::binary::command as exporter;
 use harness::{get, metric, request, wait_for, Binary};
-
-fn exporter() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
-}
 
 #[test]
 fn version_prints_version_revision_and_rustc() {
@@ -90,10 +86,9 @@ fn sigterm_stops_the_exporter_with_exit_0_within_5_seconds() {
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
     exporter.signal("TERM");
-    let status = wait_for(Duration::from_secs(5), || {
-        exporter.child.try_wait().ok().flatten()
-    });
-    let status = status.expect("exporter still running 5 s after SIGTERM");
+    let status = exporter
+        .exited_within(Duration::from_secs(5))
+        .expect("exporter still running 5 s after SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(exporter.logs().contains("stopped"), "{}", exporter.logs());
@@ -103,9 +98,7 @@ fn sigterm_stops_the_exporter_with_exit_0_within_5_seconds() {
 fn sigint_stops_the_exporter_with_exit_0() {
     let mut exporter = Binary::start("agents: []\n", &[]);
     exporter.signal("INT");
-    let status = wait_for(Duration::from_secs(5), || {
-        exporter.child.try_wait().ok().flatten()
-    });
+    let status = exporter.exited_within(Duration::from_secs(5));
     assert!(status.expect("still running").success());
 }
 

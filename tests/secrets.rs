@@ -2,14 +2,12 @@
 //! leave the process: not in logs at any level, not in /metrics, not in the API or the status
 //! page, not in `--config.check`, not in errors.
 
-mod common;
 mod harness;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Behaviour, MockAgent};
-use harness::{get, wait_for, Binary};
+use harness::binary::command;
+use harness::{get, refused_addr, wait_for, Behaviour, Binary, MockAgent};
 
 const TOKEN: &str = "canary-token-7f3a";
 const PASSWORD: &str = "canary-password-91c2";
@@ -46,7 +44,7 @@ fn client_identity() -> (String, String, String) {
 async fn secrets_appear_in_no_log_metric_check_output_or_error() {
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
     let failing = MockAgent::start(Behaviour::Status(401)).await;
-    let refused = common::refused_addr().await;
+    let refused = refused_addr().await;
     let yaml = format!(
         "defaults: {{interval: 200ms, timeout: 150ms}}\nagents:\n  - name: bearer\n    type: t\n    url: {ok}\n    http: {{bearer_token_file: token}}\n  - name: basic\n    type: t\n    url: {failing}\n    http:\n      basic_auth: {{username: probe, password_file: password}}\n  - name: inline\n    type: t\n    url: http://probe:{URL_PASSWORD}@{refused}/health\n  - name: self\n    type: t\n    url: http://127.0.0.1:{{PORT}}/-/healthy\n  - name: mtls\n    type: t\n    url: https://{refused}/health\n    http:\n      tls: {{cert_file: client.pem, key_file: client-key.pem}}\n",
         ok = ok.url("/health"),
@@ -56,16 +54,13 @@ async fn secrets_appear_in_no_log_metric_check_output_or_error() {
     let (client_cert, client_key, key_line) = client_identity();
     let (metrics, logs, check_out) = tokio::task::spawn_blocking(move || {
         // Secrets go beside the config, in the binary's own temp dir.
-        let exporter = Binary::start_with_files(
-            &yaml_for_binary,
-            &[
-                ("token", &format!("{TOKEN}\n")),
-                ("password", PASSWORD),
-                ("client.pem", &client_cert),
-                ("client-key.pem", &client_key),
-            ],
-            &["--log.level=debug"],
-        );
+        let exporter = Binary::launch(&yaml_for_binary)
+            .file("token", &format!("{TOKEN}\n"))
+            .file("password", PASSWORD)
+            .file("client.pem", &client_cert)
+            .file("client-key.pem", &client_key)
+            .args(&["--log.level=debug"])
+            .start();
         let probed = wait_for(Duration::from_secs(3), || {
             let text = exporter.metrics();
             (text.contains("agent_up{agent=\"inline\"")
@@ -106,7 +101,7 @@ async fn secrets_appear_in_no_log_metric_check_output_or_error() {
             api.push_str(&answer.text());
         }
         assert!(api.contains("\"name\":\"mtls\""), "{api}");
-        let check = Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
+        let check = command()
             .arg(format!(
                 "--config.file={}",
                 exporter.config_path().display()
@@ -169,7 +164,7 @@ fn config_errors_do_not_print_secret_file_contents_or_url_credentials() {
         ),
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
+    let out = command()
         .arg(format!("--config.file={}", path.display()))
         .arg("--config.check")
         .output()
