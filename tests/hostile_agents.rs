@@ -214,7 +214,7 @@ async fn healthy_agents_start_on_their_slots_while_a_thousand_agents_hang() {
     }
     let exporter = Served::start(&yaml).await;
     let started = SystemTime::now();
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    tokio::time::sleep(Duration::from_millis(6500)).await;
     // Slots up to here had their probes end (timeout 1.9 s) before the stop.
     let window_end = SystemTime::now() - Duration::from_millis(1900 + 250);
     exporter.scheduler.stop();
