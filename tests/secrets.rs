@@ -150,6 +150,7 @@ async fn secrets_appear_in_no_log_metric_check_output_or_error() {
 fn config_errors_do_not_print_secret_file_contents_or_url_credentials() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("token"), TOKEN).expect("write");
+    std::fs::write(dir.path().join("password"), PASSWORD).expect("write");
     std::fs::write(
         dir.path().join("key.pem"),
         format!("-----BEGIN PRIVATE KEY-----\n{KEY_FILE_CANARY}\n-----END PRIVATE KEY-----\n"),
@@ -157,10 +158,29 @@ fn config_errors_do_not_print_secret_file_contents_or_url_credentials() {
     .expect("write");
     std::fs::write(dir.path().join("cert.pem"), client_identity().0).expect("write");
     let path = dir.path().join("config.yaml");
+    // One error per agent, each next to a secret: URL credentials beside a password file, a
+    // token file beside an unsupported URL with credentials, a second use of a name whose URL
+    // has credentials, and a key file that is not a key.
     std::fs::write(
         &path,
         format!(
-            "agents:\n  - name: a\n    type: t\n    url: http://u:{URL_PASSWORD}@h/\n    http: {{bearer_token_file: token}}\n  - name: a\n    type: t\n    url: ftp://u:{URL_PASSWORD}@h/\n  - name: k\n    type: t\n    url: https://h/\n    http: {{tls: {{cert_file: cert.pem, key_file: key.pem}}}}\n"
+            "agents:
+  - name: a
+    type: t
+    url: http://u:{URL_PASSWORD}@h/
+    http: {{basic_auth: {{username: probe, password_file: password}}}}
+  - name: b
+    type: t
+    url: ftp://u:{URL_PASSWORD}@h/
+    http: {{bearer_token_file: token}}
+  - name: a
+    type: t
+    url: http://u:{URL_PASSWORD}@h2/
+  - name: k
+    type: t
+    url: https://h/
+    http: {{tls: {{cert_file: cert.pem, key_file: key.pem}}}}
+"
         ),
     )
     .expect("write");
@@ -175,10 +195,19 @@ fn config_errors_do_not_print_secret_file_contents_or_url_credentials() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        text.contains("more than one way") || text.contains("duplicate"),
-        "{text}"
-    );
-    assert!(text.contains("key_file"), "the bad key is reported: {text}");
+    // Each error must really be there, at its place: an error that is not printed cannot
+    // show that it would not leak.
+    for (place, needle) in [
+        ("config.yaml:5:", "more than one way to authenticate"),
+        ("config.yaml:8:", "unsupported URL scheme \"ftp\""),
+        ("config.yaml:10:", "duplicate agent name \"a\""),
+        ("config.yaml:16:", "key_file"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(place) && l.contains(needle)),
+            "no {needle:?} error at {place}:\n{text}"
+        );
+    }
     assert_clean("config errors", &text);
 }
