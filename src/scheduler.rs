@@ -464,11 +464,33 @@ mod tests {
         }
     }
 
+    fn unix_nanos() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos()
+    }
+
     #[test]
-    fn first_slot_comes_within_one_interval() {
-        let interval = Duration::from_millis(200);
-        for name in ["a", "b", "c", "d"] {
-            assert!(first_slot_wait(name, interval) < interval);
+    fn first_slot_is_the_next_instant_on_the_agents_phase_of_the_wall_clock() {
+        let interval = Duration::from_secs(30);
+        let interval_ns = interval.as_nanos();
+        for i in 0..100 {
+            let name = format!("agent-{i}");
+            let offset = slot_offset(&name, interval).as_nanos();
+            let before = unix_nanos();
+            let wait = first_slot_wait(&name, interval);
+            let after = unix_nanos();
+            assert!(wait < interval, "{name}: {wait:?} skips a slot");
+            // The slot, on the wall clock, lies in [before + wait, after + wait]; the first
+            // instant of the agent's phase from the start of that span must lie inside it.
+            let earliest = before + wait.as_nanos();
+            let on_phase = earliest + (offset + interval_ns - earliest % interval_ns) % interval_ns;
+            assert!(
+                on_phase <= after + wait.as_nanos(),
+                "{name}: the first slot is {} ms off the agent's phase",
+                (on_phase - earliest) / 1_000_000
+            );
         }
     }
 }

@@ -2,14 +2,11 @@
 
 mod harness;
 
-use std::process::Command;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use harness::binary::command as exporter;
 use harness::{get, metric, request, wait_for, Binary};
-
-fn exporter() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
-}
 
 #[test]
 fn version_prints_version_revision_and_rustc() {
@@ -90,10 +87,9 @@ fn sigterm_stops_the_exporter_with_exit_0_within_5_seconds() {
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
     exporter.signal("TERM");
-    let status = wait_for(Duration::from_secs(5), || {
-        exporter.child.try_wait().ok().flatten()
-    });
-    let status = status.expect("exporter still running 5 s after SIGTERM");
+    let status = exporter
+        .exited_within(Duration::from_secs(5))
+        .expect("exporter still running 5 s after SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(exporter.logs().contains("stopped"), "{}", exporter.logs());
@@ -103,9 +99,7 @@ fn sigterm_stops_the_exporter_with_exit_0_within_5_seconds() {
 fn sigint_stops_the_exporter_with_exit_0() {
     let mut exporter = Binary::start("agents: []\n", &[]);
     exporter.signal("INT");
-    let status = wait_for(Duration::from_secs(5), || {
-        exporter.child.try_wait().ok().flatten()
-    });
+    let status = exporter.exited_within(Duration::from_secs(5));
     assert!(status.expect("still running").success());
 }
 
@@ -290,24 +284,41 @@ fn large_scrape_streams_in_pieces_that_hold_every_agent_in_every_format() {
         .all(|m| m.gauge.as_ref().map(|g| g.value) == Some(3600.0)));
 }
 
+/// An agent on `port` from now on: answers 200 "ok" to every request, until the test ends.
+fn serve_ok_on(port: u16) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the agent's port");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+}
+
+/// An agent probed every 200 ms at a port where nothing listens yet.
+fn refused_then_served_fleet(port: u16) -> String {
+    format!("agents:\n  - name: flaky\n    type: worker\n    url: http://127.0.0.1:{port}/health\n    interval: 200ms\n    timeout: 100ms\n")
+}
+
+fn lines_with(logs: &str, needle: &str) -> Vec<String> {
+    logs.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn every_transition_is_one_log_line_with_the_contract_fields() {
-    let refused = harness::free_port();
-    let exporter = Binary::start(
-        &format!("agents:\n  - name: gone\n    type: worker\n    url: http://127.0.0.1:{refused}/health\n    interval: 200ms\n    timeout: 100ms\n"),
-        &[],
-    );
-    let line = wait_for(Duration::from_secs(2), || {
-        exporter
-            .logs()
-            .lines()
-            .find(|l| l.contains("msg=\"agent status changed\""))
-            .map(str::to_owned)
-    })
-    .expect("a transition line");
+    let port = harness::free_port();
+    let exporter = Binary::start(&refused_then_served_fleet(port), &[]);
+    let transitions = || lines_with(&exporter.logs(), "msg=\"agent status changed\"");
+    let down = wait_for(Duration::from_secs(2), || transitions().first().cloned())
+        .expect("a transition line");
     for field in [
         "level=warn",
-        "agent=gone",
+        "agent=flaky",
         "agent_type=worker",
         "from=unknown",
         "to=unhealthy",
@@ -315,35 +326,87 @@ fn every_transition_is_one_log_line_with_the_contract_fields() {
         "error=\"connection refused",
         "consecutive_failures=1",
     ] {
-        assert!(line.contains(field), "{field} missing in {line}");
+        assert!(down.contains(field), "{field} missing in {down}");
     }
-    assert!(line.starts_with("ts="), "{line}");
+    assert!(down.starts_with("ts="), "{down}");
+    // Refused probes go on failing without changing the status: no more transition lines.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(transitions(), [down.clone()], "one line for one transition");
+    serve_ok_on(port);
+    let up = wait_for(Duration::from_secs(2), || transitions().get(1).cloned())
+        .expect("a line for the agent coming back");
+    for field in [
+        "level=info",
+        "agent=flaky",
+        "agent_type=worker",
+        "from=unhealthy",
+        "to=healthy",
+    ] {
+        assert!(up.contains(field), "{field} missing in {up}");
+    }
+    // Healthy probes after it change nothing either.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(transitions(), [down, up], "two transitions, two lines");
     // No probe lines at the default level.
     assert!(!exporter.logs().contains("probe finished"));
 }
 
 #[test]
 fn json_log_format_writes_one_json_object_per_line() {
-    let refused = harness::free_port();
+    let port = harness::free_port();
     let exporter = Binary::start(
-        &format!("agents:\n  - name: gone\n    type: worker\n    url: http://127.0.0.1:{refused}/health\n    interval: 200ms\n    timeout: 100ms\n"),
+        &refused_then_served_fleet(port),
         &["--log.format=json", "--log.level=debug"],
     );
-    let found = wait_for(Duration::from_secs(2), || {
-        let logs = exporter.logs();
-        (logs.contains("agent status changed") && logs.contains("probe finished")).then_some(logs)
+    let objects = || -> Vec<serde_json::Value> {
+        exporter
+            .logs()
+            .lines()
+            .map(|line| {
+                let value: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert!(value.is_object(), "{line}");
+                value
+            })
+            .collect()
+    };
+    let with_message = |message: &str| -> Vec<serde_json::Value> {
+        objects()
+            .into_iter()
+            .filter(|v| v["message"] == message)
+            .collect()
+    };
+    let transition = wait_for(Duration::from_secs(2), || {
+        with_message("agent status changed").into_iter().next()
     })
-    .expect("transition and probe lines");
-    for line in found.lines().filter(|l| !l.trim().is_empty()) {
-        let value: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        if value["message"] == "agent status changed" {
-            assert_eq!(value["level"], "WARN");
-            assert_eq!(value["agent"], "gone");
-            assert_eq!(value["to"], "unhealthy");
-            assert_eq!(value["reason"], "connect");
-        }
+    .expect("a transition object with message \"agent status changed\"");
+    for (key, value) in [
+        ("level", "WARN"),
+        ("agent", "flaky"),
+        ("agent_type", "worker"),
+        ("from", "unknown"),
+        ("to", "unhealthy"),
+        ("reason", "connect"),
+    ] {
+        assert_eq!(transition[key], value, "{key} in {transition}");
     }
+    assert_eq!(transition["consecutive_failures"], 1, "{transition}");
+    assert!(
+        transition["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("connection refused")),
+        "{transition}"
+    );
+    assert!(transition["timestamp"].is_string(), "{transition}");
+    assert!(transition["target"].is_string(), "{transition}");
+    let probe = wait_for(Duration::from_secs(2), || {
+        with_message("probe finished").into_iter().next()
+    })
+    .expect("a probe object at debug");
+    assert_eq!(probe["level"], "DEBUG", "{probe}");
+    assert_eq!(probe["agent"], "flaky", "{probe}");
+    assert_eq!(probe["result"], "failure", "{probe}");
+    assert!(probe["duration_seconds"].is_number(), "{probe}");
 }
 
 #[test]

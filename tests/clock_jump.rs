@@ -284,18 +284,14 @@ fn wall_clock_steps_of_hours_move_reported_timestamps_but_not_the_probe_rhythm()
     let clock = tempfile::tempdir().unwrap();
     let offset_file = clock.path().join("faketime.rc");
     set_wall_offset(&offset_file, 0);
-    let exporter = Binary::start_with_env(
-        &fleet(target.addr),
-        &[
-            ("LD_PRELOAD", LIBFAKETIME),
-            // Only CLOCK_REALTIME steps, as under NTP; the monotonic clock runs on untouched.
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-            ("FAKETIME_TIMESTAMP_FILE", offset_file.to_str().unwrap()),
-            // Reread the file on every clock read rather than every 10 s, so a step is at once.
-            ("FAKETIME_NO_CACHE", "1"),
-        ],
-        &[],
-    );
+    let exporter = Binary::launch(&fleet(target.addr))
+        .env("LD_PRELOAD", LIBFAKETIME)
+        // Only CLOCK_REALTIME steps, as under NTP; the monotonic clock runs on untouched.
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("FAKETIME_TIMESTAMP_FILE", offset_file.to_str().unwrap())
+        // Reread the file on every clock read rather than every 10 s, so a step is at once.
+        .env("FAKETIME_NO_CACHE", "1")
+        .start();
     let running = wait_for(Duration::from_secs(10), || {
         AGENTS
             .iter()

@@ -1,55 +1,20 @@
 //! The exporter in-process against mock agents on loopback: scheduling, health and metrics
 //! from end to end.
 
-mod common;
 mod harness;
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use agent_health_exporter::app::{Exporter, Options};
-use agent_health_exporter::metrics::Format;
 use agent_health_exporter::monitor::Status;
-use common::{Behaviour, MockAgent};
-use harness::metric;
+use harness::{agent_yaml, metric, wait_until, Behaviour, MockAgent, RawAgent, Served};
 
-/// An exporter started on `yaml`, probing but not serving; the temp dir holds the config.
-fn start(yaml: &str) -> (Exporter, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path: PathBuf = dir.path().join("config.yaml");
-    std::fs::write(&path, yaml).expect("write config");
-    let options = Options {
-        config_file: path,
-        listen_address: "127.0.0.1:0".into(),
-        telemetry_path: "/metrics".into(),
-        history_limit: 100,
-        ..Options::default()
-    };
-    let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
-    (exporter, dir)
+/// One agent of type `test`.
+fn test_agent(name: &str, url: &str, extra: &str) -> String {
+    agent_yaml(name, "test", url, extra)
 }
 
-fn scrape(exporter: &Exporter) -> String {
-    String::from_utf8(exporter.state.metrics.encode(Format::Text).expect("encode")).expect("utf8")
-}
-
-fn agent_yaml(name: &str, url: &str, extra: &str) -> String {
-    format!("  - name: {name}\n    type: test\n    url: {url}\n{extra}")
-}
-
-async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = tokio::time::Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    check()
-}
-
-fn status_of(exporter: &Exporter, name: &str) -> Status {
-    exporter.monitor.agent(name).expect("agent").state().status
+fn status_of(served: &Served, name: &str) -> Status {
+    served.state(name).status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,10 +23,10 @@ async fn counters_and_histogram_count_match_the_number_of_probes() {
     let failing = MockAgent::start(Behaviour::Status(503)).await;
     let yaml = format!(
         "defaults: {{interval: 100ms, timeout: 80ms}}\nagents:\n{}{}",
-        agent_yaml("good", ok.url("/health").as_str(), ""),
-        agent_yaml("bad", failing.url("/health").as_str(), "")
+        test_agent("good", ok.url("/health").as_str(), ""),
+        test_agent("bad", failing.url("/health").as_str(), "")
     );
-    let (exporter, _dir) = start(&yaml);
+    let exporter = Served::start(&yaml).await;
     let enough = wait_until(Duration::from_secs(5), || {
         let good = exporter.monitor.agent("good").expect("agent");
         let bad = exporter.monitor.agent("bad").expect("agent");
@@ -74,7 +39,7 @@ async fn counters_and_histogram_count_match_the_number_of_probes() {
     exporter.scheduler.stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let text = scrape(&exporter);
+    let text = exporter.scrape();
     let good = exporter
         .monitor
         .agent("good")
@@ -196,16 +161,16 @@ async fn counters_and_histogram_count_match_the_number_of_probes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_agent_is_unhealthy_at_its_first_probe() {
-    let addr = common::refused_addr().await;
+    let addr = harness::refused_addr().await;
     let yaml = format!(
         "agents:\n{}",
-        agent_yaml(
+        test_agent(
             "gone",
             &format!("http://{addr}/health"),
             "    interval: 200ms\n    timeout: 100ms\n"
         )
     );
-    let (exporter, _dir) = start(&yaml);
+    let exporter = Served::start(&yaml).await;
     assert_eq!(status_of(&exporter, "gone"), Status::Unknown);
     // Detection bound for a refusing agent: one interval.
     let unhealthy = wait_until(Duration::from_millis(200 + 100 + 200), || {
@@ -213,7 +178,7 @@ async fn refused_agent_is_unhealthy_at_its_first_probe() {
     })
     .await;
     assert!(unhealthy, "not unhealthy within one interval");
-    let text = scrape(&exporter);
+    let text = exporter.scrape();
     assert_eq!(
         metric(
             &text,
@@ -228,13 +193,13 @@ async fn hung_agent_is_unhealthy_within_interval_plus_timeout() {
     let hang = MockAgent::start(Behaviour::Hang).await;
     let yaml = format!(
         "agents:\n{}",
-        agent_yaml(
+        test_agent(
             "hung",
             hang.url("/").as_str(),
             "    interval: 300ms\n    timeout: 150ms\n"
         )
     );
-    let (exporter, _dir) = start(&yaml);
+    let exporter = Served::start(&yaml).await;
     let unhealthy = wait_until(Duration::from_millis(300 + 150 + 250), || {
         status_of(&exporter, "hung") == Status::Unhealthy
     })
@@ -264,15 +229,15 @@ async fn slow_agent_is_degraded_by_latency_and_json_agent_by_its_body() {
     let degraded_json = "    degraded:\n      json: {\"/status\": \"degraded\"}\n";
     let yaml = format!(
         "defaults: {{interval: 300ms, timeout: 250ms}}\nagents:\n{}{}{}",
-        agent_yaml(
+        test_agent(
             "slow",
             slow.url("/").as_str(),
             "    degraded: {latency_above: 50ms}\n"
         ),
-        agent_yaml("json", json.url("/").as_str(), degraded_json),
-        agent_yaml("fine", fine.url("/").as_str(), degraded_json)
+        test_agent("json", json.url("/").as_str(), degraded_json),
+        test_agent("fine", fine.url("/").as_str(), degraded_json)
     );
-    let (exporter, _dir) = start(&yaml);
+    let exporter = Served::start(&yaml).await;
     let settled = wait_until(Duration::from_secs(2), || {
         ["slow", "json", "fine"]
             .iter()
@@ -283,7 +248,7 @@ async fn slow_agent_is_degraded_by_latency_and_json_agent_by_its_body() {
     assert_eq!(status_of(&exporter, "slow"), Status::Degraded);
     assert_eq!(status_of(&exporter, "json"), Status::Degraded);
     assert_eq!(status_of(&exporter, "fine"), Status::Healthy);
-    let text = scrape(&exporter);
+    let text = exporter.scrape();
     assert_eq!(
         metric(
             &text,
@@ -299,32 +264,23 @@ async fn slow_agent_is_degraded_by_latency_and_json_agent_by_its_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_agent_is_probed_by_connecting() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accept = tokio::spawn(async move {
-        loop {
-            if listener.accept().await.is_err() {
-                return;
-            }
-        }
-    });
+    let port = RawAgent::start(|_connection| async {}).await;
+    let addr = port.addr;
     let yaml = format!(
         "agents:\n{}",
-        agent_yaml(
+        test_agent(
             "port",
             &format!("tcp://{addr}"),
             "    interval: 200ms\n    timeout: 100ms\n"
         )
     );
-    let (exporter, _dir) = start(&yaml);
+    let exporter = Served::start(&yaml).await;
     assert!(
         wait_until(Duration::from_secs(1), || status_of(&exporter, "port")
             == Status::Healthy)
         .await
     );
-    let text = scrape(&exporter);
+    let text = exporter.scrape();
     assert_eq!(
         metric(
             &text,
@@ -332,7 +288,6 @@ async fn tcp_agent_is_probed_by_connecting() {
         ),
         Some(0.0)
     );
-    accept.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,17 +301,27 @@ async fn fifty_agents_of_which_ten_hang_start_every_probe_within_100ms_of_its_sl
             Behaviour::ok("ok")
         };
         let mock = MockAgent::start(behaviour).await;
-        yaml.push_str(&agent_yaml(
+        yaml.push_str(&test_agent(
             &format!("agent-{i:02}"),
             mock.url("/health").as_str(),
             "",
         ));
         mocks.push(mock);
     }
-    let (exporter, _dir) = start(&yaml);
+    let exporter = Served::start(&yaml).await;
+    let started = SystemTime::now();
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Slots up to here had their probes end (timeout 300 ms) before the stop.
+    let window_end = SystemTime::now() - Duration::from_millis(300 + 200);
     exporter.scheduler.stop();
-    let text = scrape(&exporter);
+    let text = exporter.scrape();
+    for i in 0..50 {
+        let name = format!("agent-{i:02}");
+        let probes = exporter
+            .probes_on_every_slot(&name, started, window_end, Duration::from_millis(100))
+            .unwrap_or_else(|problem| panic!("{problem}"));
+        assert!(probes >= 4, "{name}: only {probes} probes in the window");
+    }
     let total = metric(&text, "agent_exporter_probe_start_delay_seconds_count").expect("count");
     let on_time = metric(
         &text,
@@ -396,15 +361,15 @@ async fn user_labels_follow_agent_and_agent_type_on_every_series() {
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
     let yaml = format!(
         "defaults: {{interval: 200ms, timeout: 100ms, labels: {{env: prod}}}}\nagents:\n{}",
-        agent_yaml("a", ok.url("/").as_str(), "    labels: {team: core}\n")
+        test_agent("a", ok.url("/").as_str(), "    labels: {team: core}\n")
     );
-    let (exporter, _dir) = start(&yaml);
+    let exporter = Served::start(&yaml).await;
     assert!(
         wait_until(Duration::from_secs(1), || status_of(&exporter, "a")
             == Status::Healthy)
         .await
     );
-    let text = scrape(&exporter);
+    let text = exporter.scrape();
     let series: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("agent_") && !l.starts_with("agent_exporter"))

@@ -4,75 +4,16 @@
 //! body, a 10 GB Content-Length, a redirect loop, a reset and an unresolvable name, are in
 //! `probe_reasons.rs`.)
 
-mod common;
 mod harness;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use agent_health_exporter::app::{Exporter, Options};
-use agent_health_exporter::config::tls::TlsFiles;
-use agent_health_exporter::metrics::Format;
 use agent_health_exporter::monitor::Status;
-use agent_health_exporter::probe::{run, FailureReason, Outcome, ProbeResult};
-use common::{http_agent, Behaviour, MockAgent};
-use harness::metric;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use agent_health_exporter::probe::{run, FailureReason, ProbeResult};
+use harness::agents::{error, reason};
+use harness::{http_agent, metric, Behaviour, MockAgent, RawAgent, Served, TlsIdentity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use url::Url;
-
-fn reason(result: &ProbeResult) -> FailureReason {
-    match &result.outcome {
-        Outcome::Failed { reason, .. } => *reason,
-        other => panic!("expected a failure, got {other:?} ({result:?})"),
-    }
-}
-
-fn error(result: &ProbeResult) -> String {
-    match &result.outcome {
-        Outcome::Failed { error, .. } => error.clone(),
-        other => panic!("expected a failure, got {other:?}"),
-    }
-}
-
-/// A listener whose every connection is handed to `serve`; stops when dropped.
-struct RawAgent {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RawAgent {
-    async fn start<F, Fut>(serve: F) -> RawAgent
-    where
-        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let serve = Arc::new(serve);
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                while connections.try_join_next().is_some() {}
-                connections.spawn(serve(stream));
-            }
-        });
-        RawAgent { addr, task }
-    }
-
-    fn url(&self, scheme: &str, path: &str) -> Url {
-        Url::parse(&format!("{scheme}://{}{path}", self.addr)).unwrap()
-    }
-}
-
-impl Drop for RawAgent {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use tokio::net::TcpStream;
 
 /// Reads and drops whatever comes until the prober closes: a hang that frees its descriptor
 /// as soon as the probe gives up.
@@ -138,56 +79,11 @@ async fn stalled_tls_handshake_times_out_during_tls() {
     assert_within(&result, timeout);
 }
 
-/// A TLS agent presenting `cert` (DER) with `key` (PKCS#8 DER).
-async fn tls_agent(cert: rcgen::Certificate, key: rcgen::KeyPair) -> RawAgent {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    RawAgent::start(move |stream| {
-        let acceptor = acceptor.clone();
-        async move {
-            if let Ok(mut tls) = acceptor.accept(stream).await {
-                let _ = tls
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
-            }
-        }
-    })
-    .await
-}
-
-fn certificate(names: &[&str], expired: bool) -> (rcgen::Certificate, rcgen::KeyPair, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let cert = params.self_signed(&key).unwrap();
-    let pem = cert.pem();
-    (cert, key, pem)
-}
-
 #[tokio::test]
 async fn expired_certificate_fails_with_tls_even_when_trusted() {
-    let (cert, key, pem) = certificate(&["127.0.0.1"], true);
-    let agent = tls_agent(cert, key).await;
-    let spec = http_agent(agent.url("https", "/health"))
-        .tls(TlsFiles {
-            ca_pem: Some(pem.into_bytes()),
-            ..TlsFiles::default()
-        })
-        .build();
+    let identity = TlsIdentity::expired(&["127.0.0.1"]);
+    let agent = MockAgent::start_tls(Behaviour::ok("ok"), &identity).await;
+    let spec = http_agent(agent.url("/health")).trusting(&identity).build();
     let result = run(&spec).await;
     assert_eq!(reason(&result), FailureReason::Tls);
     assert!(
@@ -199,35 +95,68 @@ async fn expired_certificate_fails_with_tls_even_when_trusted() {
 
 #[tokio::test]
 async fn certificate_for_another_host_fails_with_tls_even_when_trusted() {
-    let (cert, key, pem) = certificate(&["other.example"], false);
-    let agent = tls_agent(cert, key).await;
-    let spec = http_agent(agent.url("https", "/health"))
-        .tls(TlsFiles {
-            ca_pem: Some(pem.into_bytes()),
-            ..TlsFiles::default()
-        })
-        .build();
+    let identity = TlsIdentity::self_signed(&["other.example"]);
+    let agent = MockAgent::start_tls(Behaviour::ok("ok"), &identity).await;
+    let spec = http_agent(agent.url("/health")).trusting(&identity).build();
     let result = run(&spec).await;
     assert_eq!(reason(&result), FailureReason::Tls);
     assert!(error(&result).contains("certificate"), "{}", error(&result));
 }
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// The peak resident set of this process so far, in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+/// Set for the process of its own in which the memory test's probes run.
+const MEMORY_CHILD: &str = "AHE_TEST_MEMORY_CHILD";
+const MEMORY_CHILD_TEST: &str = "endless_and_huge_bodies_probed_in_a_process_of_their_own";
+const MEMORY_REPORT: &str = "peak resident memory grew by KiB: ";
+
+#[test]
+fn endless_and_huge_bodies_keep_memory_bounded_by_max_body_bytes() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("skipped: the peak resident memory is read from /proc, which only Linux has");
+        return;
+    }
+    // The peak is per process, and the other tests of this file run in this one at the same
+    // time: the probes run in a process of their own, this test binary with only that test.
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", MEMORY_CHILD_TEST, "--ignored", "--nocapture"])
+        .env(MEMORY_CHILD, "1")
+        .output()
+        .expect("run the test binary");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    let grew: u64 = printed
+        .lines()
+        .find_map(|l| l.split_once(MEMORY_REPORT))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the child did not measure:\n{printed}"));
+    println!("{MEMORY_REPORT}{grew}");
+    // 20 probes of 1 MiB at most each; the endless agent alone could send gigabytes.
+    assert!(grew < 48 * 1024, "peak resident memory grew by {grew} KiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endless_and_huge_bodies_keep_memory_bounded_by_max_body_bytes() {
+#[ignore = "run in a process of its own by endless_and_huge_bodies_keep_memory_bounded_by_max_body_bytes"]
+async fn endless_and_huge_bodies_probed_in_a_process_of_their_own() {
+    if std::env::var_os(MEMORY_CHILD).is_none() {
+        eprintln!("skipped: run alone in a process of its own by the memory test");
+        return;
+    }
     let endless = MockAgent::start(Behaviour::EndlessBody).await;
     let huge = MockAgent::start(Behaviour::HugeContentLength).await;
-    let before = peak_rss_kib();
     let specs = [
         http_agent(endless.url("/"))
             .max_body_bytes(1024 * 1024)
@@ -240,20 +169,14 @@ async fn endless_and_huge_bodies_keep_memory_bounded_by_max_body_bytes() {
             .timeout(Duration::from_secs(2))
             .build(),
     ];
+    let before = peak_rss_kib();
     for _ in 0..10 {
         let probes = specs.iter().map(run);
         for result in futures_util::future::join_all(probes).await {
             assert_eq!(reason(&result), FailureReason::BodyTooLarge, "{result:?}");
         }
     }
-    if let (Some(before), Some(after)) = (before, peak_rss_kib()) {
-        // 20 probes of 1 MiB at most each; the endless agent alone could send gigabytes.
-        assert!(
-            after.saturating_sub(before) < 48 * 1024,
-            "peak memory grew by {} KiB",
-            after - before
-        );
-    }
+    println!("{MEMORY_REPORT}{}", peak_rss_kib().saturating_sub(before));
 }
 
 /// The open-file limit of this process, from /proc (no unsafe code needed).
@@ -289,17 +212,29 @@ async fn healthy_agents_start_on_their_slots_while_a_thousand_agents_hang() {
             ok.url(&format!("/agent/{i}"))
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path: PathBuf = dir.path().join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let options = Options {
-        config_file: path,
-        ..Options::default()
-    };
-    let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let exporter = Served::start(&yaml).await;
+    let started = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    // Slots up to here had their probes end (timeout 1.9 s) before the stop.
+    let window_end = SystemTime::now() - Duration::from_millis(1900 + 250);
     exporter.scheduler.stop();
-    let text = String::from_utf8(exporter.state.metrics.encode(Format::Text).unwrap()).unwrap();
+    let text = exporter.scrape();
+    let names = (0..hanging)
+        .map(|i| format!("hung-{i:04}"))
+        .chain((0..20).map(|i| format!("healthy-{i:02}")));
+    let problems: Vec<String> = names
+        .filter_map(|name| {
+            exporter
+                .probes_on_every_slot(&name, started, window_end, Duration::from_millis(100))
+                .err()
+        })
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} agents missed slots: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
     let total = metric(&text, "agent_exporter_probe_start_delay_seconds_count").unwrap();
     let on_time = metric(
         &text,

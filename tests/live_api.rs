@@ -1,222 +1,24 @@
 //! The live view: JSON API, on-demand probes, the event stream, reload and shutdown, against an
 //! in-process exporter serving on loopback and mock agents.
 
-mod common;
 mod harness;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_health_exporter::app::{Exporter, Options};
-use agent_health_exporter::metrics::Format;
-use agent_health_exporter::monitor::Monitor;
-use agent_health_exporter::reload::Reloader;
-use agent_health_exporter::scheduler::Scheduler;
-use common::{Behaviour, MockAgent};
-use harness::metric;
+use harness::{agent_yaml, fetch, metric, Behaviour, EventStream, MockAgent, Served};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-struct Served {
-    addr: std::net::SocketAddr,
-    monitor: Arc<Monitor>,
-    scheduler: Arc<Scheduler>,
-    reloader: Arc<Reloader>,
-    metrics: Arc<agent_health_exporter::metrics::Metrics>,
-    config: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Served {
-    async fn start(yaml: &str) -> Served {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("config.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let options = Options {
-            config_file: config.clone(),
-            listen_address: "127.0.0.1:0".into(),
-            telemetry_path: "/metrics".into(),
-            history_limit: 100,
-            ..Options::default()
-        };
-        let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let monitor = exporter.monitor.clone();
-        let scheduler = exporter.scheduler.clone();
-        let reloader = exporter.reloader.clone();
-        let metrics = exporter.state.metrics.clone();
-        let task = tokio::spawn(exporter.serve(listener, async {
-            let _ = stopped.await;
-        }));
-        Served {
-            addr,
-            monitor,
-            scheduler,
-            reloader,
-            metrics,
-            config,
-            stop: Some(stop),
-            task,
-            _dir: dir,
-        }
-    }
-
-    fn scrape(&self) -> String {
-        String::from_utf8(self.metrics.encode(Format::Text).expect("encode")).expect("utf8")
-    }
-
-    async fn shutdown(mut self) -> Duration {
-        let start = Instant::now();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
-            .await
-            .expect("server did not stop within 10 s")
-            .expect("server task");
-        start.elapsed()
-    }
-}
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// One request on a fresh connection; status and body.
 async fn call(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("answer within 10 s")
-        .expect("read");
-    let answer = harness::parse_answer(&raw).expect("parse");
+    let answer = fetch(addr, method, path, &[]).await.expect("an answer");
     (answer.status, answer.text())
 }
 
 async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    let (status, body) = call(addr, "GET", path).await;
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
-    )
-}
-
-/// A Server-Sent-Events client, over HTTP/1.0 so the stream is not chunked.
-struct Sse {
-    reader: BufReader<TcpStream>,
-}
-
-#[derive(Debug)]
-struct SseEvent {
-    id: Option<u64>,
-    event: String,
-    data: Value,
-}
-
-impl Sse {
-    async fn connect(addr: std::net::SocketAddr, path: &str) -> Sse {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let head =
-            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.expect("write");
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).await.expect("status line");
-        assert!(line.contains(" 200 "), "{line}");
-        let mut content_type = String::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).await.expect("header");
-            if line.trim().is_empty() {
-                break;
-            }
-            if line.to_ascii_lowercase().starts_with("content-type:") {
-                content_type = line.clone();
-            }
-        }
-        assert!(content_type.contains("text/event-stream"), "{content_type}");
-        Sse { reader }
-    }
-
-    /// The next event (comments and `retry:` skipped), or None after `limit`.
-    async fn next(&mut self, limit: Duration) -> Option<SseEvent> {
-        tokio::time::timeout(limit, async {
-            let (mut id, mut event, mut data) = (None, String::new(), String::new());
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if self.reader.read_line(&mut line).await.ok()? == 0 {
-                    return None;
-                }
-                let l = line.trim_end_matches(['\r', '\n']);
-                if l.is_empty() {
-                    if !event.is_empty() {
-                        let data = serde_json::from_str(&data).expect("event data is JSON");
-                        return Some(SseEvent { id, event, data });
-                    }
-                    continue;
-                }
-                if let Some(v) = l.strip_prefix("id: ") {
-                    id = v.parse().ok();
-                } else if let Some(v) = l.strip_prefix("event: ") {
-                    event = v.to_owned();
-                } else if let Some(v) = l.strip_prefix("data: ") {
-                    data.push_str(v);
-                }
-            }
-        })
-        .await
-        .ok()
-        .flatten()
-    }
-
-    /// True when the server ends the stream within `limit` (whatever events come first).
-    async fn ends(&mut self, limit: Duration) -> bool {
-        let mut sink = Vec::new();
-        matches!(
-            tokio::time::timeout(limit, self.reader.read_to_end(&mut sink)).await,
-            Ok(Ok(_))
-        )
-    }
-
-    /// Skips events until one named `name` arrives.
-    async fn until(&mut self, name: &str, limit: Duration) -> Option<SseEvent> {
-        let deadline = Instant::now() + limit;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let event = self.next(left).await?;
-            if event.event == name {
-                return Some(event);
-            }
-        }
-        None
-    }
-}
-
-fn agent(name: &str, kind: &str, url: &str, extra: &str) -> String {
-    format!("  - name: {name}\n    type: {kind}\n    url: {url}\n{extra}")
-}
-
-async fn settle(monitor: &Monitor, names: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if names
-            .iter()
-            .all(|n| monitor.agent(n).is_some_and(|a| a.state().last.is_some()))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("agents {names:?} were not probed within 3 s");
+    let answer = fetch(addr, "GET", path, &[]).await.expect("an answer");
+    (answer.status, answer.json())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,13 +27,13 @@ async fn api_lists_every_agent_with_status_last_probe_and_window() {
     let bad = MockAgent::start(Behaviour::Status(500)).await;
     let yaml = format!(
         "defaults: {{interval: 100ms, timeout: 80ms}}\nagents:\n{}{}",
-        agent(
+        agent_yaml(
             "good",
             "worker",
             ok.url("/health").as_str(),
             "    labels: {team: core}\n"
         ),
-        agent(
+        agent_yaml(
             "bad",
             "orchestrator",
             &format!("http://probe:hunter2@{}/health", bad.addr),
@@ -239,7 +41,7 @@ async fn api_lists_every_agent_with_status_last_probe_and_window() {
         )
     );
     let served = Served::start(&yaml).await;
-    settle(&served.monitor, &["good", "bad"]).await;
+    served.settle(&["good", "bad"]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let (status, body) = get_json(served.addr, "/api/v1/agents").await;
@@ -292,7 +94,7 @@ async fn single_agent_answer_has_history_newest_first_and_unknown_name_is_404() 
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
     let yaml = format!(
         "agents:\n{}",
-        agent(
+        agent_yaml(
             "a b",
             "worker",
             ok.url("/").as_str(),
@@ -300,7 +102,7 @@ async fn single_agent_answer_has_history_newest_first_and_unknown_name_is_404() 
         )
     );
     let served = Served::start(&yaml).await;
-    settle(&served.monitor, &["a b"]).await;
+    served.settle(&["a b"]).await;
     tokio::time::sleep(Duration::from_millis(350)).await;
     let (status, body) = get_json(served.addr, "/api/v1/agents/a%20b").await;
     assert_eq!(status, 200);
@@ -327,7 +129,7 @@ async fn on_demand_probe_answers_the_result_records_it_and_refuses_overlap() {
     // A long interval: only the on-demand probes run during the test.
     let yaml = format!(
         "agents:\n{}",
-        agent(
+        agent_yaml(
             "slow",
             "worker",
             slow.url("/").as_str(),
@@ -375,12 +177,12 @@ async fn event_stream_sends_snapshot_then_status_of_an_agent_that_starts_failing
     let (interval, timeout) = (Duration::from_millis(500), Duration::from_millis(200));
     let yaml = format!(
         "defaults: {{interval: 500ms, timeout: 200ms}}\nagents:\n{}{}",
-        agent("flaky", "worker", flaky.url("/").as_str(), ""),
-        agent("other", "planner", other.url("/").as_str(), "")
+        agent_yaml("flaky", "worker", flaky.url("/").as_str(), ""),
+        agent_yaml("other", "planner", other.url("/").as_str(), "")
     );
     let served = Served::start(&yaml).await;
-    settle(&served.monitor, &["flaky", "other"]).await;
-    let mut sse = Sse::connect(served.addr, "/api/v1/events").await;
+    served.settle(&["flaky", "other"]).await;
+    let mut sse = EventStream::connect(served.addr, "/api/v1/events").await;
     let snapshot = sse.next(Duration::from_secs(2)).await.expect("snapshot");
     assert_eq!(snapshot.event, "snapshot");
     assert_eq!(snapshot.data["agents"].as_array().expect("agents").len(), 2);
@@ -407,13 +209,13 @@ async fn event_stream_filters_by_agent_and_type_and_sends_probes_when_asked() {
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
     let yaml = format!(
         "defaults: {{interval: 100ms, timeout: 80ms}}\nagents:\n{}{}{}",
-        agent("a", "worker", ok.url("/").as_str(), ""),
-        agent("b", "worker", ok.url("/").as_str(), ""),
-        agent("c", "planner", ok.url("/").as_str(), "")
+        agent_yaml("a", "worker", ok.url("/").as_str(), ""),
+        agent_yaml("b", "worker", ok.url("/").as_str(), ""),
+        agent_yaml("c", "planner", ok.url("/").as_str(), "")
     );
     let served = Served::start(&yaml).await;
     let mut by_agent =
-        Sse::connect(served.addr, "/api/v1/events?agent=a&agent=c&probes=true").await;
+        EventStream::connect(served.addr, "/api/v1/events?agent=a&agent=c&probes=true").await;
     let snapshot = by_agent
         .next(Duration::from_secs(2))
         .await
@@ -442,7 +244,7 @@ async fn event_stream_filters_by_agent_and_type_and_sends_probes_when_asked() {
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
 
-    let mut by_type = Sse::connect(served.addr, "/api/v1/events?agent_type=planner").await;
+    let mut by_type = EventStream::connect(served.addr, "/api/v1/events?agent_type=planner").await;
     let snapshot = by_type
         .next(Duration::from_secs(2))
         .await
@@ -461,7 +263,7 @@ async fn twenty_clients_that_never_read_do_not_delay_probes() {
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
     let mut yaml = String::from("defaults: {interval: 100ms, timeout: 80ms}\nagents:\n");
     for i in 0..10 {
-        yaml.push_str(&agent(
+        yaml.push_str(&agent_yaml(
             &format!("agent-{i}"),
             "worker",
             ok.url("/").as_str(),
@@ -504,7 +306,7 @@ async fn shutdown_with_100_open_streams_completes_within_5_seconds() {
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
     let yaml = format!(
         "agents:\n{}",
-        agent(
+        agent_yaml(
             "a",
             "worker",
             ok.url("/").as_str(),
@@ -514,7 +316,7 @@ async fn shutdown_with_100_open_streams_completes_within_5_seconds() {
     let served = Served::start(&yaml).await;
     let mut streams = Vec::new();
     for _ in 0..100 {
-        let mut sse = Sse::connect(served.addr, "/api/v1/events").await;
+        let mut sse = EventStream::connect(served.addr, "/api/v1/events").await;
         sse.next(Duration::from_secs(2)).await.expect("snapshot");
         streams.push(sse);
     }
@@ -533,8 +335,8 @@ async fn shutdown_with_100_open_streams_completes_within_5_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_keeps_counters_removes_deleted_agents_and_adds_new_ones() {
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
-    let keep = agent("keep", "worker", ok.url("/").as_str(), "");
-    let gone = agent("gone", "worker", ok.url("/").as_str(), "");
+    let keep = agent_yaml("keep", "worker", ok.url("/").as_str(), "");
+    let gone = agent_yaml("gone", "worker", ok.url("/").as_str(), "");
     let head = "defaults: {interval: 100ms, timeout: 80ms}\nagents:\n";
     let served = Served::start(&format!("{head}{keep}{gone}")).await;
     tokio::time::sleep(Duration::from_millis(450)).await;
@@ -546,10 +348,10 @@ async fn reload_keeps_counters_removes_deleted_agents_and_adds_new_ones() {
         .probes_success;
     assert!(before >= 2);
 
-    let mut sse = Sse::connect(served.addr, "/api/v1/events").await;
+    let mut sse = EventStream::connect(served.addr, "/api/v1/events").await;
     sse.next(Duration::from_secs(2)).await.expect("snapshot");
 
-    let added = agent("new", "planner", ok.url("/").as_str(), "");
+    let added = agent_yaml("new", "planner", ok.url("/").as_str(), "");
     std::fs::write(&served.config, format!("{head}{keep}{added}")).expect("write");
     let (status, body) = call(served.addr, "POST", "/-/reload").await;
     // Live clients learn of the new fleet at once.
@@ -603,7 +405,7 @@ async fn reload_with_changed_labels_replaces_the_agents_series() {
     let head = "defaults: {interval: 100ms, timeout: 80ms}\nagents:\n";
     let served = Served::start(&format!(
         "{head}{}",
-        agent(
+        agent_yaml(
             "a",
             "worker",
             ok.url("/").as_str(),
@@ -616,7 +418,7 @@ async fn reload_with_changed_labels_replaces_the_agents_series() {
         &served.config,
         format!(
             "{head}{}",
-            agent(
+            agent_yaml(
                 "a",
                 "worker",
                 ok.url("/").as_str(),
@@ -638,7 +440,7 @@ async fn broken_config_on_reload_keeps_the_old_one_running_and_says_why() {
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
     let yaml = format!(
         "defaults: {{interval: 100ms, timeout: 80ms}}\nagents:\n{}",
-        agent("a", "worker", ok.url("/").as_str(), "")
+        agent_yaml("a", "worker", ok.url("/").as_str(), "")
     );
     let served = Served::start(&yaml).await;
     tokio::time::sleep(Duration::from_millis(250)).await;

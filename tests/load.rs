@@ -9,17 +9,14 @@
 //! Knobs (environment): LOAD_SECONDS (60), LOAD_SCRAPERS (200), LOAD_STREAMS (1000),
 //! LOAD_AGENTS (1000), LOAD_SCRAPE_EVERY_MS (5000: each scraper's own interval).
 
-mod common;
 mod harness;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Behaviour, MockAgent};
-use harness::{metric, wait_for};
+use harness::{fetch, metric, Behaviour, Binary, MockAgent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -30,15 +27,9 @@ fn knob(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// One GET on a fresh connection, read to the end; the status.
+/// One scrape on a fresh connection, read to the end; the status.
 async fn scrape(addr: SocketAddr) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut raw = Vec::with_capacity(1 << 20);
-    stream.read_to_end(&mut raw).await?;
-    let answer = harness::parse_answer(&raw)?;
+    let answer = fetch(addr, "GET", "/metrics", &[]).await?;
     if answer.body.len() < 1000 {
         return Err(std::io::Error::other("short exposition"));
     }
@@ -80,29 +71,14 @@ async fn scrapers_and_event_streams_while_probing_a_fleet() {
             "  - name: agent-{i:05}\n    type: load\n    url: {url}\n"
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    let log = dir.path().join("exporter.log");
-    let port = harness::free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let up = tokio::task::spawn_blocking(move || {
-        wait_for(Duration::from_secs(20), || {
-            harness::get(addr, "/-/ready")
-                .ok()
-                .filter(|a| a.status == 200)
-        })
+    let exporter = tokio::task::spawn_blocking(move || {
+        Binary::launch(&yaml)
+            .ready_within(Duration::from_secs(20))
+            .start()
     })
     .await
-    .unwrap();
-    assert!(up.is_some(), "the exporter did not start");
+    .expect("the exporter started");
+    let addr = exporter.addr;
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
 
@@ -188,9 +164,8 @@ async fn scrapers_and_event_streams_while_probing_a_fleet() {
             .await
             .unwrap()
             .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let logs = exporter.logs();
+    drop(exporter);
 
     latencies.sort();
     let delays_total = metric(

@@ -4,7 +4,7 @@
 mod harness;
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::{get, metric, wait_for, Binary};
@@ -82,7 +82,7 @@ fn storm_of_200_sighups_leaves_one_consistent_config_and_the_server_up() {
     let exporter = Binary::start(&fleet(&["a", "b"]), &[]);
     let port = exporter.addr.port().to_string();
     let path = exporter.config_path();
-    let pid = exporter.child.id().to_string();
+    let pid = exporter.pid().to_string();
     let addr = exporter.addr;
     // Scrape the fleet all through the storm: every answer must be one whole config.
     let watcher = std::thread::spawn(move || {
@@ -139,32 +139,11 @@ fn storm_of_200_sighups_leaves_one_consistent_config_and_the_server_up() {
 
 #[test]
 fn out_of_file_descriptors_is_logged_backed_off_and_recovered_from() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, "agents: []\n").unwrap();
-    let log = dir.path().join("exporter.log");
-    let port = harness::free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // `ulimit` in the shell that execs the binary: 64 descriptors for the whole process.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 64 && exec \"$@\"")
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_agent-health-exporter"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let up = wait_for(Duration::from_secs(10), || {
-        get(addr, "/-/healthy").ok().filter(|a| a.status == 200)
-    });
-    assert!(
-        up.is_some(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    let exporter = Binary::launch("agents: []\n")
+        .prefix(&["sh", "-c", "ulimit -n 64 && exec \"$@\"", "sh"])
+        .start();
+    let addr = exporter.addr;
     // Hold more connections than the exporter has descriptors.
     let mut held = Vec::new();
     for _ in 0..100 {
@@ -173,7 +152,7 @@ fn out_of_file_descriptors_is_logged_backed_off_and_recovered_from() {
         }
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let logs = exporter.logs();
     let errors = logs
         .lines()
         .filter(|l| l.contains("accepting a connection failed"))
@@ -187,16 +166,15 @@ fn out_of_file_descriptors_is_logged_backed_off_and_recovered_from() {
         logs.contains("Too many open files") || logs.contains("os error 24"),
         "{logs}"
     );
-    assert!(child.try_wait().unwrap().is_none(), "the exporter died");
+    let mut exporter = exporter;
+    assert!(exporter.is_running(), "the exporter died");
     drop(held);
     let recovered = wait_for(Duration::from_secs(10), || {
         get(addr, "/-/healthy").ok().filter(|a| a.status == 200)
     });
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         recovered.is_some(),
         "not serving after the descriptors came back:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        exporter.logs()
     );
 }

@@ -1,31 +1,17 @@
 //! Every way a probe can end, against real mock agents on loopback: each test names the
 //! behaviour of the agent and the outcome (reason, status, phases) the probe must report.
 
-mod common;
+mod harness;
 
 use std::time::Duration;
 
 use agent_health_exporter::config::tls::TlsFiles;
 use agent_health_exporter::config::{StatusMatch, MAX_REDIRECTS};
 use agent_health_exporter::probe::{run, FailureReason, Outcome, ProbeResult};
-use common::{http_agent, refused_addr, tcp_agent, Behaviour, MockAgent, TlsIdentity};
+use harness::agents::{error, reason};
+use harness::{http_agent, refused_addr, tcp_agent, Behaviour, MockAgent, TlsIdentity};
 use serde_json::json;
 use url::Url;
-
-/// The reason of a failed probe, with its error in the panic message when it was not one.
-fn reason(result: &ProbeResult) -> FailureReason {
-    match &result.outcome {
-        Outcome::Failed { reason, .. } => *reason,
-        other => panic!("expected a failure, got {other:?} ({result:?})"),
-    }
-}
-
-fn error(result: &ProbeResult) -> &str {
-    match &result.outcome {
-        Outcome::Failed { error, .. } => error,
-        other => panic!("expected a failure, got {other:?}"),
-    }
-}
 
 fn assert_healthy(result: &ProbeResult) {
     assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");

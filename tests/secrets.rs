@@ -2,14 +2,12 @@
 //! leave the process: not in logs at any level, not in /metrics, not in the API or the status
 //! page, not in `--config.check`, not in errors.
 
-mod common;
 mod harness;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Behaviour, MockAgent};
-use harness::{get, wait_for, Binary};
+use harness::binary::command;
+use harness::{get, refused_addr, wait_for, Behaviour, Binary, MockAgent};
 
 const TOKEN: &str = "canary-token-7f3a";
 const PASSWORD: &str = "canary-password-91c2";
@@ -46,7 +44,7 @@ fn client_identity() -> (String, String, String) {
 async fn secrets_appear_in_no_log_metric_check_output_or_error() {
     let ok = MockAgent::start(Behaviour::ok("ok")).await;
     let failing = MockAgent::start(Behaviour::Status(401)).await;
-    let refused = common::refused_addr().await;
+    let refused = refused_addr().await;
     let yaml = format!(
         "defaults: {{interval: 200ms, timeout: 150ms}}\nagents:\n  - name: bearer\n    type: t\n    url: {ok}\n    http: {{bearer_token_file: token}}\n  - name: basic\n    type: t\n    url: {failing}\n    http:\n      basic_auth: {{username: probe, password_file: password}}\n  - name: inline\n    type: t\n    url: http://probe:{URL_PASSWORD}@{refused}/health\n  - name: self\n    type: t\n    url: http://127.0.0.1:{{PORT}}/-/healthy\n  - name: mtls\n    type: t\n    url: https://{refused}/health\n    http:\n      tls: {{cert_file: client.pem, key_file: client-key.pem}}\n",
         ok = ok.url("/health"),
@@ -56,16 +54,13 @@ async fn secrets_appear_in_no_log_metric_check_output_or_error() {
     let (client_cert, client_key, key_line) = client_identity();
     let (metrics, logs, check_out) = tokio::task::spawn_blocking(move || {
         // Secrets go beside the config, in the binary's own temp dir.
-        let exporter = Binary::start_with_files(
-            &yaml_for_binary,
-            &[
-                ("token", &format!("{TOKEN}\n")),
-                ("password", PASSWORD),
-                ("client.pem", &client_cert),
-                ("client-key.pem", &client_key),
-            ],
-            &["--log.level=debug"],
-        );
+        let exporter = Binary::launch(&yaml_for_binary)
+            .file("token", &format!("{TOKEN}\n"))
+            .file("password", PASSWORD)
+            .file("client.pem", &client_cert)
+            .file("client-key.pem", &client_key)
+            .args(&["--log.level=debug"])
+            .start();
         let probed = wait_for(Duration::from_secs(3), || {
             let text = exporter.metrics();
             (text.contains("agent_up{agent=\"inline\"")
@@ -106,7 +101,7 @@ async fn secrets_appear_in_no_log_metric_check_output_or_error() {
             api.push_str(&answer.text());
         }
         assert!(api.contains("\"name\":\"mtls\""), "{api}");
-        let check = Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
+        let check = command()
             .arg(format!(
                 "--config.file={}",
                 exporter.config_path().display()
@@ -155,6 +150,7 @@ async fn secrets_appear_in_no_log_metric_check_output_or_error() {
 fn config_errors_do_not_print_secret_file_contents_or_url_credentials() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("token"), TOKEN).expect("write");
+    std::fs::write(dir.path().join("password"), PASSWORD).expect("write");
     std::fs::write(
         dir.path().join("key.pem"),
         format!("-----BEGIN PRIVATE KEY-----\n{KEY_FILE_CANARY}\n-----END PRIVATE KEY-----\n"),
@@ -162,14 +158,33 @@ fn config_errors_do_not_print_secret_file_contents_or_url_credentials() {
     .expect("write");
     std::fs::write(dir.path().join("cert.pem"), client_identity().0).expect("write");
     let path = dir.path().join("config.yaml");
+    // One error per agent, each next to a secret: URL credentials beside a password file, a
+    // token file beside an unsupported URL with credentials, a second use of a name whose URL
+    // has credentials, and a key file that is not a key.
     std::fs::write(
         &path,
         format!(
-            "agents:\n  - name: a\n    type: t\n    url: http://u:{URL_PASSWORD}@h/\n    http: {{bearer_token_file: token}}\n  - name: a\n    type: t\n    url: ftp://u:{URL_PASSWORD}@h/\n  - name: k\n    type: t\n    url: https://h/\n    http: {{tls: {{cert_file: cert.pem, key_file: key.pem}}}}\n"
+            "agents:
+  - name: a
+    type: t
+    url: http://u:{URL_PASSWORD}@h/
+    http: {{basic_auth: {{username: probe, password_file: password}}}}
+  - name: b
+    type: t
+    url: ftp://u:{URL_PASSWORD}@h/
+    http: {{bearer_token_file: token}}
+  - name: a
+    type: t
+    url: http://u:{URL_PASSWORD}@h2/
+  - name: k
+    type: t
+    url: https://h/
+    http: {{tls: {{cert_file: cert.pem, key_file: key.pem}}}}
+"
         ),
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
+    let out = command()
         .arg(format!("--config.file={}", path.display()))
         .arg("--config.check")
         .output()
@@ -180,10 +195,19 @@ fn config_errors_do_not_print_secret_file_contents_or_url_credentials() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        text.contains("more than one way") || text.contains("duplicate"),
-        "{text}"
-    );
-    assert!(text.contains("key_file"), "the bad key is reported: {text}");
+    // Each error must really be there, at its place: an error that is not printed cannot
+    // show that it would not leak.
+    for (place, needle) in [
+        ("config.yaml:5:", "more than one way to authenticate"),
+        ("config.yaml:8:", "unsupported URL scheme \"ftp\""),
+        ("config.yaml:10:", "duplicate agent name \"a\""),
+        ("config.yaml:16:", "key_file"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(place) && l.contains(needle)),
+            "no {needle:?} error at {place}:\n{text}"
+        );
+    }
     assert_clean("config errors", &text);
 }

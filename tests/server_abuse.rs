@@ -6,14 +6,13 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use agent_health_exporter::server::Limits;
-use harness::parse_answer;
-use harness::served::Served;
+use harness::{parse_answer, Served};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The exporter on loopback with an empty fleet and these server limits.
 async fn serve(limits: Limits) -> Served {
-    Served::start(|_, options| options.limits = limits).await
+    Served::start_with("agents: []\n", |_, options| options.limits = limits).await
 }
 
 fn limits(header_read_timeout: Duration, max_connections: usize) -> Limits {
@@ -65,7 +64,7 @@ async fn request_head_sent_one_byte_at_a_time_is_cut_at_the_header_read_timeout(
         closed_after < Duration::from_millis(1500),
         "cut after {closed_after:?}, the timeout is 600ms"
     );
-    served.stop().await;
+    served.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +92,7 @@ async fn request_head_above_64_kib_is_refused() {
     stream.write_all(fine.as_bytes()).await.unwrap();
     let (raw, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert_eq!(parse_answer(&raw).unwrap().status, 200);
-    served.stop().await;
+    served.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +116,7 @@ async fn idle_kept_alive_connection_is_closed_after_the_timeout() {
         idle >= Duration::from_millis(500) && idle < Duration::from_millis(2000),
         "closed after {idle:?} idle, the timeout is 700ms"
     );
-    served.stop().await;
+    served.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +166,7 @@ async fn ten_gigabyte_request_body_is_refused_without_being_read() {
             "{framing}: the server took {sent} bytes of a body it never needs"
         );
     }
-    served.stop().await;
+    served.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,5 +192,5 @@ async fn connections_past_the_limit_wait_until_one_closes() {
     let (raw, closed) = read_until_closed(&mut waiting, Duration::from_secs(3)).await;
     assert!(closed, "answered once a slot freed");
     assert_eq!(parse_answer(&raw).unwrap().status, 200);
-    served.stop().await;
+    served.shutdown().await;
 }

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use harness::served::Served;
-use harness::{parse_answer, Answer};
+use harness::http::{exchange, request_head};
+use harness::{binary, fetch, Answer, Served};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A certificate and its key, in PEM and DER.
@@ -68,7 +67,7 @@ fn ca_and_client() -> (Identity, Identity) {
 
 /// An exporter serving on loopback with the web config `web_yaml` (files beside it).
 async fn serve(web_yaml: &str, files: &[(&str, &str)]) -> Served {
-    Served::start(|dir, options| {
+    Served::start_with("agents: []\n", |dir, options| {
         for (name, content) in files {
             std::fs::write(dir.join(name), content).unwrap();
         }
@@ -101,13 +100,9 @@ fn client_config(trusted: &[&Identity], client: Option<&Identity>) -> Arc<rustls
     Arc::new(config)
 }
 
-fn request_bytes(addr: SocketAddr, path: &str, headers: &[(&str, String)]) -> Vec<u8> {
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
+/// Headers as the tests build them (`basic` makes a value), as the client takes them.
+fn borrowed<'a>(headers: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    headers.iter().map(|(n, v)| (*n, v.as_str())).collect()
 }
 
 /// One GET over TLS; the answer and the certificate the server presented.
@@ -120,7 +115,7 @@ async fn https_get(
     let tcp = TcpStream::connect(addr).await?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+    let tls = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
         .await
         .map_err(|_| std::io::Error::other("handshake timed out"))??;
     let presented = tls
@@ -129,12 +124,8 @@ async fn https_get(
         .peer_certificates()
         .and_then(|c| c.first().cloned())
         .ok_or_else(|| std::io::Error::other("no server certificate"))?;
-    tls.write_all(&request_bytes(addr, path, headers)).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut raw))
-        .await
-        .map_err(|_| std::io::Error::other("read timed out"))??;
-    Ok((parse_answer(&raw)?, presented))
+    let request = request_head(addr, "GET", path, &borrowed(headers));
+    Ok((exchange(tls, &request).await?, presented))
 }
 
 async fn http_get(
@@ -142,13 +133,7 @@ async fn http_get(
     path: &str,
     headers: &[(&str, String)],
 ) -> std::io::Result<Answer> {
-    let mut tcp = TcpStream::connect(addr).await?;
-    tcp.write_all(&request_bytes(addr, path, headers)).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut raw))
-        .await
-        .map_err(|_| std::io::Error::other("read timed out"))??;
-    parse_answer(&raw)
+    fetch(addr, "GET", path, &borrowed(headers)).await
 }
 
 fn basic(user: &str, password: &str) -> (&'static str, String) {
@@ -187,7 +172,7 @@ async fn tls_is_served_with_the_configured_certificate_and_plain_http_is_not() {
         plain.as_ref().map_or(true, |a| a.status != 200),
         "plain HTTP must not be served: {plain:?}"
     );
-    served.stop().await;
+    served.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +213,7 @@ async fn client_certificate_is_required_and_verified_against_the_client_ca() {
             "a client with {what} certificate must not be served: {refused:?}"
         );
     }
-    served.stop().await;
+    served.shutdown().await;
 }
 
 const USERS: &str = "basic_auth_users:\n  alice: {ALICE}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=31536000\n";
@@ -265,7 +250,7 @@ async fn basic_auth_protects_every_endpoint_and_headers_are_on_every_answer() {
             Some("max-age=31536000")
         );
     }
-    served.stop().await;
+    served.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +309,7 @@ async fn unknown_user_takes_about_as_long_as_a_wrong_password() {
         cached * 2 < wrong,
         "a remembered success ({cached:?}) skips bcrypt ({wrong:?})"
     );
-    served.stop().await;
+    served.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +354,7 @@ async fn renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_ign
         .await
         .expect("still served after a broken renewal");
     assert_eq!((answer.status, presented), (200, renewed.cert_der.clone()));
-    served.stop().await;
+    served.shutdown().await;
 }
 
 fn write_atomically(path: &Path, content: &str) {
@@ -390,7 +375,7 @@ fn broken_web_config_stops_the_start_with_file_line_and_column() {
     )
     .unwrap();
     let port = harness::free_port();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
+    let output = binary::command()
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.config.file={}", web.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -403,7 +388,7 @@ fn broken_web_config_stops_the_start_with_file_line_and_column() {
         "{stderr}"
     );
     let web_missing = dir.path().join("missing.yml");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
+    let output = binary::command()
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.config.file={}", web_missing.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))

@@ -1,7 +1,7 @@
-//! Mock agents for integration tests: real HTTP(S) servers on 127.0.0.1 (port 0) that answer
-//! well or misbehave on purpose, and a builder for the `AgentSpec` that probes them.
-//! Well-behaved agents are served by hyper; misbehaving ones write raw bytes.
-#![allow(dead_code)]
+//! Mock agents: real HTTP(S) servers on 127.0.0.1 (port 0) that answer well or misbehave on
+//! purpose (`MockAgent`, by `Behaviour`), a listener that hands every connection to the test's
+//! own code (`RawAgent`), and a builder for the `AgentSpec` that probes them. Well-behaved
+//! agents are served by hyper; misbehaving ones write raw bytes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,6 +13,7 @@ use agent_health_exporter::config::tls::{client_config, TlsFiles};
 use agent_health_exporter::config::{
     AgentSpec, Auth, DegradedSpec, ExpectSpec, HttpSpec, JsonMatch, Secret, StatusMatch, Target,
 };
+use agent_health_exporter::probe::{FailureReason, Outcome, ProbeResult};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -113,14 +114,24 @@ pub struct TlsIdentity {
 }
 
 impl TlsIdentity {
-    /// A self-signed certificate for `names` (DNS names or IP addresses), valid until
-    /// 2040-01-01.
+    /// A self-signed certificate for `names` (DNS names or IP addresses), valid from 2020-01-01
+    /// until 2040-01-01.
     pub fn self_signed(names: &[&str]) -> Self {
+        Self::valid_between(names, (2020, 1, 1), (2040, 1, 1))
+    }
+
+    /// A self-signed certificate for `names` that expired on 2021-01-01.
+    pub fn expired(names: &[&str]) -> Self {
+        Self::valid_between(names, (2020, 1, 1), (2021, 1, 1))
+    }
+
+    fn valid_between(names: &[&str], from: (i32, u8, u8), until: (i32, u8, u8)) -> Self {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        params.not_after = rcgen::date_time_ymd(2040, 1, 1);
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
         let not_after = UNIX_EPOCH
             + Duration::from_secs(u64::try_from(params.not_after.unix_timestamp()).unwrap());
         let cert = params.self_signed(&key).unwrap();
@@ -242,6 +253,44 @@ impl Drop for MockAgent {
 pub async fn refused_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap()
+}
+
+/// A listener on 127.0.0.1 whose every connection is handed to `serve`, for misbehaviour no
+/// `Behaviour` covers; stops, and drops its connections, when dropped.
+pub struct RawAgent {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl RawAgent {
+    pub async fn start<F, Fut>(serve: F) -> RawAgent
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serve = Arc::new(serve);
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                while connections.try_join_next().is_some() {}
+                connections.spawn(serve(stream));
+            }
+        });
+        RawAgent { addr, task }
+    }
+
+    /// `scheme://addr/path`.
+    pub fn url(&self, scheme: &str, path: &str) -> Url {
+        Url::parse(&format!("{scheme}://{}{path}", self.addr)).unwrap()
+    }
+}
+
+impl Drop for RawAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
@@ -431,6 +480,22 @@ async fn read_request_head(io: &mut impl AgentIo) -> Option<RecordedRequest> {
         target,
         headers,
     })
+}
+
+/// The reason of a failed probe; panics with the result when it did not fail.
+pub fn reason(result: &ProbeResult) -> FailureReason {
+    match &result.outcome {
+        Outcome::Failed { reason, .. } => *reason,
+        other => panic!("expected a failure, got {other:?} ({result:?})"),
+    }
+}
+
+/// The error text of a failed probe; panics when it did not fail.
+pub fn error(result: &ProbeResult) -> &str {
+    match &result.outcome {
+        Outcome::Failed { error, .. } => error,
+        other => panic!("expected a failure, got {other:?}"),
+    }
 }
 
 /// Builds the `AgentSpec` a test probes with; defaults: GET, 1 s timeout, redirects followed,
