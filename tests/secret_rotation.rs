@@ -253,3 +253,22 @@ fn renewed_client_certificate_of_the_same_identity_is_a_rotation_and_another_ide
     let other = load_with_client_certificate(dir.path(), &client_certificate("other.example"));
     assert_ne!(*running, *other.agents[0].spec);
 }
+
+#[test]
+fn changed_ca_file_contents_are_a_change_not_a_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "agents:\n  - {name: a, type: worker, url: 'https://127.0.0.1:1/', http: {tls: {ca_file: ca.pem}}}\n",
+    )
+    .expect("write");
+    let load_with_ca = |subject: &str| {
+        std::fs::write(dir.path().join("ca.pem"), client_certificate(subject).0).expect("write");
+        config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let first = load_with_ca("ca-one.example");
+    let second = load_with_ca("ca-two.example");
+    // Trust decides how the agent is probed: another CA is another agent for a reload.
+    assert_ne!(*first.agents[0].spec, *second.agents[0].spec);
+}

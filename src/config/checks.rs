@@ -29,6 +29,11 @@ pub(super) struct Chosen<'a> {
 }
 
 impl Templates {
+    /// The config file the templates were read from.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
     /// The names of the checks, sorted.
     pub fn check_names(&self) -> impl Iterator<Item = &str> {
         self.checks.keys().map(String::as_str)
@@ -150,12 +155,5 @@ fn spanned_map(map: &BTreeMap<String, String>, at: Location) -> Spanned<BTreeMap
         value: map.clone(),
         referenced: at,
         defined: at,
-    }
-}
-
-/// The file the templates were read from (for callers that report against it).
-impl Templates {
-    pub fn file(&self) -> &str {
-        &self.file
     }
 }
