@@ -182,3 +182,62 @@ fn bad_shard_flags_are_refused_with_the_fix() {
     assert!(!ok);
     assert!(stderr.contains("auto"), "{stderr}");
 }
+
+/// A plain HTTP/1.1 GET over loopback: (status, body). Blocking; run off the runtime.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_of_other_shards_are_not_in_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, fleet_yaml("agent", 30)).expect("write");
+    let shard = Shard::new(2, 3).expect("shard");
+    let exporter = start(&path, shard);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(exporter.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let all = names("agent", 30);
+    let (mine, theirs): (Vec<String>, Vec<String>) = all.into_iter().partition(|n| shard.owns(n));
+    assert!(!mine.is_empty() && !theirs.is_empty());
+    let (mine_probe, theirs_probe) = (mine.clone(), theirs.clone());
+    tokio::task::spawn_blocking(move || {
+        let (status, list) = http_get(addr, "/api/v1/agents");
+        assert_eq!(status, 200, "{list}");
+        for name in &mine_probe {
+            assert!(list.contains(&format!("\"{name}\"")), "{name} missing");
+        }
+        for name in &theirs_probe {
+            assert!(!list.contains(&format!("\"{name}\"")), "{name} listed");
+            let (status, _) = http_get(addr, &format!("/api/v1/agents/{name}"));
+            assert_eq!(status, 404, "{name} of another shard answered");
+        }
+        let (status, _) = http_get(addr, &format!("/api/v1/agents/{}", mine_probe[0]));
+        assert_eq!(status, 200);
+    })
+    .await
+    .expect("requests");
+    let _ = stop.send(());
+    let _ = served.await;
+}
