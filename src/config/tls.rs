@@ -7,7 +7,7 @@ mod verify;
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::{self, PemObject};
@@ -136,6 +136,9 @@ fn build(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupError> {
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every probe makes a full handshake, as blackbox_exporter's does: a resumed session would
+    // skip the certificate check, so an expired or replaced certificate would go unnoticed.
+    config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
 }
 
@@ -211,6 +214,10 @@ mod tests {
     fn default_config_offers_http1_only_and_trusts_public_roots() {
         let config = client_config(&files()).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(
+            Arc::ptr_eq(&config, &client_config(&files()).unwrap()),
+            "built once"
+        );
         assert!(!config.client_auth_cert_resolver.has_certs());
     }
 

@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use url::{Host, Url};
 
 use super::{excerpt, Failure, FailureReason, Phases};
-use crate::config::tls::watch_served_chain;
+use crate::config::tls::{earliest_expiry, watch_served_chain};
 
 /// Runs the handshake for `url` and answers it with the earliest `notAfter` the agent served,
 /// which is known whenever a certificate was presented, valid or not.
@@ -31,8 +31,15 @@ pub(super) async fn handshake(
     let (handshake, expiry) =
         watch_served_chain(TlsConnector::from(config).connect(name, tcp)).await;
     phases.tls += started.elapsed();
-    let stream = handshake.map_err(|e| handshake_failure(&e, &host));
-    (stream, expiry)
+    match handshake {
+        // The connection's own record of the chain is the surest once it is established.
+        Ok(stream) => {
+            let served = stream.get_ref().1.peer_certificates().unwrap_or_default();
+            let expiry = earliest_expiry(served.iter()).or(expiry);
+            (Ok(stream), expiry)
+        }
+        Err(e) => (Err(handshake_failure(&e, &host)), expiry),
+    }
 }
 
 /// The name the certificate must hold: `server_name` when configured (and `use_override`,
