@@ -242,3 +242,24 @@ async fn plain_http_port_probed_with_https_fails_with_tls_readably() {
     assert_eq!(reason, FailureReason::Tls);
     assert_readable(error);
 }
+
+#[tokio::test]
+async fn every_probe_makes_a_full_handshake_and_checks_the_certificate() {
+    let ca = Ca::new("Test Root");
+    let leaf = ca.leaf(&["127.0.0.1"], VALID);
+    let peer = TlsPeer::start(PeerTls::serving(&leaf)).await;
+    let spec = http_agent(peer.url("127.0.0.1"))
+        .tls(trusting(&ca.pem()))
+        .build();
+    for _ in 0..3 {
+        let result = run(&spec).await;
+        assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+        assert_eq!(result.cert_expiry, Some(leaf.not_after));
+    }
+    assert_eq!(peer.handshakes(), 3);
+    assert_eq!(
+        peer.resumed(),
+        0,
+        "a resumed session skips the certificate check"
+    );
+}

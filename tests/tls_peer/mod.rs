@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -186,6 +187,9 @@ impl PeerTls {
 /// An HTTPS peer on 127.0.0.1; stops when dropped.
 pub struct TlsPeer {
     pub addr: SocketAddr,
+    /// Handshakes completed, and how many of them resumed an earlier session.
+    handshakes: Arc<AtomicUsize>,
+    resumed: Arc<AtomicUsize>,
     accept_loop: JoinHandle<()>,
 }
 
@@ -194,16 +198,25 @@ impl TlsPeer {
         let acceptor = TlsAcceptor::from(Arc::new(tls.config()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let resumed = Arc::new(AtomicUsize::new(0));
+        let (counted, counted_resumed) = (Arc::clone(&handshakes), Arc::clone(&resumed));
         let accept_loop = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
                 let acceptor = acceptor.clone();
+                let (counted, counted_resumed) =
+                    (Arc::clone(&counted), Arc::clone(&counted_resumed));
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                        counted_resumed.fetch_add(1, Ordering::SeqCst);
+                    }
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];
                     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -219,7 +232,20 @@ impl TlsPeer {
                 });
             }
         });
-        TlsPeer { addr, accept_loop }
+        TlsPeer {
+            addr,
+            handshakes,
+            resumed,
+            accept_loop,
+        }
+    }
+
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+
+    pub fn resumed(&self) -> usize {
+        self.resumed.load(Ordering::SeqCst)
     }
 
     pub fn url(&self, host: &str) -> url::Url {
