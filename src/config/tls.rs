@@ -2,16 +2,23 @@
 //! Called once per agent by config loading, so a bad file is reported at load time with the
 //! field to fix, never at probe time.
 
-use std::sync::Arc;
+mod roots;
+mod verify;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use roots::{system_roots, RootSource};
+use verify::AgentVerifier;
+pub use verify::{earliest_expiry, watch_served_chain};
 
 /// The contents of the files named under `http.tls`, already read by config loading.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// PEM certificates to trust instead of the built-in roots (`ca_file`).
     pub ca_pem: Option<Vec<u8>>,
@@ -24,7 +31,7 @@ pub struct TlsFiles {
 }
 
 /// Why the TLS files of an agent cannot be used; each variant names the field and the fix.
-#[derive(thiserror::Error, Debug)]
+#[derive(thiserror::Error, Debug, Clone)]
 pub enum TlsSetupError {
     #[error("ca_file is not valid PEM ({0}); give certificates as PEM blocks starting with -----BEGIN CERTIFICATE----- (convert DER with `openssl x509 -inform der`)")]
     CaNotPem(String),
@@ -60,27 +67,68 @@ pub enum TlsSetupError {
     ClientCertRejected(rustls::Error),
     #[error("the TLS protocol versions cannot be set up ({0})")]
     Protocol(rustls::Error),
+    #[error("the certificate verifier cannot be set up ({0}); check the certificates of ca_file")]
+    Verifier(String),
 }
 
 /// Builds the client configuration for one agent.
 ///
 /// Trust: when `ca_pem` is given, its certificates are the ONLY roots trusted, as Prometheus and
 /// blackbox_exporter do with `ca_file`: a private CA is then the whole trust, and a public CA
-/// cannot vouch for an internal agent. Without it, the Mozilla roots from `webpki-roots` are used.
-/// With `insecure_skip_verify` no certificate is checked (handshake signatures still are).
+/// cannot vouch for an internal agent. A served certificate that is itself in `ca_file` is
+/// trusted too (as Go and OpenSSL do), still checked for its validity period and name.
+/// Without `ca_file`, the operating system's store (see `roots`). With `insecure_skip_verify`
+/// no certificate is checked (handshake signatures still are).
 /// ALPN offers `http/1.1` only: the probe speaks HTTP/1.1.
+///
+/// Agents without any file share one configuration, built once per process.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    if *files == TlsFiles::default() {
+        return default_client_config();
+    }
+    build(files)
+}
+
+/// The configuration of every agent without `tls` files, and of http:// agents redirected to
+/// https://: the system's trust store, no client certificate. Built on first use, then shared.
+pub fn default_client_config() -> Result<Arc<ClientConfig>, TlsSetupError> {
+    static DEFAULT: OnceLock<Result<Arc<ClientConfig>, TlsSetupError>> = OnceLock::new();
+    DEFAULT.get_or_init(|| build(&TlsFiles::default())).clone()
+}
+
+/// The one crypto provider of every client configuration.
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
+}
+
+fn build(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(TlsSetupError::Protocol)?;
-    let builder = if files.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(&provider)))
+    let verifier = if files.insecure_skip_verify {
+        AgentVerifier::new(None, Vec::new(), provider.signature_verification_algorithms)
     } else {
-        builder.with_root_certificates(root_store(files.ca_pem.as_deref())?)
+        let (roots, anchors) = match files.ca_pem.as_deref() {
+            Some(ca_pem) => {
+                let anchors = ca_certs(ca_pem)?;
+                (Arc::new(root_store(&anchors)?), anchors)
+            }
+            None => (system_roots().0, Vec::new()),
+        };
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+        AgentVerifier::new(
+            Some(webpki),
+            anchors,
+            provider.signature_verification_algorithms,
+        )
     };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
     let mut config = match client_identity(files)? {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
@@ -88,23 +136,25 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupErro
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every probe makes a full handshake, as blackbox_exporter's does: a resumed session would
+    // skip the certificate check, so an expired or replaced certificate would go unnoticed.
+    config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
 }
 
-fn root_store(ca_pem: Option<&[u8]>) -> Result<RootCertStore, TlsSetupError> {
-    let Some(ca_pem) = ca_pem else {
-        return Ok(RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        });
-    };
+fn ca_certs(ca_pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let certs = read_certs(ca_pem).map_err(|e| TlsSetupError::CaNotPem(e.to_string()))?;
     if certs.is_empty() {
         return Err(TlsSetupError::CaNoCertificate);
     }
+    Ok(certs)
+}
+
+fn root_store(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsSetupError> {
     let mut store = RootCertStore::empty();
-    for (i, cert) in certs.into_iter().enumerate() {
+    for (i, cert) in certs.iter().enumerate() {
         store
-            .add(cert)
+            .add(cert.clone())
             .map_err(|source| TlsSetupError::CaRejected {
                 index: i + 1,
                 source,
@@ -148,56 +198,6 @@ fn read_certs(pem_bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, pem::Err
     CertificateDer::pem_slice_iter(pem_bytes).collect()
 }
 
-/// Accepts any server certificate, for `insecure_skip_verify`. The handshake signatures are
-/// still verified, so the peer must at least hold the key of the certificate it presents.
-#[derive(Debug)]
-struct AcceptAnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl AcceptAnyCertificate {
-    fn new(provider: &CryptoProvider) -> Self {
-        AcceptAnyCertificate {
-            algorithms: provider.signature_verification_algorithms,
-        }
-    }
-}
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +214,10 @@ mod tests {
     fn default_config_offers_http1_only_and_trusts_public_roots() {
         let config = client_config(&files()).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(
+            Arc::ptr_eq(&config, &client_config(&files()).unwrap()),
+            "built once"
+        );
         assert!(!config.client_auth_cert_resolver.has_certs());
     }
 

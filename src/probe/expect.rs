@@ -35,6 +35,12 @@ pub fn check_expectations(
             error,
         };
     }
+    judge_body(spec, body, duration)
+}
+
+/// Judges the body of a response whose status already matched: the body expectations, then
+/// the degraded conditions.
+pub(super) fn judge_body(spec: &AgentSpec, body: &[u8], duration: Duration) -> Outcome {
     // Parsed once, only when a pointer needs it: most agents answer small non-JSON bodies.
     let json = if spec.expect.json.is_empty() && spec.degraded.json.is_empty() {
         None

@@ -1,35 +1,34 @@
 //! The HTTP(S) probe: one fresh connection per hop, each phase timed in sequence, redirects
 //! followed up to `MAX_REDIRECTS`, the body never read past its limit. Every failure becomes
 //! exactly one `FailureReason`; the verdict on a complete response is left to `expect`.
+//! The request is built by `request`, the redirect rules are `redirect`'s, the TLS step `tls`'s.
 
 use std::error::Error as StdError;
 use std::future::Future;
-use std::io;
-use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::ClientConfig;
-use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
-use url::{Host, Position, Url};
+use url::Url;
 
-use super::expect::{check_expectations, check_status};
-use super::tcp::{connect, resolve, timed_out, Failure};
-use super::{FailureReason, Outcome, Phases, ProbeResult};
-use crate::config::tls::{client_config, TlsFiles};
-use crate::config::{AgentSpec, Auth, MAX_REDIRECTS};
+use super::expect::{check_status, judge_body};
+use super::net::open;
+use super::request::build_request;
+use super::{redirect, timed_out, tls, Failure, FailureReason, Outcome, Phases, ProbeResult};
+use crate::config::tls::default_client_config;
+use crate::config::{AgentSpec, MAX_REDIRECTS};
 
-const USER_AGENT: &str = concat!("agent-health-exporter/", env!("CARGO_PKG_VERSION"));
+/// Largest response head (status line and header lines) read, as a total: servers send more
+/// than hyper's default 100 lines, and Go's client has no count limit either.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The shortest header line is 3 bytes (`a:` and a line feed), so with this many lines
+/// allowed the size limit is always the one a response meets first.
+const MAX_HEAD_LINES: usize = MAX_HEAD_BYTES / 3;
 
 /// What the probe has learnt so far. It lives outside the timed future, so a probe cut short
 /// by its timeout still reports the phases it completed and the last status it saw.
@@ -38,7 +37,8 @@ struct Progress {
     /// The phase under way, named when the timeout cuts it short.
     stage: &'static str,
     http_status: Option<u16>,
-    /// Earliest `notAfter` over every certificate served on every hop.
+    /// Earliest `notAfter` served by the agent's own host, over its hops, whether or not
+    /// the certificate was then accepted.
     cert_expiry: Option<SystemTime>,
 }
 
@@ -82,7 +82,7 @@ fn judge(spec: &AgentSpec, answer: Answer, duration: Duration) -> Outcome {
         return Failure::new(FailureReason::HttpStatus, error).into_outcome();
     }
     match answer.body {
-        Ok(body) => check_expectations(spec, answer.status, &body, duration),
+        Ok(body) => judge_body(spec, &body, duration),
         Err(failure) => failure.into_outcome(),
     }
 }
@@ -94,7 +94,9 @@ async fn follow(spec: &AgentSpec, first: &Url, progress: &mut Progress) -> Resul
     let mut redirects = 0;
     loop {
         let answer = hop(spec, &url, &method, first, progress).await?;
-        let Some(location) = redirect_location(spec, &answer) else {
+        let follow = spec.http.follow_redirects;
+        let Some(location) = redirect::location(follow, answer.status, answer.location.as_ref())
+        else {
             return Ok(answer);
         };
         if redirects == MAX_REDIRECTS {
@@ -104,38 +106,8 @@ async fn follow(spec: &AgentSpec, first: &Url, progress: &mut Progress) -> Resul
             ));
         }
         redirects += 1;
-        url = next_url(&url, location)?;
-        method = redirected_method(method, answer.status);
-    }
-}
-
-/// The Location to follow, when the answer is a redirect that the agent's config follows.
-fn redirect_location<'a>(spec: &AgentSpec, answer: &'a Answer) -> Option<&'a HeaderValue> {
-    let is_redirect = matches!(answer.status, 301 | 302 | 303 | 307 | 308);
-    if spec.http.follow_redirects && is_redirect {
-        answer.location.as_ref()
-    } else {
-        None
-    }
-}
-
-fn next_url(current: &Url, location: &HeaderValue) -> Result<Url, Failure> {
-    let bad = |why: String| Failure::new(FailureReason::Redirect, format!("bad Location: {why}"));
-    let location = location.to_str().map_err(|_| bad("not ASCII".to_owned()))?;
-    let mut next = current.join(location).map_err(|e| bad(e.to_string()))?;
-    if !matches!(next.scheme(), "http" | "https") {
-        return Err(bad(format!("{}: is not http or https", next.scheme())));
-    }
-    next.set_fragment(None);
-    Ok(next)
-}
-
-/// 303 turns any method but HEAD into GET; 301 and 302 turn POST into GET, as browsers do.
-fn redirected_method(method: Method, status: u16) -> Method {
-    match status {
-        303 if method != Method::HEAD => Method::GET,
-        301 | 302 if method == Method::POST => Method::GET,
-        _ => method,
+        url = redirect::next_url(&url, location)?;
+        method = redirect::next_method(method, answer.status);
     }
 }
 
@@ -147,204 +119,36 @@ async fn hop(
     first: &Url,
     progress: &mut Progress,
 ) -> Result<Answer, Failure> {
-    // Credentials go only where the config sent them: a redirect to another origin must not
-    // collect them, and the SNI override only makes sense for the configured host.
-    let same_origin = url.origin() == first.origin();
-    let same_host = url.host() == first.host();
-    let request = build_request(spec, url, method, same_origin)?;
+    // Headers and credentials go only where the config sent them; the SNI override and the
+    // certificate expiry belong to the agent's own host, not to a host it redirects to.
+    let own_host = redirect::same_host(url, first);
+    let request = build_request(spec, url, method, redirect::same_origin(url, first))?;
     let (host, port) = match (url.host_str(), url.port_or_known_default()) {
         (Some(host), Some(port)) => (host, port),
         _ => return Err(Failure::new(FailureReason::Dns, "URL has no host")),
     };
-    progress.stage = "dns";
-    let addrs = resolve(host, port, &mut progress.phases).await?;
-    progress.stage = "connect";
-    let tcp = connect(&addrs, &mut progress.phases).await?;
+    let tcp = open(host, port, &mut progress.phases, &mut progress.stage).await?;
     let policy = BodyPolicy {
         limit: spec.http.max_body_bytes,
         keep: spec.expect.needs_body() || !spec.degraded.json.is_empty(),
     };
-    if url.scheme() == "https" {
-        progress.stage = "tls";
-        let tls = tls_handshake(spec, url, same_host, tcp, progress).await?;
-        exchange(tls, request, policy, progress).await
-    } else {
-        exchange(tcp, request, policy, progress).await
+    if url.scheme() != "https" {
+        return exchange(tcp, request, policy, progress).await;
     }
-}
-
-fn build_request(
-    spec: &AgentSpec,
-    url: &Url,
-    method: &Method,
-    send_credentials: bool,
-) -> Result<Request<Empty<Bytes>>, Failure> {
-    let mut request = Request::new(Empty::new());
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = url[Position::BeforePath..Position::AfterQuery]
-        .parse()
-        .map_err(|_| {
-            Failure::new(
-                FailureReason::Protocol,
-                "URL path is not a valid request target",
-            )
-        })?;
-    let host =
-        HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort]).map_err(|_| {
-            Failure::new(
-                FailureReason::Protocol,
-                "URL host is not a valid Host header",
-            )
-        })?;
-    let headers = request.headers_mut();
-    headers.insert(header::HOST, host);
-    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-    // A configured header replaces a default one of the same name; repeated names all go out.
-    let mut seen: Vec<&HeaderName> = Vec::new();
-    for (name, value) in &spec.http.headers {
-        if seen.contains(&name) {
-            headers.append(name.clone(), value.clone());
-        } else {
-            headers.insert(name.clone(), value.clone());
-            seen.push(name);
-        }
-    }
-    if send_credentials {
-        if let Some(auth) = &spec.http.auth {
-            headers.insert(header::AUTHORIZATION, auth_header(auth)?);
-        }
-    }
-    // One fresh connection per probe: the agent must not keep it open for us.
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    Ok(request)
-}
-
-fn auth_header(auth: &Auth) -> Result<HeaderValue, Failure> {
-    let value = match auth {
-        Auth::Bearer(token) => format!("Bearer {}", token.expose()),
-        Auth::Basic { username, password } => {
-            let pair = format!("{username}:{}", password.expose());
-            format!("Basic {}", base64(pair.as_bytes()))
-        }
-    };
-    // The message must not quote the value: it is a credential.
-    let mut value = HeaderValue::from_str(&value).map_err(|_| {
-        Failure::new(
-            FailureReason::Protocol,
-            "the credential has characters not allowed in a header",
-        )
-    })?;
-    value.set_sensitive(true);
-    Ok(value)
-}
-
-/// Standard base64 with padding (RFC 4648), for Basic auth.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let triple = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let sextet = (triple >> (18 - 6 * i)) & 0x3f;
-                out.push(char::from(ALPHABET[sextet as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-async fn tls_handshake(
-    spec: &AgentSpec,
-    url: &Url,
-    use_server_name: bool,
-    tcp: TcpStream,
-    progress: &mut Progress,
-) -> Result<TlsStream<TcpStream>, Failure> {
+    progress.stage = "tls";
     let config = match &spec.http.tls {
         Some(client) => client.config(),
         // Reached by an http:// agent redirected to https://.
-        None => default_tls_config()?,
+        None => {
+            default_client_config().map_err(|e| Failure::new(FailureReason::Tls, e.to_string()))?
+        }
     };
-    let name = server_name(spec, url, use_server_name)?;
-    let started = Instant::now();
-    let handshake = TlsConnector::from(config).connect(name, tcp).await;
-    progress.phases.tls += started.elapsed();
-    let stream = handshake.map_err(|e| tls_failure(&e, url.host_str().unwrap_or_default()))?;
-    let served = stream.get_ref().1.peer_certificates().unwrap_or_default();
-    if let Some(expiry) = earliest_expiry(served) {
+    let name = tls::server_name(url, spec.http.server_name.as_deref(), own_host)?;
+    let (stream, served_expiry) = tls::handshake(config, name, tcp, &mut progress.phases).await;
+    if let (true, Some(expiry)) = (own_host, served_expiry) {
         progress.cert_expiry = Some(progress.cert_expiry.map_or(expiry, |seen| seen.min(expiry)));
     }
-    Ok(stream)
-}
-
-fn default_tls_config() -> Result<Arc<ClientConfig>, Failure> {
-    static DEFAULT: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    DEFAULT
-        .get_or_init(|| client_config(&TlsFiles::default()).map_err(|e| e.to_string()))
-        .clone()
-        .map_err(|e| Failure::new(FailureReason::Tls, e))
-}
-
-fn server_name(
-    spec: &AgentSpec,
-    url: &Url,
-    use_override: bool,
-) -> Result<ServerName<'static>, Failure> {
-    let invalid = |name: &str| {
-        Failure::new(
-            FailureReason::Tls,
-            format!("{name} is not a valid TLS server name"),
-        )
-    };
-    if let (true, Some(name)) = (use_override, &spec.http.server_name) {
-        return ServerName::try_from(name.clone()).map_err(|_| invalid(name));
-    }
-    match url.host() {
-        Some(Host::Domain(domain)) => {
-            ServerName::try_from(domain.to_owned()).map_err(|_| invalid(domain))
-        }
-        Some(Host::Ipv4(ip)) => Ok(ServerName::IpAddress(IpAddr::V4(ip).into())),
-        Some(Host::Ipv6(ip)) => Ok(ServerName::IpAddress(IpAddr::V6(ip).into())),
-        None => Err(invalid("an empty host")),
-    }
-}
-
-fn tls_failure(err: &io::Error, host: &str) -> Failure {
-    // tokio-rustls wraps the rustls error, whose text says what was wrong with the certificate.
-    let detail = match err
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-    {
-        Some(tls) => tls.to_string(),
-        None => err.to_string(),
-    };
-    Failure::new(
-        FailureReason::Tls,
-        format!("TLS handshake with {host} failed: {detail}"),
-    )
-}
-
-fn earliest_expiry(chain: &[CertificateDer<'_>]) -> Option<SystemTime> {
-    chain
-        .iter()
-        .filter_map(|der| {
-            let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-            unix_time(cert.validity().not_after.timestamp())
-        })
-        .min()
-}
-
-fn unix_time(secs: i64) -> Option<SystemTime> {
-    let offset = Duration::from_secs(secs.unsigned_abs());
-    if secs >= 0 {
-        UNIX_EPOCH.checked_add(offset)
-    } else {
-        UNIX_EPOCH.checked_sub(offset)
-    }
+    exchange(stream?, request, policy, progress).await
 }
 
 /// How much of a body is read, and whether it is kept for the expectations.
@@ -369,7 +173,12 @@ where
     progress.stage = "first_byte";
     let sent = Instant::now();
     let is_head = request.method() == Method::HEAD;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_headers(MAX_HEAD_LINES)
+        .max_header_size(MAX_HEAD_BYTES)
+        // RFC 9112 5.2: a client replaces an obsolete line fold with a space; hyper does.
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .handshake(TokioIo::new(io))
         .await
         .map_err(protocol_failure)?;
     let exchange = async {
@@ -457,8 +266,18 @@ fn too_large(error: String) -> Failure {
 }
 
 /// A malformed, reset or cut-short exchange. hyper's errors name what went wrong and their
-/// sources say why (e.g. the OS error); neither quotes header values.
+/// sources say why (e.g. the OS error); neither quotes header values. A TLS error underneath
+/// (an alert after the handshake, e.g. a client certificate required) is a TLS failure.
 fn protocol_failure(err: hyper::Error) -> Failure {
+    if let Some(failure) = tls::failure_after_handshake(&err) {
+        return failure;
+    }
+    if err.is_parse_too_large() {
+        return Failure::new(
+            FailureReason::Protocol,
+            format!("malformed response: head too large (above {MAX_HEAD_BYTES} bytes)"),
+        );
+    }
     let mut error = if err.is_parse() {
         format!("malformed response: {err}")
     } else {
@@ -474,14 +293,15 @@ fn protocol_failure(err: hyper::Error) -> Failure {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::config::Auth;
 
-    fn spec() -> AgentSpec {
+    pub(in crate::probe) fn spec() -> AgentSpec {
         AgentSpec {
             name: "planner".into(),
             agent_type: "orchestrator".into(),
-            target: crate::config::Target::Http(url("http://agent/")),
+            target: crate::config::Target::Http(Url::parse("http://agent/").unwrap()),
             interval: Duration::from_secs(30),
             timeout: Duration::from_secs(5),
             failure_threshold: 1,
@@ -524,93 +344,6 @@ mod tests {
         assert_eq!(
             judge(&spec(), answer, Duration::ZERO).reason(),
             Some(FailureReason::BodyTooLarge)
-        );
-    }
-
-    #[test]
-    fn credentials_are_marked_sensitive_and_dropped_for_other_origins() {
-        let spec = spec();
-        let target = url("http://agent/health");
-        let request = build_request(&spec, &target, &Method::GET, true).unwrap();
-        let auth = request.headers().get(header::AUTHORIZATION).unwrap();
-        assert!(auth.is_sensitive());
-        assert_eq!(format!("{auth:?}"), "Sensitive");
-        let request = build_request(&spec, &target, &Method::GET, false).unwrap();
-        assert!(request.headers().get(header::AUTHORIZATION).is_none());
-    }
-
-    #[test]
-    fn invalid_bearer_token_is_not_quoted() {
-        let mut spec = spec();
-        spec.http.auth = Some(Auth::Bearer(crate::config::Secret::new("s3\ncret".into())));
-        let failure = build_request(&spec, &url("http://agent/"), &Method::GET, true).unwrap_err();
-        assert!(!failure.error.contains("s3"), "{}", failure.error);
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        let vectors = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in vectors {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
-        }
-        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
-    }
-
-    fn url(s: &str) -> Url {
-        Url::parse(s).unwrap()
-    }
-
-    #[test]
-    fn relative_location_resolves_against_the_current_url() {
-        let current = url("http://agent:8080/a/b?x=1");
-        let next = next_url(&current, &HeaderValue::from_static("../c#frag")).unwrap();
-        assert_eq!(next.as_str(), "http://agent:8080/c");
-        let next = next_url(&current, &HeaderValue::from_static("https://other/health")).unwrap();
-        assert_eq!(next.as_str(), "https://other/health");
-    }
-
-    #[test]
-    fn location_to_another_scheme_is_a_redirect_failure() {
-        let current = url("http://agent/");
-        let failure = next_url(&current, &HeaderValue::from_static("ftp://agent/x")).unwrap_err();
-        assert_eq!(failure.reason, FailureReason::Redirect);
-        assert_eq!(failure.error, "bad Location: ftp: is not http or https");
-    }
-
-    #[test]
-    fn unparsable_location_is_a_redirect_failure() {
-        let current = url("http://agent/");
-        let failure = next_url(&current, &HeaderValue::from_static("http://[::1")).unwrap_err();
-        assert_eq!(failure.reason, FailureReason::Redirect);
-    }
-
-    #[test]
-    fn see_other_turns_into_get() {
-        assert_eq!(redirected_method(Method::POST, 303), Method::GET);
-        assert_eq!(redirected_method(Method::HEAD, 303), Method::HEAD);
-        assert_eq!(redirected_method(Method::POST, 302), Method::GET);
-        assert_eq!(redirected_method(Method::POST, 307), Method::POST);
-        assert_eq!(redirected_method(Method::PUT, 301), Method::PUT);
-    }
-
-    #[test]
-    fn negative_and_positive_unix_times_convert() {
-        assert_eq!(unix_time(0), Some(UNIX_EPOCH));
-        assert_eq!(
-            unix_time(-10),
-            UNIX_EPOCH.checked_sub(Duration::from_secs(10))
-        );
-        assert_eq!(
-            unix_time(1_900_000_000),
-            Some(UNIX_EPOCH + Duration::from_secs(1_900_000_000))
         );
     }
 }

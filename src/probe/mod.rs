@@ -3,7 +3,11 @@
 
 mod expect;
 mod http;
+mod net;
+mod redirect;
+mod request;
 mod tcp;
+mod tls;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -133,10 +137,87 @@ pub struct ProbeResult {
     pub outcome: Outcome,
 }
 
+/// A step of a probe that failed, with the one reason it is counted under.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Failure {
+    pub(crate) reason: FailureReason,
+    /// Short, for people; never holds a header value or a credential.
+    pub(crate) error: String,
+}
+
+impl Failure {
+    pub(crate) fn new(reason: FailureReason, error: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            error: error.into(),
+        }
+    }
+
+    pub(crate) fn into_outcome(self) -> Outcome {
+        Outcome::Failed {
+            reason: self.reason,
+            error: self.error,
+        }
+    }
+}
+
+/// Longest excerpt of the agent's own text (a Location, a name) quoted in a message.
+const EXCERPT_CHARS: usize = 64;
+
+/// `text` from the agent, escaped (no control characters reach a log line or a label) and
+/// cut to `EXCERPT_CHARS` characters.
+pub(crate) fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == EXCERPT_CHARS {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out
+}
+
+/// The outcome of a probe cut short by its timeout, naming the phase it was in.
+pub(crate) fn timed_out(timeout: Duration, stage: &str) -> Outcome {
+    Failure::new(
+        FailureReason::Timeout,
+        format!(
+            "timed out after {} during {stage}",
+            humantime::format_duration(timeout)
+        ),
+    )
+    .into_outcome()
+}
+
 /// Probe `spec` once, bounded by `spec.timeout`.
 pub async fn run(spec: &AgentSpec) -> ProbeResult {
     match &spec.target {
         crate::config::Target::Http(url) => http::probe(spec, url).await,
         crate::config::Target::Tcp { host, port } => tcp::probe(spec, host, *port).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_escapes_and_cuts_the_agents_text() {
+        assert_eq!(excerpt("ok"), "ok");
+        assert_eq!(excerpt("a\u{1b}[31m\n"), "a\\u{1b}[31m\\n");
+        let long = "x".repeat(1000);
+        assert_eq!(excerpt(&long).chars().count(), EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn timeout_names_the_phase() {
+        assert_eq!(
+            timed_out(Duration::from_millis(300), "first_byte"),
+            Outcome::Failed {
+                reason: FailureReason::Timeout,
+                error: "timed out after 300ms during first_byte".into()
+            }
+        );
     }
 }
