@@ -331,7 +331,11 @@ fn every_transition_is_one_log_line_with_the_contract_fields() {
     assert!(down.starts_with("ts="), "{down}");
     // Refused probes go on failing without changing the status: no more transition lines.
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(transitions(), [down.clone()], "one line for one transition");
+    assert_eq!(
+        transitions(),
+        std::slice::from_ref(&down),
+        "one line for one transition"
+    );
     serve_ok_on(port);
     let up = wait_for(Duration::from_secs(2), || transitions().get(1).cloned())
         .expect("a line for the agent coming back");

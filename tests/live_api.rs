@@ -5,10 +5,8 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{agent_yaml, fetch, metric, Behaviour, EventStream, MockAgent, Served};
+use harness::{agent_yaml, fetch, metric, Behaviour, EventStream, MockAgent, RawAgent, Served};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// One request on a fresh connection; status and body.
 async fn call(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
@@ -258,33 +256,56 @@ async fn event_stream_filters_by_agent_and_type_and_sends_probes_when_asked() {
     served.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_clients_that_never_read_do_not_delay_probes() {
-    let ok = MockAgent::start(Behaviour::ok("ok")).await;
-    let mut yaml = String::from("defaults: {interval: 100ms, timeout: 80ms}\nagents:\n");
-    for i in 0..10 {
+/// A fleet of `agents` TCP agents every `interval_ms`, all on one port that accepts (a connect
+/// completes in the kernel, so a busy test runtime cannot slow the probes down). Names are
+/// padded with zeros to `name_len`: long names make every event large.
+fn busy_fleet(port: &RawAgent, agents: usize, interval_ms: u64, name_len: usize) -> String {
+    let mut yaml = format!(
+        "defaults: {{interval: {interval_ms}ms, timeout: {}ms}}\nagents:\n",
+        interval_ms * 4 / 5
+    );
+    for i in 0..agents {
         yaml.push_str(&agent_yaml(
-            &format!("agent-{i}"),
+            &format!("agent-{i:0name_len$}"),
             "worker",
-            ok.url("/").as_str(),
+            &format!("tcp://{}", port.addr),
             "",
         ));
     }
-    let served = Served::start(&yaml).await;
-    let mut idle = Vec::new();
+    yaml
+}
+
+const PROBE_STREAM: &[u8] = b"GET /api/v1/events?probes=true HTTP/1.1\r\nHost: x\r\n\r\n";
+
+fn subscribers(served: &Served) -> Option<f64> {
+    metric(&served.scrape(), "agent_exporter_event_subscribers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_clients_that_never_read_do_not_delay_probes_or_a_reading_client() {
+    // The kernel buffers a few MB for each client before the server's writes block; reaching
+    // that takes the 30 s of the test below. Here the 20 clients hold their streams unread
+    // while a 21st reads: it must get the events live, and the probes must start on time.
+    let port = RawAgent::start(|_connection| async {}).await;
+    let served = Served::start(&busy_fleet(&port, 10, 100, 0)).await;
+    let mut stalled = Vec::new();
     for _ in 0..20 {
-        let mut stream = TcpStream::connect(served.addr).await.expect("connect");
-        stream
-            .write_all(b"GET /api/v1/events?probes=true HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("write");
-        idle.push(stream); // never read
+        stalled.push(harness::http::never_reading(served.addr, PROBE_STREAM).await);
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut reader = EventStream::connect(served.addr, "/api/v1/events?probes=true").await;
+    let mut probe_events = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match reader.next(left).await {
+            Some(event) if event.event == "probe" => probe_events += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
     let text = served.scrape();
     assert_eq!(
         metric(&text, "agent_exporter_event_subscribers"),
-        Some(20.0)
+        Some(21.0)
     );
     let total = metric(&text, "agent_exporter_probe_start_delay_seconds_count").expect("count");
     let on_time = metric(
@@ -297,8 +318,51 @@ async fn twenty_clients_that_never_read_do_not_delay_probes() {
         on_time, total,
         "probes started late while clients did not read"
     );
+    // 10 agents, 10 probes a second each: the reading client gets them as they happen.
+    assert!(
+        probe_events >= 250,
+        "the reading client got {probe_events} probe events in 3 s"
+    );
     assert!(served.shutdown().await < Duration::from_secs(5));
-    drop(idle);
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_stream_client_that_never_reads_stops_being_fed_after_30_seconds() {
+    let port = RawAgent::start(|_connection| async {}).await;
+    let served = Served::start(&busy_fleet(&port, 20, 50, 8000)).await;
+    let _stalled = harness::http::never_reading(served.addr, PROBE_STREAM).await;
+    assert!(
+        harness::wait_until(Duration::from_secs(2), || subscribers(&served) == Some(1.0)).await,
+        "the client never subscribed"
+    );
+    // Its queue is full within a second; 30 s later the server stops feeding it.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(subscribers(&served), Some(1.0), "dropped before 30 s");
+    assert!(
+        harness::wait_until(Duration::from_secs(25), || subscribers(&served)
+            == Some(0.0))
+        .await,
+        "a client that read nothing for 45 s is still subscribed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the write deadline from issue 11"]
+async fn event_stream_client_that_never_reads_is_disconnected_after_30_seconds() {
+    let port = RawAgent::start(|_connection| async {}).await;
+    let served = Served::start(&busy_fleet(&port, 20, 50, 8000)).await;
+    let mut stalled = harness::http::never_reading(served.addr, PROBE_STREAM).await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    // Closed by now: what the kernel still holds is read to the end of the stream. A server
+    // that kept the connection would go on sending as soon as the client reads.
+    let (raw, closed) =
+        harness::http::read_until_closed(&mut stalled, Duration::from_secs(10)).await;
+    assert!(
+        closed,
+        "still connected after 40 s without a read ({} bytes read since)",
+        raw.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use agent_health_exporter::server::Limits;
+use harness::http::read_until_closed;
 use harness::{parse_answer, Served};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,20 +20,6 @@ fn limits(header_read_timeout: Duration, max_connections: usize) -> Limits {
     Limits {
         header_read_timeout,
         max_connections,
-    }
-}
-
-/// Reads until the peer closes or `limit` passes; the bytes and whether it closed.
-async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
-    let mut raw = Vec::new();
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut buf = [0u8; 8192];
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (raw, true),
-            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
-            Err(_) => return (raw, false),
-        }
     }
 }
 

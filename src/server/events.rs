@@ -399,29 +399,6 @@ mod tests {
         assert!(joined(&next).contains("event: probe"));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn client_that_never_reads_is_dropped() {
-        let (state, agent) = fixture();
-        let (client, mut frames) = client(&state, 2);
-        let forward = tokio::spawn(client.forward(state.monitor.subscribe(true)));
-        tokio::task::yield_now().await;
-        for _ in 0..5 {
-            state.monitor.record(&agent, probe_result());
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(STALL_LIMIT + KEEP_ALIVE * 2).await;
-        tokio::time::timeout(Duration::from_secs(1), forward)
-            .await
-            .expect("the client's task ended")
-            .expect("task");
-        // What was queued is still delivered, then the stream ends.
-        let mut left = 0;
-        while frames.recv().await.is_some() {
-            left += 1;
-        }
-        assert_eq!(left, 2);
-    }
-
     /// Splits one frame into its fields; panics on anything that is not `name: value` lines
     /// ended by one blank line, which is what a browser's EventSource would misread.
     fn parse_frame(frame: &[u8]) -> Vec<(String, String)> {

@@ -156,6 +156,33 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A client that sends `request` and then reads nothing until the test reads from the stream
+/// it returns. The kernel buffers a few MB for it (both ends together) before the server's
+/// writes block.
+pub async fn never_reading(addr: SocketAddr, request: &[u8]) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    stream
+}
+
+/// Reads whatever `stream` has until the peer closes it or `limit` passes; the bytes read and
+/// whether it was closed (an end of stream or a reset).
+pub async fn read_until_closed(
+    stream: &mut (impl AsyncRead + Unpin),
+    limit: Duration,
+) -> (Vec<u8>, bool) {
+    let mut raw = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (raw, true),
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => return (raw, false),
+        }
+    }
+}
+
 /// A client of the event stream (Server-Sent Events), over HTTP/1.0 so the stream is not
 /// chunked.
 pub struct EventStream {

@@ -111,7 +111,8 @@ impl Served {
     /// a gap of two intervals, a make-up probe one of almost none), and the window must hold
     /// no stretch of more than `interval + late` without a probe at either end. Answers the
     /// number of probes that started in the window, or what was wrong. `to` must leave the
-    /// probes that started by then time to end: a probe is in the history only once it ended.
+    /// probes that started by then time to end: a probe is in the history only once it ended;
+    /// and the history (`Options::history_limit`, 100 by default) must hold the whole window.
     pub fn probes_on_every_slot(
         &self,
         name: &str,
