@@ -42,7 +42,9 @@ pub(super) async fn handle<B>(
             Some((name, action)) => (name, Some(action)),
             None => (rest, None),
         };
-        let name = percent_decode(name);
+        let Some(name) = agent_name(name) else {
+            return api::error(StatusCode::NOT_FOUND, "agent names are UTF-8");
+        };
         return match (method, action) {
             (Method::GET | Method::HEAD, None) => api::one(&state, &name),
             (Method::POST, Some("probe")) => api::probe_now(&state, &name).await,
@@ -141,10 +143,12 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
-/// Agent names in paths may be percent-encoded.
-fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("n={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+/// An agent name from one path segment: percent-decoded as a path segment (`+` stays `+`, `%26`
+/// is `&`, `%2F` is `/`), so every name a config may hold can be addressed. `None` when the
+/// bytes are not UTF-8: no agent has such a name.
+fn agent_name(segment: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
