@@ -11,7 +11,7 @@ use crate::monitor::Monitor;
 use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
 use crate::server::web_watch::WebWatch;
-use crate::server::{self, Limits, ServerState};
+use crate::server::{self, Endpoints, Limits, ServerState};
 use tokio::net::TcpListener;
 
 /// Version facts, fixed at build time.
@@ -32,6 +32,8 @@ pub struct Options {
     pub web_config_file: Option<PathBuf>,
     /// Bounds on the exporter's own server.
     pub limits: Limits,
+    /// Which state-changing endpoints are on.
+    pub endpoints: Endpoints,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             history_limit: 100,
             web_config_file: None,
             limits: Limits::default(),
+            endpoints: Endpoints::default(),
         }
     }
 }
@@ -102,6 +105,10 @@ impl Exporter {
         let monitor = Arc::new(Monitor::new(options.history_limit));
         let exporter = Arc::new(ExporterMetrics::default());
         let metrics = Arc::new(Metrics::new(monitor.clone(), exporter.clone(), BUILD));
+        let scrapes = server::ScrapeCache::new(
+            options.limits.max_requests,
+            exporter.scrapes_refused.clone(),
+        );
         let scheduler = Arc::new(Scheduler::new(monitor.clone(), exporter.clone()));
         let reloader = Arc::new(Reloader::new(
             options.config_file.clone(),
@@ -119,6 +126,8 @@ impl Exporter {
             ready: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
             snapshots: Default::default(),
+            scrapes,
+            endpoints: options.endpoints,
         });
         state.ready.store(true, Ordering::Release);
         Ok(Exporter {
@@ -141,6 +150,9 @@ impl Exporter {
             tls = self.web.current().tls.is_some(),
             basic_auth = self.web.current().auth.is_some(),
             max_connections = self.limits.max_connections,
+            max_requests = self.limits.max_requests,
+            lifecycle = self.state.endpoints.lifecycle,
+            probe_api = self.state.endpoints.probe_api,
             "agent-health-exporter started"
         );
         server::serve_with(listener, self.state, self.web, self.limits, shutdown).await;

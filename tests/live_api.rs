@@ -43,6 +43,10 @@ impl Served {
             listen_address: "127.0.0.1:0".into(),
             telemetry_path: "/metrics".into(),
             history_limit: 100,
+            endpoints: agent_health_exporter::server::Endpoints {
+                lifecycle: true,
+                probe_api: true,
+            },
             ..Options::default()
         };
         let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));

@@ -64,7 +64,7 @@ async fn secrets_appear_in_no_log_metric_check_output_or_error() {
                 ("client.pem", &client_cert),
                 ("client-key.pem", &client_key),
             ],
-            &["--log.level=debug"],
+            &["--log.level=debug", "--web.enable-probe-api"],
         );
         let probed = wait_for(Duration::from_secs(3), || {
             let text = exporter.metrics();

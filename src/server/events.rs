@@ -306,6 +306,11 @@ mod tests {
             ready: AtomicBool::new(true),
             shutdown: tokio::sync::watch::channel(false).0,
             snapshots: SnapshotCache::default(),
+            scrapes: crate::server::ScrapeCache::new(
+                crate::server::DEFAULT_MAX_REQUESTS,
+                Default::default(),
+            ),
+            endpoints: Default::default(),
         });
         (state, agent)
     }

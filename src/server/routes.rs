@@ -47,6 +47,10 @@ pub(super) async fn handle<B>(
         };
         return match (method, action) {
             (Method::GET | Method::HEAD, None) => api::one(&state, &name),
+            (Method::POST, Some("probe")) if !state.endpoints.probe_api => api::error(
+                StatusCode::FORBIDDEN,
+                "the probe API is off; start the exporter with --web.enable-probe-api to probe agents on demand",
+            ),
             (Method::POST, Some("probe")) => api::probe_now(&state, &name).await,
             (_, None) => method_not_allowed("GET"),
             (_, Some("probe")) => method_not_allowed("POST"),
@@ -72,6 +76,10 @@ pub(super) async fn handle<B>(
                 )
             }
         }
+        (Method::POST | Method::PUT, "/-/reload") if !state.endpoints.lifecycle => text(
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled; start the exporter with --web.enable-lifecycle to reload over HTTP (SIGHUP always reloads).\n",
+        ),
         (Method::POST | Method::PUT, "/-/reload") => reload(&state).await,
         (_, "/-/reload") => method_not_allowed("POST"),
         (_, "/" | "/-/healthy" | "/-/ready" | "/api/v1/agents" | "/api/v1/events") => {
