@@ -126,6 +126,7 @@ impl Exporter {
             ready: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
             snapshots: Default::default(),
+            heavy: Default::default(),
             scrapes,
             endpoints: options.endpoints,
         });

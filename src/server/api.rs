@@ -10,8 +10,19 @@ use super::routes::full;
 use super::{views, Body, ServerState};
 use crate::scheduler::{OnDemandRefused, ON_DEMAND_SPACING};
 
-pub(super) fn list(state: &ServerState) -> Response<Body> {
-    json(StatusCode::OK, &views::fleet(&state.monitor.agents()))
+/// Every agent: built on the blocking pool, a few at a time (see `snapshots`).
+pub(super) async fn list(state: &Arc<ServerState>) -> Response<Body> {
+    match super::snapshots::fleet_json(state).await {
+        Some(Ok(body)) => full(StatusCode::OK, "application/json", body),
+        Some(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the answer: {e}"),
+        ),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        ),
+    }
 }
 
 pub(super) fn one(state: &ServerState, name: &str) -> Response<Body> {

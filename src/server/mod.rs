@@ -8,6 +8,7 @@ pub mod events;
 mod exposition;
 mod routes;
 pub mod scrape_cache;
+pub mod snapshots;
 pub mod tls;
 mod views;
 pub mod web_config;
@@ -111,7 +112,9 @@ pub struct ServerState {
     /// Turns true when the server shuts down; open event streams end on it.
     pub shutdown: watch::Sender<bool>,
     /// The fleet snapshot that event streams share.
-    pub snapshots: events::SnapshotCache,
+    pub snapshots: snapshots::SnapshotCache,
+    /// Turns on the blocking pool for fleet-sized JSON.
+    pub heavy: snapshots::HeavyWork,
     /// The encoded scrapes that `/metrics` answers share.
     pub scrapes: ScrapeCache,
     /// Which state-changing endpoints are on.

@@ -63,7 +63,7 @@ pub(super) async fn handle<B>(
             "text/html; charset=utf-8",
             state.status_page.clone(),
         ),
-        (Method::GET | Method::HEAD, "/api/v1/agents") => api::list(&state),
+        (Method::GET | Method::HEAD, "/api/v1/agents") => api::list(&state).await,
         (Method::GET, "/api/v1/events") => events::stream(&state, req.uri().query()),
         (Method::GET | Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy.\n"),
         (Method::GET | Method::HEAD, "/-/ready") => {
