@@ -83,6 +83,47 @@ async fn event_stream_client_that_reads_nothing_is_disconnected_after_30s() {
     assert!(open && read > 0, "the reading client lost its stream");
 }
 
+/// The binary on a large fleet, given longer to start than the harness allows (reading 10,000
+/// agents takes seconds in a debug build); killed on drop.
+struct Child {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Child {
+    fn start(config: &str) -> Child {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).expect("config");
+        let port = harness::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_agent-health-exporter"))
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the exporter");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let ready = wait_for(Duration::from_secs(120), || {
+            get(addr, "/-/ready").ok().filter(|a| a.status == 200)
+        });
+        assert!(ready.is_some(), "the exporter did not become ready");
+        Child {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Resident and peak resident memory of a process, in MiB, from /proc.
 fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -115,21 +156,21 @@ async fn stalled_metrics_readers_at_10000_agents_keep_rss_under_256_mib() {
             "  - {{name: agent-{i:05}, type: worker, url: 'tcp://127.0.0.1:1'}}\n"
         ));
     }
-    let exporter = tokio::task::spawn_blocking(move || Binary::start(&yaml, &[]))
+    let exporter = tokio::task::spawn_blocking(move || Child::start(&yaml))
         .await
         .expect("start");
     let addr = exporter.addr;
     let pid = exporter.child.id();
     // Every agent probed once, so the exposition has its full size.
     let probed = tokio::task::spawn_blocking(move || {
-        wait_for(Duration::from_secs(30), || {
+        wait_for(Duration::from_secs(60), || {
             let text = get(addr, "/metrics").ok()?.text();
             (text.matches("\nagent_up{").count() == agents).then_some(text.len())
         })
     })
     .await
     .expect("wait");
-    let size = probed.expect("every agent probed within 30 s");
+    let size = probed.expect("every agent probed within 60 s");
     let (baseline, _) = rss_mib(pid);
 
     // 200 clients ask for /metrics and never read, arriving over about two seconds.

@@ -72,8 +72,10 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
 /// The scrape in pieces, compressed when `gzip`; runs on the blocking pool.
 fn encode(metrics: &Metrics, format: Format, gzip: bool) -> Result<Vec<Bytes>, EncodeError> {
     let mut pieces = Vec::new();
-    let mut send = |piece: Vec<u8>| {
+    let mut send = |mut piece: Vec<u8>| {
         if !piece.is_empty() {
+            // Kept while answers send it: no spare capacity.
+            piece.shrink_to_fit();
             pieces.push(Bytes::from(piece));
         }
     };

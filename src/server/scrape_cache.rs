@@ -14,9 +14,9 @@ use tokio::time::Instant;
 
 use crate::metrics::{EncodeError, Format};
 
-/// Encodings alive at once. At 10,000 agents a text encoding is about 26 MB: four bound the
-/// memory of every answer in flight to about 100 MB, whatever the number of clients.
-pub const LIVE_ENCODINGS: usize = 4;
+/// Encodings alive at once. At 10,000 agents a text encoding is about 37 MB: three bound the
+/// memory of every answer in flight to about 110 MB, whatever the number of clients.
+pub const LIVE_ENCODINGS: usize = 3;
 /// When no room is left for a new encoding, an existing one at most this old is answered
 /// instead: values a few seconds old beat a refusal, and never older than this.
 const SHARE_UNDER_PRESSURE: Duration = Duration::from_secs(10);
