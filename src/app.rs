@@ -108,6 +108,7 @@ impl Exporter {
         let scrapes = server::ScrapeCache::new(
             options.limits.max_requests,
             exporter.scrapes_refused.clone(),
+            options.limits.write_timeout,
         );
         let scheduler = Arc::new(Scheduler::new(monitor.clone(), exporter.clone()));
         let reloader = Arc::new(Reloader::new(

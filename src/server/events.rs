@@ -264,6 +264,7 @@ pub(super) mod tests {
             scrapes: crate::server::ScrapeCache::new(
                 crate::server::DEFAULT_MAX_REQUESTS,
                 Default::default(),
+                crate::server::WRITE_TIMEOUT,
             ),
             endpoints: Default::default(),
         });

@@ -17,9 +17,12 @@ use crate::metrics::{EncodeError, Format};
 /// Encodings alive at once. At 10,000 agents a text encoding is about 37 MB: three bound the
 /// memory of every answer in flight to about 110 MB, whatever the number of clients.
 pub const LIVE_ENCODINGS: usize = 3;
-/// When no room is left for a new encoding, an existing one at most this old is answered
-/// instead: values a few seconds old beat a refusal, and never older than this.
-const SHARE_UNDER_PRESSURE: Duration = Duration::from_secs(10);
+/// When no room is left for a new encoding, an existing one at most this much older than the
+/// write deadline is answered instead. A stalled client holds its encoding until the write
+/// deadline drops it, so while every room is held, the newest encoding is younger than this:
+/// scrapes keep being answered, with values at most this old, and an encoding that stalled
+/// clients keep sharing soon becomes too old to share, which frees the rooms.
+const SHARE_BEYOND_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a scrape waits for room for a new encoding before it is refused.
 const WAIT_FOR_ROOM: Duration = Duration::from_secs(1);
 
@@ -68,11 +71,14 @@ pub struct ScrapeCache {
     room: Arc<Semaphore>,
     slots: Arc<[Mutex<Slot>; 6]>,
     refused: Counter,
+    /// Age up to which an encoding is shared when no room is left.
+    share_under_pressure: Duration,
 }
 
 impl ScrapeCache {
-    /// `refused` counts the scrapes answered 503.
-    pub fn new(max_requests: usize, refused: Counter) -> Self {
+    /// `refused` counts the scrapes answered 503; `write_timeout` is the server's write
+    /// deadline, which bounds how long a stalled client holds an encoding.
+    pub fn new(max_requests: usize, refused: Counter, write_timeout: Duration) -> Self {
         let max_requests = max_requests.max(1);
         ScrapeCache {
             max_requests,
@@ -80,6 +86,7 @@ impl ScrapeCache {
             room: Arc::new(Semaphore::new(LIVE_ENCODINGS)),
             slots: Default::default(),
             refused,
+            share_under_pressure: write_timeout + SHARE_BEYOND_DEADLINE,
         }
     }
 
@@ -111,6 +118,7 @@ impl ScrapeCache {
                         self.slots.clone(),
                         index,
                         self.room.clone(),
+                        self.share_under_pressure,
                         encode,
                         done,
                     ));
@@ -138,6 +146,7 @@ async fn make(
     slots: Arc<[Mutex<Slot>; 6]>,
     index: usize,
     room: Arc<Semaphore>,
+    share_under_pressure: Duration,
     encode: impl FnOnce() -> Result<Vec<Bytes>, EncodeError> + Send + 'static,
     done: watch::Sender<Outcome>,
 ) {
@@ -160,7 +169,7 @@ async fn make(
             drop(latest);
             Some(room)
         }
-        Err(_) => match latest.filter(|e| e.finished.elapsed() < SHARE_UNDER_PRESSURE) {
+        Err(_) => match latest.filter(|e| e.finished.elapsed() < share_under_pressure) {
             Some(recent) => {
                 finish(None);
                 done.send_replace(Some(Ok(recent)));
@@ -223,7 +232,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn scrapes_that_arrive_during_an_encoding_share_it() {
-        let cache = Arc::new(ScrapeCache::new(40, Counter::default()));
+        let cache = Arc::new(ScrapeCache::new(
+            40,
+            Counter::default(),
+            Duration::from_secs(30),
+        ));
         let encodings = Arc::new(AtomicUsize::new(0));
         let mut answers = Vec::new();
         for _ in 0..30 {
@@ -246,7 +259,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn scrapes_beyond_max_requests_are_refused_at_once_and_counted() {
         let refused = Counter::default();
-        let cache = Arc::new(ScrapeCache::new(2, refused.clone()));
+        let cache = Arc::new(ScrapeCache::new(
+            2,
+            refused.clone(),
+            Duration::from_secs(30),
+        ));
         let encodings = Arc::new(AtomicUsize::new(0));
         let mut slow = Vec::new();
         for _ in 0..2 {
@@ -271,7 +288,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_in_flight_hold_at_most_the_live_encodings() {
-        let cache = ScrapeCache::new(40, Counter::default());
+        let cache = ScrapeCache::new(40, Counter::default(), Duration::from_secs(30));
         let encodings = Arc::new(AtomicUsize::new(0));
         // Answers that are never sent (clients that never read) keep their encodings.
         let mut held = Vec::new();
