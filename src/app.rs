@@ -11,8 +11,8 @@ use crate::monitor::Monitor;
 use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
 use crate::server::web_watch::WebWatch;
-use crate::server::{self, Limits, ServerState};
 use crate::shard::Shard;
+use crate::server::{self, Endpoints, Limits, ServerState};
 use tokio::net::TcpListener;
 
 /// Version facts, fixed at build time.
@@ -35,6 +35,8 @@ pub struct Options {
     pub limits: Limits,
     /// The part of the fleet this exporter probes (`--shard.*`); the whole fleet by default.
     pub shard: Shard,
+    /// Which state-changing endpoints are on.
+    pub endpoints: Endpoints,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             web_config_file: None,
             limits: Limits::default(),
             shard: Shard::default(),
+            endpoints: Endpoints::default(),
         }
     }
 }
@@ -108,6 +111,11 @@ impl Exporter {
         let mut metrics = Metrics::new(monitor.clone(), exporter.clone(), BUILD);
         metrics.register_shard(options.shard);
         let metrics = Arc::new(metrics);
+        let scrapes = server::ScrapeCache::new(
+            options.limits.max_requests,
+            exporter.scrapes_refused.clone(),
+            options.limits.write_timeout,
+        );
         let scheduler = Arc::new(Scheduler::new(monitor.clone(), exporter.clone()));
         let reloader = Arc::new(
             Reloader::new(
@@ -128,6 +136,9 @@ impl Exporter {
             ready: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
             snapshots: Default::default(),
+            heavy: Default::default(),
+            scrapes,
+            endpoints: options.endpoints,
         });
         state.ready.store(true, Ordering::Release);
         Ok(Exporter {
@@ -150,6 +161,9 @@ impl Exporter {
             tls = self.web.current().tls.is_some(),
             basic_auth = self.web.current().auth.is_some(),
             max_connections = self.limits.max_connections,
+            max_requests = self.limits.max_requests,
+            lifecycle = self.state.endpoints.lifecycle,
+            probe_api = self.state.endpoints.probe_api,
             "agent-health-exporter started"
         );
         server::serve_with(listener, self.state, self.web, self.limits, shutdown).await;

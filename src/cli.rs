@@ -33,6 +33,19 @@ pub struct Cli {
     #[arg(long = "web.max-connections", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
     pub max_connections: usize,
 
+    /// Scrapes of the metrics path answered at once; beyond it a scrape is answered 503 at
+    /// once (and counted in agent_exporter_scrapes_refused_total), as node_exporter does.
+    #[arg(long = "web.max-requests", default_value_t = crate::server::DEFAULT_MAX_REQUESTS)]
+    pub max_requests: usize,
+
+    /// Enable POST /-/reload (SIGHUP always reloads), as Prometheus does.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
+    /// Enable POST /api/v1/agents/{name}/probe (probe an agent now, outside its schedule).
+    #[arg(long = "web.enable-probe-api")]
+    pub enable_probe_api: bool,
+
     /// Only log messages at this level or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,

@@ -47,9 +47,14 @@ fn main() -> ExitCode {
         web_config_file: cli.web_config_file,
         limits: agent_health_exporter::server::Limits {
             max_connections: cli.max_connections.max(1),
+            max_requests: cli.max_requests.max(1),
             ..Default::default()
         },
         shard,
+        endpoints: agent_health_exporter::server::Endpoints {
+            lifecycle: cli.enable_lifecycle,
+            probe_api: cli.enable_probe_api,
+        },
     };
     match runtime.block_on(app::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,7 @@ mod walk;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, NativeHistogramConfig};
 use prometheus_client::metrics::info::Info;
@@ -38,6 +39,12 @@ pub struct ExporterMetrics {
     pub probe_start_delay: Histogram,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp: Gauge<f64, AtomicU64>,
+    /// Slots skipped because a probe of the agent (scheduled or on demand) was still running,
+    /// or because the probing thread woke too late.
+    pub probe_slots_missed: Counter,
+    /// Scrapes answered 503 at once: `--web.max-requests` were already being answered, or no
+    /// room was left for another encoding.
+    pub scrapes_refused: Counter,
 }
 
 impl Default for ExporterMetrics {
@@ -50,6 +57,8 @@ impl Default for ExporterMetrics {
             ),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp: Gauge::default(),
+            probe_slots_missed: Counter::default(),
+            scrapes_refused: Counter::default(),
         }
     }
 }
@@ -124,6 +133,16 @@ impl Metrics {
             "agent_exporter_probe_start_delay_seconds",
             "How late each probe started against its slot",
             exporter.probe_start_delay.clone(),
+        );
+        registry.register(
+            "agent_exporter_probe_slots_missed",
+            "Probe slots skipped because a probe of the agent was still running or the slot had passed",
+            exporter.probe_slots_missed.clone(),
+        );
+        registry.register(
+            "agent_exporter_scrapes_refused",
+            "Scrapes answered 503 at once because --web.max-requests were in progress",
+            exporter.scrapes_refused.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
         Metrics { registry, monitor }

@@ -390,8 +390,9 @@ fn log_transition(t: &Transition) {
                 agent_type = %t.agent_type,
                 from = t.from.as_str(),
                 to = t.to.as_str(),
-                reason = t.reason.map(FailureReason::as_str).unwrap_or(""),
-                error = t.error.as_deref().unwrap_or(""),
+                // `None` records no field: a transition to healthy has neither.
+                reason = t.reason.map(FailureReason::as_str),
+                error = t.error.as_deref(),
                 consecutive_failures = t.consecutive_failures,
                 "agent status changed"
             )
@@ -409,9 +410,11 @@ fn log_probe(agent: &Agent, result: &ProbeResult, status: Status) {
         return;
     }
     let (outcome, reason, error) = match &result.outcome {
-        Outcome::Healthy => ("success", "", ""),
-        Outcome::Degraded(why) => ("success", "", why.as_str()),
-        Outcome::Failed { reason, error } => ("failure", reason.as_str(), error.as_str()),
+        Outcome::Healthy => ("success", None, None),
+        Outcome::Degraded(why) => ("success", None, Some(why.as_str())),
+        Outcome::Failed { reason, error } => {
+            ("failure", Some(reason.as_str()), Some(error.as_str()))
+        }
     };
     tracing::debug!(
         agent = %agent.name,

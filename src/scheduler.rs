@@ -49,6 +49,27 @@ struct Scheduled {
     /// The scheduled probe under way, if any; cleared by the probe when it ends, since a handle
     /// keeps the whole finished task (kilobytes of probe state) allocated.
     running: Option<AbortHandle>,
+    /// When the last on-demand probe of this agent started: the next one waits
+    /// `ON_DEMAND_SPACING` from it.
+    last_on_demand: Option<Instant>,
+}
+
+/// Least time between two on-demand probes of one agent: a client looping on the probe endpoint
+/// gets 429 instead of probing the agent thousands of times a second.
+pub const ON_DEMAND_SPACING: Duration = Duration::from_secs(1);
+
+/// Why an on-demand probe was not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OnDemandRefused {
+    #[error("a probe of the agent is already running")]
+    Running,
+    #[error("the agent was probed on demand less than {ON_DEMAND_SPACING:?} ago")]
+    TooSoon {
+        /// Until the next on-demand probe is allowed.
+        retry_after: Duration,
+    },
+    #[error("the agent is no longer on the schedule")]
+    Gone,
 }
 
 /// A slot in the heap: the agent's next one.
@@ -170,6 +191,7 @@ impl Scheduler {
                     agent,
                     generation,
                     running: None,
+                    last_on_demand: None,
                 },
             );
         }
@@ -210,10 +232,33 @@ impl Scheduler {
     }
 
     /// Probes `agent` now, outside its schedule, and records the result like any probe.
-    /// `None` when a probe of the agent is already running: probes of one agent never overlap.
-    pub async fn try_probe_now(&self, agent: &Arc<Agent>) -> Option<ProbeResult> {
-        let guard = agent.probe_lock.try_lock().ok()?;
-        Some(probe_locked(agent, &self.shared.monitor, &self.shared.exporter, guard).await)
+    /// Refused while a probe of the agent runs (probes of one agent never overlap) and within
+    /// `ON_DEMAND_SPACING` of the previous on-demand probe.
+    pub async fn try_probe_now(&self, agent: &Arc<Agent>) -> Result<ProbeResult, OnDemandRefused> {
+        let guard = {
+            let mut fleet = self.shared.fleet();
+            let scheduled = fleet
+                .agents
+                .get_mut(agent.name())
+                .filter(|s| Arc::ptr_eq(&s.agent, agent))
+                .ok_or(OnDemandRefused::Gone)?;
+            let now = Instant::now();
+            if let Some(last) = scheduled.last_on_demand {
+                let next = last + ON_DEMAND_SPACING;
+                if now < next {
+                    return Err(OnDemandRefused::TooSoon {
+                        retry_after: next - now,
+                    });
+                }
+            }
+            let guard = agent
+                .probe_lock
+                .try_lock()
+                .map_err(|_| OnDemandRefused::Running)?;
+            scheduled.last_on_demand = Some(now);
+            guard
+        };
+        Ok(probe_locked(agent, &self.shared.monitor, &self.shared.exporter, guard).await)
     }
 
     /// Starts the probing thread and the slot loop on it, once.
@@ -305,10 +350,12 @@ fn start_due(shared: &Arc<Shared>) -> Option<Instant> {
         }
         let interval = scheduled.agent.spec.interval;
         let mut next = due.at + interval;
+        // An on-demand probe holds the agent's probe lock without a scheduled task.
         let busy = scheduled
             .running
             .as_ref()
-            .is_some_and(|running| !running.is_finished());
+            .is_some_and(|running| !running.is_finished())
+            || scheduled.agent.probe_lock.try_lock().is_err();
         // A slot that has passed is skipped, never made up for: two probes of one agent must
         // not run back to back to "catch up", nor at the same time.
         let mut missed: u64 = u64::from(busy);
@@ -319,6 +366,7 @@ fn start_due(shared: &Arc<Shared>) -> Option<Instant> {
             missed += u64::try_from(passed).unwrap_or(u64::MAX);
         }
         if missed > 0 {
+            shared.exporter.probe_slots_missed.inc_by(missed);
             tracing::warn!(
                 agent = %scheduled.agent.name(),
                 missed_slots = missed,
@@ -339,15 +387,28 @@ fn start_due(shared: &Arc<Shared>) -> Option<Instant> {
     None
 }
 
-/// One scheduled probe: how late it starts against its slot, then the probe.
+/// One scheduled probe: how late it starts against its slot, then the probe. An on-demand
+/// probe that took the agent between the slot loop and this task makes the slot missed: a
+/// scheduled probe never waits behind another one after its start delay was measured.
 async fn probe_at(agent: Arc<Agent>, slot: Instant, generation: u64, shared: Arc<Shared>) {
-    let delay = Instant::now().saturating_duration_since(slot);
-    shared
-        .exporter
-        .probe_start_delay
-        .observe(delay.as_secs_f64());
-    let guard = agent.probe_lock.lock().await;
-    probe_locked(&agent, &shared.monitor, &shared.exporter, guard).await;
+    match agent.probe_lock.try_lock() {
+        Ok(guard) => {
+            let delay = Instant::now().saturating_duration_since(slot);
+            shared
+                .exporter
+                .probe_start_delay
+                .observe(delay.as_secs_f64());
+            probe_locked(&agent, &shared.monitor, &shared.exporter, guard).await;
+        }
+        Err(_) => {
+            shared.exporter.probe_slots_missed.inc();
+            tracing::warn!(
+                agent = %agent.name(),
+                missed_slots = 1,
+                "probe slot missed: an on-demand probe of the agent was running"
+            );
+        }
+    }
     if let Some(scheduled) = shared.fleet().agents.get_mut(agent.name()) {
         if scheduled.generation == generation {
             scheduled.running = None;
@@ -434,63 +495,4 @@ fn name_hash(name: &str) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slot_offset_is_stable_and_inside_the_interval() {
-        let interval = Duration::from_secs(30);
-        let a = slot_offset("planner", interval);
-        assert_eq!(a, slot_offset("planner", interval));
-        assert!(a < interval);
-        assert_ne!(a, slot_offset("planner-2", interval));
-        assert_eq!(a.as_nanos() % SLOT_GRID.as_nanos(), 0, "on the grid");
-    }
-
-    #[test]
-    fn ten_thousand_agents_spread_evenly_over_the_interval() {
-        let interval = Duration::from_secs(30);
-        let mut buckets = [0u32; 30];
-        for i in 0..10_000 {
-            let offset = slot_offset(&format!("agent-{i:05}"), interval);
-            buckets[offset.as_secs() as usize] += 1;
-        }
-        // 333 expected per second; a good hash keeps every second within ±25 %.
-        for (second, count) in buckets.iter().enumerate() {
-            assert!(
-                (250..=417).contains(count),
-                "second {second} got {count} of 10000 slots"
-            );
-        }
-    }
-
-    fn unix_nanos() -> u128 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("after 1970")
-            .as_nanos()
-    }
-
-    #[test]
-    fn first_slot_is_the_next_instant_on_the_agents_phase_of_the_wall_clock() {
-        let interval = Duration::from_secs(30);
-        let interval_ns = interval.as_nanos();
-        for i in 0..100 {
-            let name = format!("agent-{i}");
-            let offset = slot_offset(&name, interval).as_nanos();
-            let before = unix_nanos();
-            let wait = first_slot_wait(&name, interval);
-            let after = unix_nanos();
-            assert!(wait < interval, "{name}: {wait:?} skips a slot");
-            // The slot, on the wall clock, lies in [before + wait, after + wait]; the first
-            // instant of the agent's phase from the start of that span must lie inside it.
-            let earliest = before + wait.as_nanos();
-            let on_phase = earliest + (offset + interval_ns - earliest % interval_ns) % interval_ns;
-            assert!(
-                on_phase <= after + wait.as_nanos(),
-                "{name}: the first slot is {} ms off the agent's phase",
-                (on_phase - earliest) / 1_000_000
-            );
-        }
-    }
-}
+mod tests;

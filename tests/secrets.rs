@@ -59,7 +59,7 @@ async fn secrets_appear_in_no_log_metric_check_output_or_error() {
             .file("password", PASSWORD)
             .file("client.pem", &client_cert)
             .file("client-key.pem", &client_key)
-            .args(&["--log.level=debug"])
+            .args(&["--log.level=debug", "--web.enable-probe-api"])
             .start();
         let probed = wait_for(Duration::from_secs(3), || {
             let text = exporter.metrics();

@@ -13,13 +13,20 @@ use tokio::net::TcpStream;
 
 /// The exporter on loopback with an empty fleet and these server limits.
 async fn serve(limits: Limits) -> Served {
-    Served::start_with("agents: []\n", |_, options| options.limits = limits).await
+    Served::start_with("agents: []
+", |_, options| {
+        options.limits = limits;
+        // One test posts to /-/reload.
+        options.endpoints.lifecycle = true;
+    })
+    .await
 }
 
 fn limits(header_read_timeout: Duration, max_connections: usize) -> Limits {
     Limits {
         header_read_timeout,
         max_connections,
+        ..Limits::default()
     }
 }
 

@@ -1,15 +1,28 @@
 //! `GET /api/v1/agents`, `GET /api/v1/agents/{name}` and `POST /api/v1/agents/{name}/probe`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use super::respond::full;
 use super::{views, Body, ServerState};
+use crate::scheduler::{OnDemandRefused, ON_DEMAND_SPACING};
 
-pub(super) fn list(state: &ServerState) -> Response<Body> {
-    json(StatusCode::OK, &views::fleet(&state.monitor.agents()))
+/// Every agent: built on the blocking pool, a few at a time (see `snapshots`).
+pub(super) async fn list(state: &Arc<ServerState>) -> Response<Body> {
+    match super::snapshots::fleet_json(state).await {
+        Some(Ok(body)) => full(StatusCode::OK, "application/json", body),
+        Some(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the answer: {e}"),
+        ),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        ),
+    }
 }
 
 pub(super) fn one(state: &ServerState, name: &str) -> Response<Body> {
@@ -19,9 +32,9 @@ pub(super) fn one(state: &ServerState, name: &str) -> Response<Body> {
     }
 }
 
-/// Probes now, outside the schedule. At most one probe of an agent runs at a time: while one
-/// (scheduled or asked for) is under way the answer is 429, so the endpoint cannot be used to
-/// flood an agent.
+/// Probes now, outside the schedule. At most one probe of an agent runs at a time, and
+/// on-demand probes of one agent are at least `ON_DEMAND_SPACING` apart: otherwise the answer is
+/// 429 with `Retry-After`, so the endpoint cannot be used to flood an agent.
 pub(super) async fn probe_now(state: &Arc<ServerState>, name: &str) -> Response<Body> {
     let Some(agent) = state.monitor.agent(name) else {
         return unknown_agent(name);
@@ -29,15 +42,31 @@ pub(super) async fn probe_now(state: &Arc<ServerState>, name: &str) -> Response<
     let Some(scheduler) = state.scheduler.as_ref() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "probing is not running");
     };
-    let Some(result) = scheduler.try_probe_now(&agent).await else {
-        let mut response = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("a probe of agent {name:?} is already running; try again shortly"),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+    let result = match scheduler.try_probe_now(&agent).await {
+        Ok(result) => result,
+        Err(refused) => {
+            let (message, retry_after) = match refused {
+                OnDemandRefused::Running => (
+                    format!("a probe of agent {name:?} is already running; try again shortly"),
+                    Duration::from_secs(1),
+                ),
+                OnDemandRefused::TooSoon { retry_after } => (
+                    format!(
+                        "agent {name:?} was probed on demand less than {}s ago; try again later",
+                        ON_DEMAND_SPACING.as_secs()
+                    ),
+                    retry_after,
+                ),
+                OnDemandRefused::Gone => return unknown_agent(name),
+            };
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, &message);
+            // Whole seconds, rounded up: a client that waits that long is let through.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            return response;
+        }
     };
     let status = agent.state().status;
     json(

@@ -5,8 +5,7 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +15,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::sync::{broadcast, mpsc};
 
+use super::snapshots::fleet_snapshot;
 use super::{views, Body, ServerState};
 use crate::monitor::{Agent, Event};
 
@@ -30,65 +30,13 @@ const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Reconnection delay advised to clients.
 const RETRY_MS: u64 = 2000;
 
-/// How long a shared snapshot is served before it is built again even though no agent changed
-/// status: its last-probe times and window statistics age, and a client connecting later should
-/// not get them frozen.
-const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
-
-/// The unfiltered fleet snapshot, serialised once and shared by every client that connects or
-/// resyncs within a second and while no agent changed status. A thousand clients connecting at once (or falling
-/// behind at once) otherwise build a thousand copies of a large JSON document, starve the
-/// threads that forward live events, fall further behind and resync again: a meltdown that
-/// the load test showed at 1,000 streams.
-#[derive(Default)]
-pub struct SnapshotCache {
-    cached: Mutex<Option<(u64, tokio::time::Instant, Bytes)>>,
-}
-
-impl SnapshotCache {
-    /// The `data:` payload and blank line of the whole fleet's snapshot, built again when an
-    /// agent came, went or changed status since the cached one was made, or when it is older
-    /// than `SNAPSHOT_MAX_AGE`.
-    fn get(&self, state: &ServerState) -> Bytes {
-        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        // Taken before the snapshot is built, so a change in between only causes a rebuild.
-        let key = fleet_key(&state.monitor.agents());
-        let now = tokio::time::Instant::now();
-        if let Some((made_for, made_at, json)) = cached.as_ref() {
-            if *made_for == key && now.duration_since(*made_at) < SNAPSHOT_MAX_AGE {
-                return json.clone();
-            }
-        }
-        let mut json = serde_json::to_vec(&views::fleet(&state.monitor.agents()))
-            .unwrap_or_else(|_| b"null".to_vec());
-        json.extend_from_slice(b"\n\n");
-        let json = Bytes::from(json);
-        *cached = Some((key, now, json.clone()));
-        json
-    }
-}
-
-/// Changes whenever an agent is added, removed or changes status.
-fn fleet_key(agents: &[Arc<Agent>]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    agents.len().hash(&mut hasher);
-    for agent in agents {
-        agent.spec.name.hash(&mut hasher);
-        agent.revision.hash(&mut hasher);
-        let state = agent.state();
-        state.status.as_str().hash(&mut hasher);
-        state.status_changes.hash(&mut hasher);
-    }
-    hasher.finish()
-}
-
 /// One frame queued for a client: its head (`id`, `event`, `data: `) and a body that may be
 /// shared with other clients.
 type Queued = (Bytes, Bytes);
 
 /// Which events a client asked for.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Filter {
+pub struct Filter {
     agents: HashSet<String>,
     agent_types: HashSet<String>,
     probes: bool,
@@ -112,12 +60,17 @@ impl Filter {
         filter
     }
 
+    /// True when every agent is wanted: such clients share one snapshot.
+    pub(super) fn takes_every_agent(&self) -> bool {
+        self.agents.is_empty() && self.agent_types.is_empty()
+    }
+
     fn wants(&self, agent: &str, agent_type: &str) -> bool {
         (self.agents.is_empty() || self.agents.contains(agent))
             && (self.agent_types.is_empty() || self.agent_types.contains(agent_type))
     }
 
-    fn agents(&self, all: Vec<Arc<Agent>>) -> Vec<Arc<Agent>> {
+    pub(super) fn agents(&self, all: Vec<Arc<Agent>>) -> Vec<Arc<Agent>> {
         all.into_iter()
             .filter(|a| self.wants(&a.spec.name, &a.spec.agent_type))
             .collect()
@@ -135,12 +88,14 @@ pub(super) fn stream(state: &Arc<ServerState>, query: Option<&str>) -> Response<
         queue,
         next_id: 1,
     };
-    let first = format!("retry: {RETRY_MS}\n\n");
-    let snapshot = client.snapshot_frame("snapshot");
-    // The queue is empty and larger than two frames: these cannot fail.
-    let _ = client.queue.try_send((Bytes::from(first), Bytes::new()));
-    let _ = client.queue.try_send(snapshot);
-    tokio::spawn(client.forward(events));
+    tokio::spawn(async move {
+        let first = format!("retry: {RETRY_MS}\n\n");
+        let snapshot = client.snapshot_frame("snapshot").await;
+        // The queue is empty and larger than two frames: these cannot fail.
+        let _ = client.queue.try_send((Bytes::from(first), Bytes::new()));
+        let _ = client.queue.try_send(snapshot);
+        client.forward(events).await;
+    });
 
     // Each queued frame goes out as its head, then its (possibly shared) body.
     let body = StreamBody::new(stream::unfold(
@@ -175,15 +130,10 @@ struct Client {
 }
 
 impl Client {
-    /// A `snapshot` or `resync` frame: shared with other clients when this one filters nothing.
-    fn snapshot_frame(&mut self, event: &str) -> Queued {
-        if self.filter.agents.is_empty() && self.filter.agent_types.is_empty() {
-            let body = self.state.snapshots.get(&self.state);
-            (self.head(event), body)
-        } else {
-            let view = views::fleet(&self.filter.agents(self.state.monitor.agents()));
-            self.frame(event, &view)
-        }
+    /// A `snapshot` or `resync` frame, built off the async workers (see `snapshots`).
+    async fn snapshot_frame(&mut self, event: &str) -> Queued {
+        let body = fleet_snapshot(&self.state, &self.filter).await;
+        (self.head(event), body)
     }
 
     fn head(&mut self, event: &str) -> Bytes {
@@ -215,8 +165,7 @@ impl Client {
                 "probe",
                 &views::probe_event(agent, agent_type, *status, result),
             )),
-            // Agents came or went: a fresh snapshot is the simplest correct update.
-            Event::FleetChanged => Some(self.snapshot_frame("resync")),
+            // Agents came or went: `forward` sends a fresh snapshot.
             _ => None,
         }
     }
@@ -235,6 +184,11 @@ impl Client {
             }
             tokio::select! {
                 received = events.recv() => match received {
+                    // Agents came or went: a fresh snapshot is the simplest correct update.
+                    Ok(Event::FleetChanged) if !behind => {
+                        let frame = self.snapshot_frame("resync").await;
+                        behind = !self.offer(frame, &mut stalled_since);
+                    }
                     Ok(event) if !behind => {
                         if let Some(frame) = self.encode(&event) {
                             behind = !self.offer(frame, &mut stalled_since);
@@ -246,7 +200,7 @@ impl Client {
                 },
                 _ = resync_check.tick(), if behind => {
                     if self.queue.capacity() > 0 {
-                        let frame = self.snapshot_frame("resync");
+                        let frame = self.snapshot_frame("resync").await;
                         behind = !self.offer(frame, &mut stalled_since);
                     }
                 }
@@ -279,7 +233,7 @@ impl Client {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config;
     use crate::metrics::{ExporterMetrics, Metrics};
@@ -289,7 +243,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use std::time::SystemTime;
 
-    fn fixture() -> (Arc<ServerState>, Arc<Agent>) {
+    pub(in crate::server) fn fixture() -> (Arc<ServerState>, Arc<Agent>) {
         let yaml = "agents:\n  - name: a\n    type: t\n    url: http://127.0.0.1:1/\n";
         let config = config::parse(yaml, "t.yaml", Path::new(".")).expect("valid");
         let monitor = Arc::new(Monitor::new(10));
@@ -305,12 +259,19 @@ mod tests {
             status_page: Bytes::new(),
             ready: AtomicBool::new(true),
             shutdown: tokio::sync::watch::channel(false).0,
-            snapshots: SnapshotCache::default(),
+            snapshots: Default::default(),
+            heavy: Default::default(),
+            scrapes: crate::server::ScrapeCache::new(
+                crate::server::DEFAULT_MAX_REQUESTS,
+                Default::default(),
+                crate::server::WRITE_TIMEOUT,
+            ),
+            endpoints: Default::default(),
         });
         (state, agent)
     }
 
-    fn probe_result() -> ProbeResult {
+    pub(in crate::server) fn probe_result() -> ProbeResult {
         ProbeResult {
             ended_at: SystemTime::now(),
             duration: Duration::from_millis(3),
@@ -327,33 +288,6 @@ mod tests {
             String::from_utf8_lossy(&frame.0),
             String::from_utf8_lossy(&frame.1)
         )
-    }
-
-    #[test]
-    fn unfiltered_snapshots_are_shared_until_an_agent_changes_status() {
-        let (state, agent) = fixture();
-        let first = state.snapshots.get(&state);
-        let again = state.snapshots.get(&state);
-        assert_eq!(first.as_ptr(), again.as_ptr(), "one copy for every client");
-        state.monitor.record(&agent, probe_result());
-        let after = state.snapshots.get(&state);
-        assert_ne!(first.as_ptr(), after.as_ptr(), "rebuilt after a transition");
-        assert!(String::from_utf8_lossy(&after).contains("\"status\":\"healthy\""));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn shared_snapshot_is_built_again_once_it_is_a_second_old() {
-        let (state, _agent) = fixture();
-        let first = state.snapshots.get(&state);
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert_eq!(first.as_ptr(), state.snapshots.get(&state).as_ptr());
-        tokio::time::advance(SNAPSHOT_MAX_AGE).await;
-        let later = state.snapshots.get(&state);
-        assert_ne!(
-            first.as_ptr(),
-            later.as_ptr(),
-            "a fresh snapshot, not a frozen one"
-        );
     }
 
     fn client(state: &Arc<ServerState>, capacity: usize) -> (Client, mpsc::Receiver<Queued>) {

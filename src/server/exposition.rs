@@ -14,7 +14,6 @@ use futures_util::stream;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use tokio::sync::mpsc;
 
 use super::respond::text;
 use super::{Body, ServerState};
@@ -35,32 +34,27 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
             .and_then(|v| v.to_str().ok()),
     );
     let metrics = state.metrics.clone();
-    // Unbounded on purpose: the encoder runs on the blocking pool and must never wait for a
-    // scraper. A client that reads slowly, or not at all, then holds its whole scrape in
-    // memory, as a buffered body would; a bounded queue would instead hold a pool thread
-    // hostage, and enough such clients would stall every other scrape.
-    let (pieces, mut received) = mpsc::unbounded_channel::<Bytes>();
-    let encoder = tokio::task::spawn_blocking(move || encode(&metrics, format, gzip, &pieces));
-    // Encoding can only fail before its first piece, so the status is known once that comes.
-    let Some(first) = received.recv().await else {
-        let why = match encoder.await {
-            Ok(Err(e)) => e.to_string(),
-            Ok(Ok(())) => "encoding metrics produced nothing".to_owned(),
-            Err(e) => format!("encoding metrics did not finish: {e}"),
-        };
-        tracing::error!(error = %why, "encoding metrics failed");
-        return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{why}\n"));
+    let encoded = match state
+        .scrapes
+        .get(format, gzip, move || encode(&metrics, format, gzip))
+        .await
+    {
+        Ok(encoded) => encoded,
+        Err(e) if e.is_refusal() => {
+            return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n"));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"));
+        }
     };
-    let body = StreamBody::new(stream::unfold(
-        (Some(first), received),
-        |(first, mut received)| async move {
-            let piece = match first {
-                Some(piece) => piece,
-                None => received.recv().await?,
-            };
-            Some((Ok::<_, Infallible>(Frame::data(piece)), (None, received)))
-        },
-    ));
+    // The pieces go out one by one from the shared encoding: an answer holds a reference,
+    // never a copy.
+    let pieces = encoded.pieces.len();
+    let body =
+        StreamBody::new(stream::iter((0..pieces).map(move |i| {
+            Ok::<_, Infallible>(Frame::data(encoded.pieces[i].clone()))
+        })));
     let mut response = Response::new(body.boxed());
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(content_type(format)) {
@@ -76,22 +70,19 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
     response
 }
 
-/// Writes the scrape into `pieces`, compressed when `gzip`, without ever waiting for the
-/// reader. A scraper that went away closes the channel; the rest of its scrape is then written
-/// and dropped, which costs one encoding.
-fn encode(
-    metrics: &Metrics,
-    format: Format,
-    gzip: bool,
-    pieces: &mpsc::UnboundedSender<Bytes>,
-) -> Result<(), EncodeError> {
-    let send = |piece: Vec<u8>| {
+/// The scrape in pieces, compressed when `gzip`; runs on the blocking pool.
+fn encode(metrics: &Metrics, format: Format, gzip: bool) -> Result<Vec<Bytes>, EncodeError> {
+    let mut pieces = Vec::new();
+    let mut send = |mut piece: Vec<u8>| {
         if !piece.is_empty() {
-            let _ = pieces.send(Bytes::from(piece));
+            // Kept while answers send it: no spare capacity.
+            piece.shrink_to_fit();
+            pieces.push(Bytes::from(piece));
         }
     };
     if !gzip {
-        return metrics.encode_chunks(format, &mut |piece| send(piece));
+        metrics.encode_chunks(format, &mut |piece| send(piece))?;
+        return Ok(pieces);
     }
     // gzip level 1: about the same ratio on repetitive exposition text at a fraction of the
     // CPU of the default level.
@@ -111,7 +102,7 @@ fn encode(
         }
     })?;
     send(compressor.finish().map_err(EncodeError::Compress)?);
-    Ok(())
+    Ok(pieces)
 }
 
 /// Picks the format from an `Accept` header the way Prometheus asks for them.
@@ -174,9 +165,9 @@ fn accepts_gzip(header: Option<&str>) -> bool {
 mod tests {
     use super::*;
 
-    /// A scraper that never reads must not keep the encoder (a blocking-pool thread) waiting.
+    /// Every format, compressed or not, comes out in several pieces that join to the whole.
     #[test]
-    fn encoding_finishes_while_the_scraper_reads_nothing() {
+    fn encoding_comes_out_in_pieces_that_join_to_the_whole() {
         let yaml: String = std::iter::once("agents:\n".to_owned())
             .chain(
                 (0..3000)
@@ -189,7 +180,7 @@ mod tests {
         for agent in &config.agents {
             monitor.insert(agent);
         }
-        let metrics = Arc::new(Metrics::new(
+        let metrics = Metrics::new(
             monitor,
             Arc::new(crate::metrics::ExporterMetrics::default()),
             crate::metrics::BuildInfo {
@@ -197,28 +188,31 @@ mod tests {
                 revision: "r",
                 rustc: "1",
             },
-        ));
+        );
         for (format, gzip) in [
             (Format::Text, false),
             (Format::Protobuf, false),
             (Format::Text, true),
         ] {
-            let (pieces, received) = mpsc::unbounded_channel::<Bytes>();
-            let (done, finished) = std::sync::mpsc::channel();
-            let m = metrics.clone();
-            std::thread::spawn(move || {
-                let _ = done.send(encode(&m, format, gzip, &pieces).is_ok());
-            });
-            let ok = finished
-                .recv_timeout(std::time::Duration::from_secs(20))
-                .expect("the encoder finished without anybody reading");
-            assert!(ok);
-            // Nothing was read, so every piece is still queued: more than a few of them.
+            let pieces = encode(&metrics, format, gzip).expect("encoded");
             assert!(
-                received.len() > 4,
+                pieces.len() > 4,
                 "{format:?} gzip={gzip}: {} pieces",
-                received.len()
+                pieces.len()
             );
+            if format == Format::Text && !gzip {
+                let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+                let whole = metrics.encode(format).expect("whole");
+                // Process metrics change between the two encodings; the fleet does not.
+                let fleet = |b: &[u8]| {
+                    String::from_utf8_lossy(b)
+                        .lines()
+                        .filter(|l| l.starts_with("agent_probe_interval_seconds{"))
+                        .count()
+                };
+                assert_eq!(fleet(&joined), fleet(&whole));
+                assert_eq!(fleet(&joined), 3000);
+            }
         }
     }
 

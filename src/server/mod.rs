@@ -3,16 +3,20 @@
 
 mod api;
 pub mod auth;
+mod deadline;
 pub mod events;
 mod exposition;
 mod respond;
 mod routes;
+pub mod scrape_cache;
+pub mod snapshots;
 pub mod tls;
 mod views;
 pub mod web_config;
 pub mod web_watch;
 
 pub use routes::status_page;
+pub use scrape_cache::ScrapeCache;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -48,6 +52,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Connections served at once unless `--web.max-connections` says otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Scrapes answered at once unless `--web.max-requests` says otherwise, as node_exporter.
+pub const DEFAULT_MAX_REQUESTS: usize = 40;
+/// A response that makes no progress this long (the client reads nothing) is dropped with its
+/// connection: what the README promises event-stream clients, and what bounds how long a
+/// stalled scraper holds its answer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request body declared in Content-Length that is answered at all. No endpoint reads
 /// a body; a larger one is refused with 413 before anything else happens.
 pub const MAX_REQUEST_BODY_BYTES: u64 = 64 * 1024;
@@ -60,6 +70,19 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Scrapes of the metrics path waiting or encoding at once; beyond it, 503 at once.
+    pub max_requests: usize,
+    /// How long a write may make no progress before the connection is dropped.
+    pub write_timeout: Duration,
+}
+
+/// The endpoints that change state, each off unless its flag turns it on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Endpoints {
+    /// `--web.enable-lifecycle`: `POST /-/reload`.
+    pub lifecycle: bool,
+    /// `--web.enable-probe-api`: `POST /api/v1/agents/{name}/probe`.
+    pub probe_api: bool,
 }
 
 impl Default for Limits {
@@ -67,6 +90,8 @@ impl Default for Limits {
         Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_requests: DEFAULT_MAX_REQUESTS,
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }
@@ -88,7 +113,13 @@ pub struct ServerState {
     /// Turns true when the server shuts down; open event streams end on it.
     pub shutdown: watch::Sender<bool>,
     /// The fleet snapshot that event streams share.
-    pub snapshots: events::SnapshotCache,
+    pub snapshots: snapshots::SnapshotCache,
+    /// Turns on the blocking pool for fleet-sized JSON.
+    pub heavy: snapshots::HeavyWork,
+    /// The encoded scrapes that `/metrics` answers share.
+    pub scrapes: ScrapeCache,
+    /// Which state-changing endpoints are on.
+    pub endpoints: Endpoints,
 }
 
 /// Binds `address` in the exporter's notation: `:10056` means every interface.
@@ -163,6 +194,7 @@ pub async fn serve_with(
                     peer,
                     handshake_timeout: limits.header_read_timeout,
                 };
+                let stream = deadline::WriteDeadline::new(stream, limits.write_timeout);
                 tokio::spawn(async move {
                     connection.run(stream).await;
                     drop(slot);
@@ -194,7 +226,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream) {
+    async fn run(self, stream: deadline::WriteDeadline<TcpStream>) {
         // The certificate in force when the client connects: a renewed one is used from the
         // next connection on.
         let Some(tls) = self.web.current().tls.clone() else {

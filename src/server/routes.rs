@@ -41,9 +41,15 @@ pub(super) async fn handle<B>(
             Some((name, action)) => (name, Some(action)),
             None => (rest, None),
         };
-        let name = percent_decode(name);
+        let Some(name) = agent_name(name) else {
+            return api::error(StatusCode::NOT_FOUND, "agent names are UTF-8");
+        };
         return match (method, action) {
             (Method::GET | Method::HEAD, None) => api::one(&state, &name),
+            (Method::POST, Some("probe")) if !state.endpoints.probe_api => api::error(
+                StatusCode::FORBIDDEN,
+                "the probe API is off; start the exporter with --web.enable-probe-api to probe agents on demand",
+            ),
             (Method::POST, Some("probe")) => api::probe_now(&state, &name).await,
             (_, None) => method_not_allowed("GET"),
             (_, Some("probe")) => method_not_allowed("POST"),
@@ -56,7 +62,7 @@ pub(super) async fn handle<B>(
             "text/html; charset=utf-8",
             state.status_page.clone(),
         ),
-        (Method::GET | Method::HEAD, "/api/v1/agents") => api::list(&state),
+        (Method::GET | Method::HEAD, "/api/v1/agents") => api::list(&state).await,
         (Method::GET, "/api/v1/events") => events::stream(&state, req.uri().query()),
         (Method::GET | Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy.\n"),
         (Method::GET | Method::HEAD, "/-/ready") => {
@@ -69,6 +75,10 @@ pub(super) async fn handle<B>(
                 )
             }
         }
+        (Method::POST | Method::PUT, "/-/reload") if !state.endpoints.lifecycle => text(
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled; start the exporter with --web.enable-lifecycle to reload over HTTP (SIGHUP always reloads).\n",
+        ),
         (Method::POST | Method::PUT, "/-/reload") => reload(&state).await,
         (_, "/-/reload") => method_not_allowed("POST"),
         (_, "/" | "/-/healthy" | "/-/ready" | "/api/v1/agents" | "/api/v1/events") => {
@@ -122,10 +132,12 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
-/// Agent names in paths may be percent-encoded.
-fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("n={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+/// An agent name from one path segment: percent-decoded as a path segment (`+` stays `+`, `%26`
+/// is `&`, `%2F` is `/`), so every name a config may hold can be addressed. `None` when the
+/// bytes are not UTF-8: no agent has such a name.
+fn agent_name(segment: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
