@@ -123,7 +123,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 /// Agent names in paths may be percent-encoded.
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     url::form_urlencoded::parse(format!("n={}", text.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
