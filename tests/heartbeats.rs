@@ -315,3 +315,44 @@ async fn reload_with_only_a_new_token_keeps_the_state_and_takes_the_new_token() 
     assert_eq!(served.state("worker").probes_success, 2);
     served.shutdown().await;
 }
+
+/// Parses `yaml` with a token file `worker.token` beside it.
+fn parse(yaml: &str) -> Result<agent_health_exporter::config::Config, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("worker.token"), TOKEN).expect("token");
+    agent_health_exporter::config::parse(yaml, "config.yaml", dir.path()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn heartbeat_in_a_check_template_gives_the_period_and_the_agent_its_token() {
+    let yaml = "checks:\n  batch:\n    heartbeat: {period: 5m, max_run_time: 1h}\nagents:\n  - name: worker\n    type: batch\n    heartbeat: {token_file: worker.token}\n";
+    let config = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
+    let spec = &config.agents[0].spec;
+    let heartbeat = spec.target.heartbeat().expect("a heartbeat agent");
+    assert_eq!(heartbeat.period, Duration::from_secs(300));
+    assert_eq!(heartbeat.grace, Duration::from_secs(60), "20 % of the period");
+    assert_eq!(heartbeat.max_run_time, Some(Duration::from_secs(3600)));
+    assert_eq!(heartbeat.token.expose(), TOKEN);
+    assert_eq!(spec.interval, Duration::from_secs(300));
+    assert_eq!(spec.timeout, Duration::from_secs(60));
+}
+
+#[test]
+fn url_and_heartbeat_together_or_neither_are_errors_with_place_and_fix() {
+    let both = "agents:\n  - name: worker\n    type: batch\n    url: http://127.0.0.1:1/\n    heartbeat: {period: 1m, token_file: worker.token}\n";
+    let error = parse(both).expect_err("url and heartbeat together");
+    assert!(error.contains("both `url` and `heartbeat`"), "{error}");
+    assert!(error.contains("config.yaml:4"), "{error}");
+    let neither = "agents:\n  - name: worker\n    type: batch\n";
+    let error = parse(neither).expect_err("neither url nor heartbeat");
+    assert!(error.contains("missing required key `url` (or a `heartbeat` section)"), "{error}");
+    assert!(error.contains("heartbeat: {period: 1m"), "{error}");
+    let no_token = "agents:\n  - name: worker\n    type: batch\n    heartbeat: {period: 1m}\n";
+    let error = parse(no_token).expect_err("no token_file");
+    assert!(error.contains("no `token_file`"), "{error}");
+    let no_period = "agents:\n  - name: worker\n    type: batch\n    heartbeat: {token_file: worker.token}\n";
+    let error = parse(no_period).expect_err("no period");
+    assert!(error.contains("no `period`"), "{error}");
+    let unknown = "agents:\n  - name: worker\n    type: batch\n    heartbeat: {period: 1m, token_file: worker.token, every: 2m}\n";
+    assert!(parse(unknown).is_err(), "an unknown key is refused");
+}
