@@ -356,3 +356,23 @@ fn url_and_heartbeat_together_or_neither_are_errors_with_place_and_fix() {
     let unknown = "agents:\n  - name: worker\n    type: batch\n    heartbeat: {period: 1m, token_file: worker.token, every: 2m}\n";
     assert!(parse(unknown).is_err(), "an unknown key is refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_basic_auth_for_scrapers_the_heartbeat_paths_take_the_agents_token_instead() {
+    let hash = bcrypt::hash("wonderland", 4).expect("bcrypt");
+    let served = Served::start_with(&config("period: 1m"), |dir: &Path, options| {
+        std::fs::write(dir.join("worker.token"), TOKEN).expect("token");
+        let web = dir.join("web.yaml");
+        std::fs::write(&web, format!("basic_auth_users:\n  alice: {hash}\n")).expect("web");
+        options.web_config_file = Some(web);
+    })
+    .await;
+    let scrape = fetch(served.addr, "GET", "/metrics", &[]).await.expect("answer");
+    assert_eq!(scrape.status, 401, "scrapers still need their password");
+    assert_eq!(beat(served.addr, "").await.status, 200);
+    assert_eq!(served.state("worker").status, Status::Healthy);
+    let path = "/api/v1/agents/worker/heartbeat";
+    let without = report(served.addr, "POST", path, None, "").await;
+    assert_eq!(without.status, 401, "{}", without.text());
+    served.shutdown().await;
+}
