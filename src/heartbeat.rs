@@ -263,7 +263,11 @@ impl Heartbeats {
             beat.take_token(now).map_err(Refusal::RateLimited)?;
             beat.deadline = now + beat.allowed_silence();
             let run = match report {
-                Report::Start => beat.run.replace(now).map(|_| ()).and(None),
+                // A second start restarts the run: the first one's end was never reported.
+                Report::Start => {
+                    beat.run = Some(now);
+                    None
+                }
                 Report::Success | Report::Fail => beat.run.take(),
             };
             let earliest = beat.next_event();

@@ -330,7 +330,11 @@ fn heartbeat_in_a_check_template_gives_the_period_and_the_agent_its_token() {
     let spec = &config.agents[0].spec;
     let heartbeat = spec.target.heartbeat().expect("a heartbeat agent");
     assert_eq!(heartbeat.period, Duration::from_secs(300));
-    assert_eq!(heartbeat.grace, Duration::from_secs(60), "20 % of the period");
+    assert_eq!(
+        heartbeat.grace,
+        Duration::from_secs(60),
+        "20 % of the period"
+    );
     assert_eq!(heartbeat.max_run_time, Some(Duration::from_secs(3600)));
     assert_eq!(heartbeat.token.expose(), TOKEN);
     assert_eq!(spec.interval, Duration::from_secs(300));
@@ -345,12 +349,16 @@ fn url_and_heartbeat_together_or_neither_are_errors_with_place_and_fix() {
     assert!(error.contains("config.yaml:4"), "{error}");
     let neither = "agents:\n  - name: worker\n    type: batch\n";
     let error = parse(neither).expect_err("neither url nor heartbeat");
-    assert!(error.contains("missing required key `url` (or a `heartbeat` section)"), "{error}");
+    assert!(
+        error.contains("missing required key `url` (or a `heartbeat` section)"),
+        "{error}"
+    );
     assert!(error.contains("heartbeat: {period: 1m"), "{error}");
     let no_token = "agents:\n  - name: worker\n    type: batch\n    heartbeat: {period: 1m}\n";
     let error = parse(no_token).expect_err("no token_file");
     assert!(error.contains("no `token_file`"), "{error}");
-    let no_period = "agents:\n  - name: worker\n    type: batch\n    heartbeat: {token_file: worker.token}\n";
+    let no_period =
+        "agents:\n  - name: worker\n    type: batch\n    heartbeat: {token_file: worker.token}\n";
     let error = parse(no_period).expect_err("no period");
     assert!(error.contains("no `period`"), "{error}");
     let unknown = "agents:\n  - name: worker\n    type: batch\n    heartbeat: {period: 1m, token_file: worker.token, every: 2m}\n";
@@ -367,7 +375,9 @@ async fn with_basic_auth_for_scrapers_the_heartbeat_paths_take_the_agents_token_
         options.web_config_file = Some(web);
     })
     .await;
-    let scrape = fetch(served.addr, "GET", "/metrics", &[]).await.expect("answer");
+    let scrape = fetch(served.addr, "GET", "/metrics", &[])
+        .await
+        .expect("answer");
     assert_eq!(scrape.status, 401, "scrapers still need their password");
     assert_eq!(beat(served.addr, "").await.status, 200);
     assert_eq!(served.state("worker").status, Status::Healthy);
