@@ -59,6 +59,8 @@ pub struct AgentState {
     pub duration_sum: f64,
     /// Newest at the back.
     pub history: VecDeque<HistoryEntry>,
+    /// Heartbeat agents: when silence will count as missed (kept by `heartbeat.rs`).
+    pub heartbeat_deadline: Option<SystemTime>,
 }
 
 /// A change of status, as logged and streamed.
@@ -124,6 +126,7 @@ impl Agent {
                 duration_native: NativeBuckets::new(now),
                 duration_sum: 0.0,
                 history: VecDeque::with_capacity(history_limit.min(PREALLOCATED_HISTORY)),
+                heartbeat_deadline: None,
             }),
             probe_lock: tokio::sync::Mutex::new(()),
             spec,

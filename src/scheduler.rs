@@ -16,9 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::Handle;
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tokio::{sync::Notify, task::AbortHandle};
 
 use crate::config::Config;
 use crate::metrics::ExporterMetrics;
@@ -114,11 +113,14 @@ struct Probing {
 pub struct Scheduler {
     shared: Arc<Shared>,
     probing: Mutex<Option<Probing>>,
+    /// Heartbeat agents are never probed: their deadlines have a timer of their own.
+    pub heartbeats: Arc<crate::heartbeat::Heartbeats>,
 }
 
 impl Scheduler {
     pub fn new(monitor: Arc<Monitor>, exporter: Arc<ExporterMetrics>) -> Self {
         Scheduler {
+            heartbeats: Arc::new(crate::heartbeat::Heartbeats::new(monitor.clone())),
             shared: Arc::new(Shared {
                 monitor,
                 exporter,
@@ -153,8 +155,7 @@ impl Scheduler {
             }
             summary.removed.push(name.to_string());
         }
-        // The monitor takes the whole change at once, after the loop: readers (the API, a
-        // scrape) see the old fleet or the new one, never a mix.
+        // The monitor takes the change at once: readers see the old fleet or the new one.
         let mut new_agents = Vec::new();
         let now = Instant::now();
         for resolved in &config.agents {
@@ -179,12 +180,14 @@ impl Scheduler {
             let key = agent.shared_name();
             let generation = fleet.next_generation;
             fleet.next_generation += 1;
-            let at = now + first_slot_wait(name, agent.spec.interval);
-            fleet.slots.push(Reverse(Due {
-                at,
-                generation,
-                name: key.clone(),
-            }));
+            if agent.spec.target.heartbeat().is_none() {
+                let at = now + first_slot_wait(name, agent.spec.interval);
+                fleet.slots.push(Reverse(Due {
+                    at,
+                    generation,
+                    name: key.clone(),
+                }));
+            }
             fleet.agents.insert(
                 key,
                 Scheduled {
@@ -196,8 +199,8 @@ impl Scheduler {
             );
         }
         self.shared.monitor.swap(&gone, &new_agents);
-        // Stale heap entries of removed and changed agents would otherwise stay until their
-        // slots come; after a large reload, drop them now.
+        self.heartbeats.apply(&gone, &new_agents);
+        // Stale heap entries would otherwise stay until their slots come: drop them now.
         if fleet.slots.len() > 2 * fleet.agents.len() + 64 {
             let Fleet { agents, slots, .. } = &mut *fleet;
             slots.retain(|Reverse(due)| {
@@ -229,6 +232,7 @@ impl Scheduler {
             abort(&scheduled);
         }
         fleet.slots.clear();
+        self.heartbeats.stop();
     }
 
     /// Probes `agent` now, outside its schedule, and records the result like any probe.

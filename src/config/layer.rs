@@ -57,6 +57,8 @@ pub(super) struct Layer {
     pub http: HttpLayer,
     pub expect: ExpectLayer,
     pub degraded: DegradedLayer,
+    /// `heartbeat:`, for agents that report in instead of being probed.
+    pub heartbeat: Option<Placed<super::heartbeat::HeartbeatLayer>>,
     /// Where protocol sections were written, to report them on a target that cannot use them.
     pub sections: Vec<(&'static str, Location)>,
 }
@@ -122,6 +124,12 @@ impl Layer {
             http: self.http.over(&lower.http),
             expect: self.expect.over(&lower.expect),
             degraded: self.degraded.over(&lower.degraded),
+            heartbeat: match (self.heartbeat, &lower.heartbeat) {
+                (Some(upper), Some(lower)) => {
+                    Some(Placed::new(upper.value.over(&lower.value), upper.at))
+                }
+                (upper, lower) => upper.or_else(|| lower.clone()),
+            },
             sections,
         }
     }
@@ -196,6 +204,9 @@ impl Resolver {
         if let Some(degraded) = raw.degraded {
             layer.sections.push(("degraded", degraded.referenced));
             layer.degraded = self.degraded_layer(degraded.value);
+        }
+        if let Some(heartbeat) = raw.heartbeat {
+            layer.heartbeat = Some(self.heartbeat_layer(heartbeat, what));
         }
         layer
     }

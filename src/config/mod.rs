@@ -7,6 +7,7 @@ mod checks;
 mod error;
 mod expect;
 mod files;
+mod heartbeat;
 mod http;
 mod layer;
 mod raw;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 pub use checks::{resolve_agent, AgentFields, Templates};
 pub use error::{base_dir, ConfigError, ConfigIssue};
+pub use heartbeat::{default_grace, HeartbeatSpec};
 pub use http::DEFAULT_MAX_BODY_BYTES;
 pub use layer::Protocol;
 pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};

@@ -49,6 +49,7 @@ macro_rules! with_check_keys {
             pub http: Option<Spanned<RawHttp>>,
             pub expect: Option<Spanned<RawExpect>>,
             pub degraded: Option<Spanned<RawDegraded>>,
+            pub heartbeat: Option<Spanned<super::heartbeat::RawHeartbeat>>,
         }
 
         impl $name {
@@ -65,6 +66,7 @@ macro_rules! with_check_keys {
                     http: self.http.take(),
                     expect: self.expect.take(),
                     degraded: self.degraded.take(),
+                    heartbeat: self.heartbeat.take(),
                 }
             }
         }

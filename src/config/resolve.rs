@@ -132,10 +132,9 @@ impl Resolver {
         what: &str,
     ) -> Option<ResolvedAgent> {
         let before = self.issues.len();
-        let [name, agent_type, url] = [
+        let [name, agent_type] = [
             ("name", &head.name, "name: planner"),
             ("type", &head.agent_type, "type: orchestrator"),
-            ("url", &head.url, "url: http://127.0.0.1:8081/health"),
         ]
         .map(|(key, value, example)| {
             self.required_text(value.as_ref(), head.at, what, key, example)
@@ -149,7 +148,7 @@ impl Resolver {
         // A timeout that does not fit is reported at the agent's own key when it has one: that
         // is where the two met.
         let own_at = own.timeout.as_ref().or(own.interval.as_ref()).map(|p| p.at);
-        let merged = own.over(chosen.layer);
+        let mut merged = own.over(chosen.layer);
         let timing_at = own_at
             .or_else(|| {
                 merged
@@ -159,8 +158,8 @@ impl Resolver {
                     .map(|p| p.at)
             })
             .unwrap_or(head.at);
-        let (url, url_at) = (url?, head.url.as_ref()?.referenced);
-        let (target, url_auth) = self.target(&url, url_at, what)?;
+        let (target, url_auth) = self.url_or_heartbeat(&head, &mut merged, what)?;
+        let url_at = head.url.as_ref().map_or(head.at, |u| u.referenced);
         let spec = self.assemble(
             merged,
             target,
@@ -204,7 +203,11 @@ impl Resolver {
             None if DEFAULT_TIMEOUT >= interval => interval.mul_f64(0.8),
             None => DEFAULT_TIMEOUT,
         };
-        if timeout >= interval {
+        // A heartbeat agent's interval is its period and its timeout its grace (the gauges
+        // show them); a grace as long as the period is fine.
+        let heartbeat = target.heartbeat().map(|hb| (hb.period, hb.grace));
+        let (interval, timeout) = heartbeat.unwrap_or((interval, timeout));
+        if heartbeat.is_none() && timeout >= interval {
             self.issue(
                 at,
                 format!(

@@ -204,6 +204,10 @@ impl AgentSpec {
             (Some(old), Some(new)) => old.adopt(new),
             _ => false,
         };
-        auth | tls
+        let heartbeat = match (self.target.heartbeat(), newer.target.heartbeat()) {
+            (Some(old), Some(new)) => old.token.adopt(&new.token),
+            _ => false,
+        };
+        auth | tls | heartbeat
     }
 }

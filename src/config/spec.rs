@@ -42,6 +42,8 @@ pub enum Target {
     Http(url::Url),
     /// `tcp://host:port`.
     Tcp { host: String, port: u16 },
+    /// Never probed: the agent reports in (`config/heartbeat.rs`).
+    Heartbeat(super::heartbeat::HeartbeatSpec),
 }
 
 impl Target {
@@ -50,6 +52,15 @@ impl Target {
         match self {
             Target::Http(url) => url.as_str().to_owned(),
             Target::Tcp { host, port } => format!("tcp://{host}:{port}"),
+            Target::Heartbeat(_) => "heartbeat".to_owned(),
+        }
+    }
+
+    /// The heartbeat settings of an agent that reports in.
+    pub fn heartbeat(&self) -> Option<&super::heartbeat::HeartbeatSpec> {
+        match self {
+            Target::Heartbeat(hb) => Some(hb),
+            _ => None,
         }
     }
 }

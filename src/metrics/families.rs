@@ -262,6 +262,17 @@ pub(super) const FAMILIES: &[Family] = &[
         }),
     },
     Family {
+        name: "agent_heartbeat_deadline_timestamp_seconds",
+        help: "When a heartbeat agent's silence will count as missed.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if let Some(deadline) = row.state.heartbeat_deadline {
+                out.float(unix_seconds(deadline));
+            }
+        }),
+    },
+    Family {
         name: "agent_probe_interval_seconds",
         help: "Configured time between two probes of the agent.",
         unit: None,

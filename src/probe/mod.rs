@@ -28,11 +28,15 @@ pub enum FailureReason {
     BodyTooLarge,
     Redirect,
     Protocol,
+    /// A heartbeat agent did not report within `period + grace`.
+    Missed,
+    /// A heartbeat agent reported a failure itself.
+    Reported,
 }
 
 impl FailureReason {
     /// Every reason, in label order, so that every series exists from the start.
-    pub const ALL: [FailureReason; 9] = [
+    pub const ALL: [FailureReason; 11] = [
         FailureReason::Timeout,
         FailureReason::Dns,
         FailureReason::Connect,
@@ -42,6 +46,8 @@ impl FailureReason {
         FailureReason::BodyTooLarge,
         FailureReason::Redirect,
         FailureReason::Protocol,
+        FailureReason::Missed,
+        FailureReason::Reported,
     ];
 
     /// The `reason` label value.
@@ -56,6 +62,8 @@ impl FailureReason {
             FailureReason::BodyTooLarge => "body_too_large",
             FailureReason::Redirect => "redirect",
             FailureReason::Protocol => "protocol",
+            FailureReason::Missed => "missed",
+            FailureReason::Reported => "reported",
         }
     }
 
@@ -195,6 +203,19 @@ pub async fn run(spec: &AgentSpec) -> ProbeResult {
     match &spec.target {
         crate::config::Target::Http(url) => http::probe(spec, url).await,
         crate::config::Target::Tcp { host, port } => tcp::probe(spec, host, *port).await,
+        // The scheduler never probes a heartbeat agent and the on-demand endpoint refuses it;
+        // should one get here, it is a failure that says why rather than a panic.
+        crate::config::Target::Heartbeat(_) => ProbeResult {
+            ended_at: SystemTime::now(),
+            duration: Duration::ZERO,
+            phases: Phases::default(),
+            http_status: None,
+            cert_expiry: None,
+            outcome: Outcome::Failed {
+                reason: FailureReason::Protocol,
+                error: "heartbeat agents report in and are not probed".to_owned(),
+            },
+        },
     }
 }
 

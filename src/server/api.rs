@@ -42,6 +42,10 @@ pub(super) async fn probe_now(state: &Arc<ServerState>, name: &str) -> Response<
     let Some(scheduler) = state.scheduler.as_ref() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "probing is not running");
     };
+    if agent.spec.target.heartbeat().is_some() {
+        let why = format!("agent {name:?} reports in by heartbeat and is never probed");
+        return error(StatusCode::CONFLICT, &why);
+    }
     let result = match scheduler.try_probe_now(&agent).await {
         Ok(result) => result,
         Err(refused) => {

@@ -6,6 +6,7 @@ pub mod auth;
 mod deadline;
 pub mod events;
 mod exposition;
+mod heartbeat;
 mod respond;
 mod routes;
 pub mod scrape_cache;
@@ -276,20 +277,30 @@ async fn guarded<B>(
     state: Arc<ServerState>,
     web: Arc<web_config::WebConfig>,
     peer: SocketAddr,
-) -> http::Response<Body> {
+) -> http::Response<Body>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     use http::header;
+    let report = heartbeat::report_of(req.uri().path()).map(|(n, r)| (n.to_owned(), r));
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let has_body =
-        declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    // A heartbeat's body is read, so its connection can stay open.
+    let has_body = report.is_none()
+        && (declared.is_some_and(|n| n > 0)
+            || req.headers().contains_key(header::TRANSFER_ENCODING));
     let mut response = if declared.is_some_and(|n| n > MAX_REQUEST_BODY_BYTES) {
         respond::text(
             http::StatusCode::PAYLOAD_TOO_LARGE,
             "Request body too large; no endpoint takes a body.\n",
         )
+    } else if let Some((name, report)) = report {
+        // Agents report with their own token, in place of the scrapers' basic auth.
+        heartbeat::handle(req, &state, &name, report).await
     } else {
         let allowed = match &web.auth {
             Some(auth) => auth.allows(req.headers().get(header::AUTHORIZATION)).await,

@@ -135,7 +135,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 /// An agent name from one path segment: percent-decoded as a path segment (`+` stays `+`, `%26`
 /// is `&`, `%2F` is `/`), so every name a config may hold can be addressed. `None` when the
 /// bytes are not UTF-8: no agent has such a name.
-fn agent_name(segment: &str) -> Option<String> {
+pub(super) fn agent_name(segment: &str) -> Option<String> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
         .ok()

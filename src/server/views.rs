@@ -38,6 +38,9 @@ pub struct AgentView {
     pub last_probe: Option<ProbeView>,
     pub last_success: Option<String>,
     pub window: WindowView,
+    /// Heartbeat agents only: when silence will count as missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_deadline: Option<String>,
     /// Only in the single-agent answer: newest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryView>>,
@@ -138,6 +141,7 @@ pub fn agent(agent: &Agent, history: bool) -> AgentView {
         last_probe: state.last.as_ref().map(probe),
         last_success: state.last_success.map(timestamp),
         window: window(&state),
+        heartbeat_deadline: state.heartbeat_deadline.map(timestamp),
         history: history.then(|| state.history.iter().rev().map(history_entry).collect()),
     }
 }
