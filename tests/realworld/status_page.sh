@@ -2,7 +2,9 @@
 # Real-world check of the status page: Debian's chromium, headless, loads `/` from the release
 # binary, shows every configured agent, follows an agent's change of status within 2 s of the
 # event, and sends no request off 127.0.0.1. The agent that changes is a tiny HTTP server whose
-# answer this script switches (POST /mode/down, /mode/up).
+# answer this script switches (POST /mode/down, /mode/up). Then a second exporter probes 10,000
+# agents, 10 % of them failing, and the page's time to first render and to show a status change under
+# that load are printed (bounded only by a generous 10 s).
 # Usage: tests/realworld/status_page.sh path/to/agent-health-exporter
 set -euo pipefail
 bin=$(realpath "${1:?usage: $0 path/to/agent-health-exporter}")
@@ -67,10 +69,10 @@ pids+=($!)
 for _ in $(seq 1 50); do [ -s "$work/agent.port" ] && break; sleep 0.1; done
 agent_port=$(cat "$work/agent.port")
 
-# Two free ports: the exporter's, and one where nothing listens for the TCP agent.
-read -r port dead_port < <(python3 -c '
+# Three free ports: the two exporters', and one where nothing listens for the TCP agents.
+read -r port dead_port fleet_port < <(python3 -c '
 import socket
-s = [socket.socket() for _ in range(2)]
+s = [socket.socket() for _ in range(3)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*(x.getsockname()[1] for x in s))')
 
@@ -95,6 +97,11 @@ agents:
     url: tcp://127.0.0.1:$dead_port
     interval: 1s
     timeout: 500ms
+  # Names that sort differently by text and by number (w10 < w2 < w9 as text), one of them failing.
+  - {name: w10, type: worker, url: "http://127.0.0.1:$port/-/healthy", interval: 1s, timeout: 500ms}
+  - {name: w2, type: worker, url: "http://127.0.0.1:$port/-/healthy", interval: 1s, timeout: 500ms}
+  - {name: w1, type: worker, url: "http://127.0.0.1:$port/-/healthy", interval: 1s, timeout: 500ms}
+  - {name: w9, type: worker, url: "tcp://127.0.0.1:$dead_port", interval: 1s, timeout: 500ms}
 EOF
 "$bin" --config.file="$work/config.yaml" --web.listen-address="127.0.0.1:$port" 2> "$work/log" &
 pids+=($!)
@@ -114,8 +121,37 @@ fi
 # Every wait is bounded inside the test; `timeout` bounds the whole of it as well.
 status=0
 timeout 180 node "$browser/status_page.mjs" base="http://127.0.0.1:$port" control="http://127.0.0.1:$agent_port" \
-  agent=switchable expect=switchable,exporter-self,nothing-listens || status=$?
+  agent=switchable expect=switchable,exporter-self,nothing-listens,w10,w2,w1,w9 || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- exporter log"; tail -n 40 "$work/log"
+  exit "$status"
+fi
+
+# The fleet: w0 is the switchable agent (it sorts first in its status); w1..w9999 are TCP checks of
+# three types, every tenth at the closed port (unhealthy), the others at the first exporter's port,
+# every 30 s (the default interval), so about 330 probe events a second stream to the page.
+python3 - "$agent_port" "$port" "$dead_port" > "$work/fleet.yaml" <<'EOF'
+import sys
+agent_port, live_port, dead_port = sys.argv[1:]
+print("defaults: {interval: 30s, timeout: 2s}")
+print("agents:")
+print(f"  - {{name: w0, type: worker, url: 'http://127.0.0.1:{agent_port}/health', interval: 1s, timeout: 500ms}}")
+for i in range(1, 10000):
+    kind = ("worker", "gateway", "database")[i % 3]
+    port = dead_port if i % 10 == 0 else live_port
+    print(f"  - {{name: w{i}, type: {kind}, url: 'tcp://127.0.0.1:{port}'}}")
+EOF
+"$bin" --config.file="$work/fleet.yaml" --web.listen-address="127.0.0.1:$fleet_port" 2> "$work/fleet.log" &
+pids+=($!)
+ready=""
+for _ in $(seq 1 300); do
+  curl -fsS "http://127.0.0.1:$fleet_port/-/ready" >/dev/null 2>&1 && { ready=yes; break; }
+  sleep 0.1
+done
+[ -n "$ready" ] || { echo "FAIL: the fleet exporter is not ready"; tail -n 40 "$work/fleet.log"; exit 1; }
+timeout 180 node "$browser/status_page.mjs" mode=load base="http://127.0.0.1:$fleet_port" \
+  control="http://127.0.0.1:$agent_port" agent=w0 || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "--- fleet exporter log"; tail -n 40 "$work/fleet.log"
 fi
 exit "$status"
