@@ -11,8 +11,8 @@ use crate::monitor::Monitor;
 use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
 use crate::server::web_watch::WebWatch;
-use crate::shard::Shard;
 use crate::server::{self, Endpoints, Limits, ServerState};
+use crate::shard::Shard;
 use tokio::net::TcpListener;
 
 /// Version facts, fixed at build time.

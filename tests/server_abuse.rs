@@ -13,12 +13,15 @@ use tokio::net::TcpStream;
 
 /// The exporter on loopback with an empty fleet and these server limits.
 async fn serve(limits: Limits) -> Served {
-    Served::start_with("agents: []
-", |_, options| {
-        options.limits = limits;
-        // One test posts to /-/reload.
-        options.endpoints.lifecycle = true;
-    })
+    Served::start_with(
+        "agents: []
+",
+        |_, options| {
+            options.limits = limits;
+            // One test posts to /-/reload.
+            options.endpoints.lifecycle = true;
+        },
+    )
     .await
 }
 

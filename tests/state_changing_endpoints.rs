@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use harness::{Behaviour, MockAgent};
 use harness::{get, metric, request, Binary};
+use harness::{Behaviour, MockAgent};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
