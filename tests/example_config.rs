@@ -93,7 +93,8 @@ fn schema_keys() -> BTreeSet<String> {
 
 /// The example with its commented-out keys put back: a line `# key: value`, whose text after
 /// `# ` starts with a lower-case key and a colon, is a key shown but left inactive (those that
-/// name files, which the container image does not ship). Prose comments stay comments.
+/// name files, which the container image does not ship), and so is `# - key: value`, an inactive
+/// list item. Prose comments stay comments.
 fn example_with_inactive_keys(text: &str) -> String {
     let is_key_line = |rest: &str| {
         rest.split_once(':').is_some_and(|(key, _)| {
@@ -108,7 +109,15 @@ fn example_with_inactive_keys(text: &str) -> String {
         let trimmed = line.trim_start();
         let indent = &line[..line.len() - trimmed.len()];
         match trimmed.strip_prefix("# ") {
-            Some(rest) if is_key_line(rest) => out.push_str(&format!("{indent}{rest}")),
+            Some(rest)
+                if is_key_line(
+                    rest.trim_start()
+                        .strip_prefix("- ")
+                        .unwrap_or(rest.trim_start()),
+                ) =>
+            {
+                out.push_str(&format!("{indent}{rest}"))
+            }
             _ => out.push_str(line),
         }
         out.push('\n');
