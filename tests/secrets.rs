@@ -198,7 +198,7 @@ fn config_errors_do_not_print_secret_file_contents_or_url_credentials() {
     // Each error must really be there, at its place: an error that is not printed cannot
     // show that it would not leak.
     for (place, needle) in [
-        ("config.yaml:5:", "more than one way to authenticate"),
+        ("config.yaml:4:", "the url has credentials and `basic_auth`"),
         ("config.yaml:8:", "unsupported URL scheme \"ftp\""),
         ("config.yaml:10:", "duplicate agent name \"a\""),
         ("config.yaml:16:", "key_file"),

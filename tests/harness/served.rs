@@ -44,6 +44,12 @@ impl Served {
         let mut options = Options {
             config_file: config.clone(),
             listen_address: "127.0.0.1:0".into(),
+            // The API tests drive reloads and on-demand probes; the flags' defaults (off) are
+            // proven against the built binary in state_changing_endpoints.rs.
+            endpoints: agent_health_exporter::server::Endpoints {
+                lifecycle: true,
+                probe_api: true,
+            },
             ..Options::default()
         };
         prepare(dir.path(), &mut options);
