@@ -2,13 +2,11 @@
 //! derived from its name, so a fleet is spread evenly over the interval and keeps its phase across
 //! restarts. Reloads are applied here as a diff by agent name.
 //!
-//! One loop owns the schedule of the whole fleet: it sleeps until the next slot, starts every
-//! probe that is due, and sleeps again. A probe is a task only while it runs, so an idle agent
-//! costs a heap entry rather than a parked task, and probes that fall due together start from one
-//! wake-up. Probes run on a runtime of their own, on one thread: a probe is a few syscalls, and
-//! handing its wake-ups between threads (what a work-stealing runtime does) cost more CPU than
-//! the probe itself. The HTTP server keeps the caller's runtime, so a heavy request never delays
-//! a slot.
+//! One loop owns the fleet's schedule: it sleeps until the next slot and starts every probe due.
+//! A probe is a task only while it runs (an idle agent costs a heap entry), and probes due
+//! together share one wake-up. Probes run on a one-thread runtime of their own: handing a
+//! probe's wake-ups between threads cost more CPU than the probe itself, and the HTTP server
+//! keeps the caller's runtime, so a heavy request never delays a slot.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
