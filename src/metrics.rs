@@ -248,6 +248,8 @@ struct Row {
     probes_failure: u64,
     failures_by_reason: [u64; FailureReason::ALL.len()],
     status_changes: u64,
+    /// grpc agents only: the last gRPC status code, -1 when none.
+    grpc_status: Option<i32>,
     duration_sum: f64,
     duration_count: u64,
     duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
@@ -293,6 +295,12 @@ impl FleetCollector {
                     probes_failure: state.probes_failure,
                     failures_by_reason: state.failures_by_reason,
                     status_changes: state.status_changes,
+                    grpc_status: matches!(agent.spec.target, crate::config::Target::Grpc(_)).then(
+                        || {
+                            let last = state.last.as_ref().and_then(|r| r.protocol.grpc_status);
+                            last.unwrap_or(crate::probe::NO_GRPC_STATUS)
+                        },
+                    ),
                     duration_sum: state.duration_sum,
                     duration_count: state.duration_buckets.iter().sum(),
                     duration_buckets: state.duration_buckets,
@@ -322,6 +330,7 @@ struct Families {
     last_success: Family,
     http_status: Family,
     cert_expiry: Family,
+    grpc_status: Family,
     interval: Family,
     timeout: Family,
 }
@@ -395,6 +404,11 @@ const FAMILIES: Families = Families {
     cert_expiry: Family {
         name: "agent_tls_cert_expiry_timestamp_seconds",
         help: "Earliest expiry among the certificates the agent served.",
+        kind: Kind::Gauge,
+    },
+    grpc_status: Family {
+        name: "agent_grpc_status_code",
+        help: "gRPC status code of the grpc agent's last probe, -1 when none was received.",
         kind: Kind::Gauge,
     },
     interval: Family {
@@ -502,6 +516,7 @@ mod tests {
             },
             http_status: Some(200),
             cert_expiry: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+            protocol: Default::default(),
             outcome,
         };
         for ms in [0, 1, 2, 3, 40, 600, 12_000] {

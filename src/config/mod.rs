@@ -3,6 +3,7 @@
 //! re-checks a config value.
 
 mod error;
+mod grpc;
 mod raw;
 mod resolve;
 mod spec;
@@ -11,6 +12,7 @@ pub mod tls;
 use std::path::Path;
 
 pub use error::{base_dir, ConfigError, ConfigIssue};
+pub use grpc::GrpcTarget;
 pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
 pub use spec::*;
 

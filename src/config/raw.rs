@@ -46,6 +46,7 @@ pub struct RawAgent {
     pub http: Option<Spanned<RawHttp>>,
     pub expect: Option<Spanned<RawExpect>>,
     pub degraded: Option<Spanned<RawDegraded>>,
+    pub grpc: Option<Spanned<super::grpc::RawGrpc>>,
 }
 
 /// `http:` of one agent.

@@ -212,6 +212,7 @@ impl Resolver {
             (Some(text), Some(spanned)) => self.target(text, spanned.referenced, &what)?,
             _ => return None,
         };
+        let (target, grpc_tls) = self.grpc_section(target, raw.grpc, &what, &mut fingerprint)?;
         let is_http = matches!(target, Target::Http(_));
         for (section, present) in [
             ("http", raw.http.as_ref().map(|s| s.referenced)),
@@ -227,7 +228,11 @@ impl Resolver {
             }
         }
         let is_https = matches!(&target, Target::Http(u) if u.scheme() == "https");
-        let http = self.http(raw.http, url_auth, is_https, &what, &mut fingerprint);
+        let mut http = self.http(raw.http, url_auth, is_https, &what, &mut fingerprint);
+        if let (Some(http), Some(tls)) = (http.as_mut(), grpc_tls) {
+            http.tls = Some(tls.config);
+            http.server_name = tls.server_name;
+        }
         let expect = self.expect(raw.expect);
         let degraded = self.degraded(raw.degraded);
 
@@ -401,11 +406,22 @@ impl Resolver {
                     }
                 }
             }
+            "grpc" | "grpcs" => {
+                let target = super::grpc::bare_target(&url);
+                if target.is_none() {
+                    self.issue(
+                        at,
+                        format!("{what}: a gRPC URL needs a host and a port and nothing else"),
+                        "write it as grpc://host:port or grpcs://host:port",
+                    );
+                }
+                target.map(|t| (t, None))
+            }
             other => {
                 self.issue(
                     at,
                     format!("{what}: unsupported URL scheme {other:?}"),
-                    "use http://, https:// or tcp://host:port",
+                    "use http://, https://, tcp://host:port or grpc(s)://host:port",
                 );
                 None
             }
@@ -534,7 +550,7 @@ impl Resolver {
         ok.then_some(spec)
     }
 
-    fn shared_default_tls(&mut self) -> Option<Arc<rustls::ClientConfig>> {
+    pub(super) fn shared_default_tls(&mut self) -> Option<Arc<rustls::ClientConfig>> {
         if self.default_tls.is_none() {
             let files = TlsFiles {
                 ca_pem: None,
@@ -556,7 +572,7 @@ impl Resolver {
         self.default_tls.clone()
     }
 
-    fn tls(
+    pub(super) fn tls(
         &mut self,
         tls: &Spanned<RawTls>,
         fingerprint: &mut DefaultHasher,
@@ -699,7 +715,7 @@ impl Resolver {
         }
     }
 
-    fn read_secret(
+    pub(super) fn read_secret(
         &mut self,
         file: &Spanned<String>,
         key: &str,

@@ -41,6 +41,8 @@ pub enum Target {
     Http(url::Url),
     /// `tcp://host:port`.
     Tcp { host: String, port: u16 },
+    /// `grpc://host:port` or `grpcs://host:port` with its `grpc:` section.
+    Grpc(Arc<super::grpc::GrpcTarget>),
 }
 
 impl Target {
@@ -49,6 +51,7 @@ impl Target {
         match self {
             Target::Http(url) => url.as_str().to_owned(),
             Target::Tcp { host, port } => format!("tcp://{host}:{port}"),
+            Target::Grpc(grpc) => grpc.display(),
         }
     }
 }

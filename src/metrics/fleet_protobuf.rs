@@ -171,6 +171,14 @@ pub(super) fn encode(
     }
     w.end();
 
+    w.begin(FAMILIES.grpc_status);
+    for (row, l) in pairs() {
+        if let Some(code) = row.grpc_status {
+            w.gauge(l, none, f64::from(code));
+        }
+    }
+    w.end();
+
     w.begin(FAMILIES.interval);
     for (row, l) in pairs() {
         w.gauge(l, none, row.agent.spec.interval.as_secs_f64());

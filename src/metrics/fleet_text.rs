@@ -157,6 +157,13 @@ pub(super) fn encode(
         }
     }
 
+    w.descriptor(FAMILIES.grpc_status);
+    for (row, l) in pairs() {
+        if let Some(code) = row.grpc_status {
+            w.float_line(FAMILIES.grpc_status.name, l, "", f64::from(code));
+        }
+    }
+
     w.descriptor(FAMILIES.interval);
     for (row, l) in pairs() {
         let v = row.agent.spec.interval.as_secs_f64();

@@ -187,6 +187,14 @@ impl Collector for FleetCollector {
             }
         }
 
+        let mut m = family(&mut encoder, FAMILIES.grpc_status)?;
+        for row in &rows {
+            if let Some(code) = row.grpc_status {
+                m.encode_family(&row.agent.labels())?
+                    .encode_gauge(&f64::from(code))?;
+            }
+        }
+
         let mut m = family(&mut encoder, FAMILIES.interval)?;
         for row in &rows {
             m.encode_family(&row.agent.labels())?

@@ -71,6 +71,7 @@ pub(super) async fn probe(spec: &AgentSpec, url: &Url) -> ProbeResult {
         phases: progress.phases,
         http_status: progress.http_status,
         cert_expiry: progress.cert_expiry,
+        protocol: Default::default(),
         outcome,
     }
 }
@@ -328,7 +329,7 @@ fn tls_failure(err: &io::Error, host: &str) -> Failure {
     )
 }
 
-fn earliest_expiry(chain: &[CertificateDer<'_>]) -> Option<SystemTime> {
+pub(super) fn earliest_expiry(chain: &[CertificateDer<'_>]) -> Option<SystemTime> {
     chain
         .iter()
         .filter_map(|der| {

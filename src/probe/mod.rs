@@ -2,15 +2,19 @@
 //! A probe never outlives its agent's timeout and always ends in a result, never an error.
 
 mod expect;
+mod grpc;
+mod grpc_conn;
 mod http;
 mod tcp;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::AgentSpec;
 
 pub use expect::{check_expectations, BodyVerdict};
+pub use grpc::NO_STATUS as NO_GRPC_STATUS;
 
 /// Why a probe failed: the closed set of the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,11 +28,13 @@ pub enum FailureReason {
     BodyTooLarge,
     Redirect,
     Protocol,
+    GrpcStatus,
+    NotServing,
 }
 
 impl FailureReason {
     /// Every reason, in label order, so that every series exists from the start.
-    pub const ALL: [FailureReason; 9] = [
+    pub const ALL: [FailureReason; 11] = [
         FailureReason::Timeout,
         FailureReason::Dns,
         FailureReason::Connect,
@@ -38,6 +44,8 @@ impl FailureReason {
         FailureReason::BodyTooLarge,
         FailureReason::Redirect,
         FailureReason::Protocol,
+        FailureReason::GrpcStatus,
+        FailureReason::NotServing,
     ];
 
     /// The `reason` label value.
@@ -52,6 +60,8 @@ impl FailureReason {
             FailureReason::BodyTooLarge => "body_too_large",
             FailureReason::Redirect => "redirect",
             FailureReason::Protocol => "protocol",
+            FailureReason::GrpcStatus => "grpc_status",
+            FailureReason::NotServing => "not_serving",
         }
     }
 
@@ -130,7 +140,27 @@ pub struct ProbeResult {
     pub http_status: Option<u16>,
     /// Earliest `notAfter` of the certificates the agent served (https only).
     pub cert_expiry: Option<SystemTime>,
+    /// What a grpc, mcp or a2a agent reported beyond the outcome.
+    pub protocol: ProtocolReport,
     pub outcome: Outcome,
+}
+
+/// Findings of the protocol probes; empty for http and tcp.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProtocolReport {
+    /// The last gRPC status code of a grpc agent (-1 when the call got none); None otherwise.
+    pub grpc_status: Option<i32>,
+    /// What the agent said about itself, for `agent_protocol_info`.
+    pub info: Option<Arc<ProtocolInfo>>,
+}
+
+/// The labels of `agent_protocol_info`; empty where the agent did not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProtocolInfo {
+    pub protocol: &'static str,
+    pub server_name: String,
+    pub server_version: String,
+    pub protocol_version: String,
 }
 
 /// Probe `spec` once, bounded by `spec.timeout`.
@@ -138,5 +168,6 @@ pub async fn run(spec: &AgentSpec) -> ProbeResult {
     match &spec.target {
         crate::config::Target::Http(url) => http::probe(spec, url).await,
         crate::config::Target::Tcp { host, port } => tcp::probe(spec, host, *port).await,
+        crate::config::Target::Grpc(grpc) => grpc::probe(spec, grpc).await,
     }
 }

@@ -317,6 +317,7 @@ mod tests {
             phases: Phases::default(),
             http_status: Some(200),
             cert_expiry: None,
+            protocol: Default::default(),
             outcome: Outcome::Healthy,
         }
     }
