@@ -383,6 +383,38 @@ impl Monitor {
         status
     }
 
+    /// A failure the agent pushed between probes (gRPC Watch): it is `unhealthy` at once, with
+    /// the log line and `status` event of any transition. Not a probe: counters, histogram and
+    /// history stay the probes'; recovery waits for `success_threshold` scheduled probes.
+    pub fn record_push(&self, agent: &Agent, reason: FailureReason, error: String) -> Status {
+        let transition = {
+            let mut state = agent.state();
+            state.consecutive_successes = 0;
+            let from = state.status;
+            if from == Status::Unhealthy {
+                return from;
+            }
+            if from != Status::Unknown {
+                state.status_changes += 1;
+            }
+            let at = std::time::SystemTime::now();
+            state.status = Status::Unhealthy;
+            state.since = at;
+            PendingTransition {
+                from,
+                to: Status::Unhealthy,
+                at,
+                reason: Some(reason),
+                error: Some(error),
+                consecutive_failures: state.consecutive_failures,
+            }
+            .named(agent)
+        };
+        log_transition(&transition);
+        self.send_status(Event::Status(transition));
+        Status::Unhealthy
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Arc<Agent>>> {
         self.agents.read().unwrap_or_else(PoisonError::into_inner)
     }

@@ -50,6 +50,8 @@ struct Scheduled {
     /// The scheduled probe under way, if any; cleared by the probe when it ends, since a handle
     /// keeps the whole finished task (kilobytes of probe state) allocated.
     running: Option<AbortHandle>,
+    /// The agent's gRPC Watch stream task, when it has one.
+    watch: Option<AbortHandle>,
 }
 
 /// A slot in the heap: the agent's next one.
@@ -86,6 +88,8 @@ impl Shared {
 /// The probing thread's slot loop, and what ends the thread.
 struct Probing {
     slot_loop: AbortHandle,
+    /// The runtime probes (and Watch streams) run on.
+    handle: Handle,
     /// Dropping it ends the thread, and with it every probe under way.
     _stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -161,6 +165,7 @@ impl Scheduler {
                 generation,
                 name: key.clone(),
             }));
+            let watch = self.start_watch(&agent);
             fleet.agents.insert(
                 key,
                 Scheduled {
@@ -168,6 +173,7 @@ impl Scheduler {
                     fingerprint: resolved.fingerprint,
                     generation,
                     running: None,
+                    watch,
                 },
             );
         }
@@ -214,6 +220,21 @@ impl Scheduler {
         Some(probe_locked(agent, &self.shared.monitor, &self.shared.exporter, guard).await)
     }
 
+    /// Opens the agent's gRPC Watch stream on the probing runtime; a pushed failure goes to the
+    /// monitor at once.
+    fn start_watch(&self, agent: &Arc<Agent>) -> Option<AbortHandle> {
+        if !probe::wants_watch(&agent.spec) {
+            return None;
+        }
+        let probing = self.probing.lock().unwrap_or_else(PoisonError::into_inner);
+        let handle = probing.as_ref()?.handle.clone();
+        let (monitor, pushed) = (self.shared.monitor.clone(), agent.clone());
+        let task = probe::grpc_watch(agent.spec.clone(), move |reason, error| {
+            monitor.record_push(&pushed, reason, error);
+        });
+        Some(handle.spawn(task).abort_handle())
+    }
+
     /// Starts the probing thread and the slot loop on it, once.
     fn start_probing(&self) {
         let mut probing = self.probing.lock().unwrap_or_else(PoisonError::into_inner);
@@ -230,6 +251,7 @@ impl Scheduler {
         let slot_loop = handle.spawn(run_slots(self.shared.clone())).abort_handle();
         *probing = Some(Probing {
             slot_loop,
+            handle,
             _stop: stop,
         });
     }
@@ -244,6 +266,9 @@ impl Drop for Scheduler {
 fn abort(scheduled: &Scheduled) {
     if let Some(running) = &scheduled.running {
         running.abort();
+    }
+    if let Some(watch) = &scheduled.watch {
+        watch.abort();
     }
 }
 

@@ -4,6 +4,7 @@
 mod expect;
 mod grpc;
 mod grpc_conn;
+mod grpc_watch;
 mod http;
 mod tcp;
 
@@ -15,6 +16,7 @@ use crate::config::AgentSpec;
 
 pub use expect::{check_expectations, BodyVerdict};
 pub use grpc::NO_STATUS as NO_GRPC_STATUS;
+pub use grpc_watch::watch as grpc_watch;
 
 /// Why a probe failed: the closed set of the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,6 +163,11 @@ pub struct ProtocolInfo {
     pub server_name: String,
     pub server_version: String,
     pub protocol_version: String,
+}
+
+/// True for agents that keep a gRPC Watch stream open besides their probes.
+pub fn wants_watch(spec: &AgentSpec) -> bool {
+    matches!(&spec.target, crate::config::Target::Grpc(grpc) if grpc.watch)
 }
 
 /// Probe `spec` once, bounded by `spec.timeout`.

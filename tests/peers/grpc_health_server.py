@@ -4,6 +4,7 @@
 Prints "ready PORT" once listening. Commands, one per line on stdin:
   set SERVICE STATUS   STATUS is SERVING, NOT_SERVING, UNKNOWN or SERVICE_UNKNOWN; SERVICE "" is
                        written as -
+  watchers             prints how many Watch streams are open
   stop                 stops serving (connections are refused from then on)
 Options: --no-health (no health service at all), --cert/--key (TLS), --client-ca (mTLS),
 --require-metadata key=value (calls without it end UNAUTHENTICATED).
@@ -83,6 +84,13 @@ def main():
             status = health_pb2.HealthCheckResponse.ServingStatus.Value(words[2])
             servicer.set(service, status)
             print("ok", flush=True)
+        elif words[0] == "watchers":
+            # Watch streams still open: grpcio keeps one condition waiter per stream.
+            count = 0
+            if servicer is not None:
+                with servicer._lock:
+                    count = sum(len(s) for s in servicer._send_response_callbacks.values())
+            print(count, flush=True)
         elif words[0] == "stop":
             server.stop(grace=None).wait()
             print("stopped", flush=True)
