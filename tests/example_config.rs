@@ -39,6 +39,12 @@ const SCHEMA_KEYS: &[&str] = &[
     "json:",
     "degraded:",
     "latency_above:",
+    "grpc:",
+    "service:",
+    "metadata:",
+    "metadata_files:",
+    "authority:",
+    "watch:",
 ];
 
 fn example_path() -> std::path::PathBuf {
