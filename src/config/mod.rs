@@ -2,8 +2,10 @@
 //! (`tls`) and the resolved types (`spec`). The first step of the data flow; nothing after it
 //! re-checks a config value.
 
+mod a2a;
 mod error;
 mod grpc;
+mod mcp;
 mod raw;
 mod resolve;
 mod spec;
@@ -11,8 +13,10 @@ pub mod tls;
 
 use std::path::Path;
 
+pub use a2a::A2aTarget;
 pub use error::{base_dir, ConfigError, ConfigIssue};
 pub use grpc::GrpcTarget;
+pub use mcp::McpTarget;
 pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
 pub use spec::*;
 

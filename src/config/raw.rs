@@ -47,6 +47,10 @@ pub struct RawAgent {
     pub expect: Option<Spanned<RawExpect>>,
     pub degraded: Option<Spanned<RawDegraded>>,
     pub grpc: Option<Spanned<super::grpc::RawGrpc>>,
+    /// http (default), mcp or a2a; see mcp.rs.
+    pub protocol: Option<Spanned<String>>,
+    pub mcp: Option<Spanned<super::mcp::RawMcp>>,
+    pub a2a: Option<Spanned<super::a2a::RawA2a>>,
 }
 
 /// `http:` of one agent.

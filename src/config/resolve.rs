@@ -233,6 +233,13 @@ impl Resolver {
             http.tls = Some(tls.config);
             http.server_name = tls.server_name;
         }
+        let protocol = super::mcp::RawProtocol {
+            protocol: raw.protocol,
+            mcp: raw.mcp,
+            a2a: raw.a2a,
+            expect: raw.expect.as_ref().map(|e| e.referenced),
+        };
+        let target = self.protocol_section(target, protocol, &what, &mut fingerprint);
         let expect = self.expect(raw.expect);
         let degraded = self.degraded(raw.degraded);
 
@@ -242,7 +249,7 @@ impl Resolver {
         let spec = AgentSpec {
             name: name?,
             agent_type: agent_type?,
-            target,
+            target: target?,
             interval,
             timeout,
             failure_threshold,

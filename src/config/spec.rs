@@ -43,6 +43,10 @@ pub enum Target {
     Tcp { host: String, port: u16 },
     /// `grpc://host:port` or `grpcs://host:port` with its `grpc:` section.
     Grpc(Arc<super::grpc::GrpcTarget>),
+    /// An http(s) URL with `protocol: mcp`.
+    Mcp(Arc<super::mcp::McpTarget>),
+    /// An http(s) URL with `protocol: a2a`.
+    A2a(Arc<super::a2a::A2aTarget>),
 }
 
 impl Target {
@@ -52,6 +56,8 @@ impl Target {
             Target::Http(url) => url.as_str().to_owned(),
             Target::Tcp { host, port } => format!("tcp://{host}:{port}"),
             Target::Grpc(grpc) => grpc.display(),
+            Target::Mcp(mcp) => mcp.url.as_str().to_owned(),
+            Target::A2a(a2a) => a2a.url.as_str().to_owned(),
         }
     }
 }

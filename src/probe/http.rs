@@ -220,7 +220,7 @@ fn build_request(
     Ok(request)
 }
 
-fn auth_header(auth: &Auth) -> Result<HeaderValue, Failure> {
+pub(super) fn auth_header(auth: &Auth) -> Result<HeaderValue, Failure> {
     let value = match auth {
         Auth::Bearer(token) => format!("Bearer {}", token.expose()),
         Auth::Basic { username, password } => {

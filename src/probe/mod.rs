@@ -1,11 +1,14 @@
 //! One probe of one agent: the scheduler calls `run`, the monitor consumes the `ProbeResult`.
 //! A probe never outlives its agent's timeout and always ends in a result, never an error.
 
+mod a2a;
 mod expect;
 mod grpc;
 mod grpc_conn;
 mod grpc_watch;
 mod http;
+mod http_session;
+mod mcp;
 mod tcp;
 
 use std::fmt;
@@ -176,5 +179,7 @@ pub async fn run(spec: &AgentSpec) -> ProbeResult {
         crate::config::Target::Http(url) => http::probe(spec, url).await,
         crate::config::Target::Tcp { host, port } => tcp::probe(spec, host, *port).await,
         crate::config::Target::Grpc(grpc) => grpc::probe(spec, grpc).await,
+        crate::config::Target::Mcp(mcp) => mcp::probe(spec, mcp).await,
+        crate::config::Target::A2a(a2a) => a2a::probe(spec, a2a).await,
     }
 }
