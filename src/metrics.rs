@@ -250,6 +250,8 @@ struct Row {
     status_changes: u64,
     /// grpc agents only: the last gRPC status code, -1 when none.
     grpc_status: Option<i32>,
+    /// grpc, mcp and a2a agents only: the labels of `agent_protocol_info`.
+    protocol_info: Option<Arc<crate::probe::ProtocolInfo>>,
     duration_sum: f64,
     duration_count: u64,
     duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
@@ -301,6 +303,7 @@ impl FleetCollector {
                             last.unwrap_or(crate::probe::NO_GRPC_STATUS)
                         },
                     ),
+                    protocol_info: crate::probe::ProtocolInfo::of(&agent.spec, state.last.as_ref()),
                     duration_sum: state.duration_sum,
                     duration_count: state.duration_buckets.iter().sum(),
                     duration_buckets: state.duration_buckets,
@@ -331,6 +334,7 @@ struct Families {
     http_status: Family,
     cert_expiry: Family,
     grpc_status: Family,
+    protocol_info: Family,
     interval: Family,
     timeout: Family,
 }
@@ -409,6 +413,11 @@ const FAMILIES: Families = Families {
     grpc_status: Family {
         name: "agent_grpc_status_code",
         help: "gRPC status code of the grpc agent's last probe, -1 when none was received.",
+        kind: Kind::Gauge,
+    },
+    protocol_info: Family {
+        name: "agent_protocol_info",
+        help: "1 for a grpc, mcp or a2a agent; labels say what it reported of itself.",
         kind: Kind::Gauge,
     },
     interval: Family {
@@ -502,7 +511,9 @@ mod tests {
         let yaml = "defaults:\n  labels: {team: \"a\\\\b\\\"c\\nd\"}\nagents:\n\
             - {name: idle, type: t, url: 'http://127.0.0.1:1/'}\n\
             - {name: ok, type: t, url: 'https://127.0.0.1:1/', labels: {zone: x}}\n\
-            - {name: down, type: u, url: 'tcp://127.0.0.1:1', interval: 1500ms}\n";
+            - {name: down, type: u, url: 'tcp://127.0.0.1:1', interval: 1500ms}\n\
+            - {name: rpc, type: g, url: 'grpc://127.0.0.1:1'}\n\
+            - {name: tools, type: m, url: 'http://127.0.0.1:1/mcp', protocol: mcp}\n";
         let config = crate::config::parse(yaml, "t.yaml", Path::new(".")).expect("valid config");
         let monitor = Arc::new(Monitor::new(10));
         let agents: Vec<_> = config.agents.iter().map(|a| monitor.insert(a)).collect();
@@ -528,6 +539,15 @@ mod tests {
         };
         monitor.record(&agents[2], probe(5, failed.clone()));
         monitor.record(&agents[2], probe(7, failed));
+        // What an agent says of itself ends up in labels: quotes, backslashes, newlines.
+        let mut reported = probe(9, Outcome::Healthy);
+        reported.protocol.info = Some(Arc::new(crate::probe::ProtocolInfo::reported(
+            "mcp",
+            "tools \"x\"\\y",
+            "1.0\nbeta",
+            "2025-06-18",
+        )));
+        monitor.record(&agents[4], reported);
         monitor
     }
 
@@ -571,6 +591,24 @@ mod tests {
             }
             assert_eq!(fast, expected, "{dialect:?}");
         }
+    }
+
+    #[test]
+    fn protocol_agents_have_an_info_series_with_bounded_escaped_labels_and_grpc_a_status_code() {
+        let text = reference(&fleet(), Dialect::Prometheus);
+        let team = "team=\"a\\\\b\\\"c\\nd\"";
+        let expected = [
+            format!("agent_protocol_info{{agent=\"rpc\",agent_type=\"g\",{team},protocol=\"grpc\",server_name=\"\",server_version=\"\",protocol_version=\"\"}} 1"),
+            format!("agent_protocol_info{{agent=\"tools\",agent_type=\"m\",{team},protocol=\"mcp\",server_name=\"tools \\\"x\\\"\\\\y\",server_version=\"1.0beta\",protocol_version=\"2025-06-18\"}} 1"),
+            format!("agent_grpc_status_code{{agent=\"rpc\",agent_type=\"g\",{team}}} -1.0"),
+        ];
+        for line in expected {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        assert!(!text.contains("agent_protocol_info{agent=\"ok\""));
+        let long = "x".repeat(500);
+        let info = crate::probe::ProtocolInfo::reported("a2a", &long, "", "");
+        assert_eq!(info.server_name.len(), crate::probe::MAX_INFO_CHARS);
     }
 
     #[test]

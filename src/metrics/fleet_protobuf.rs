@@ -179,6 +179,19 @@ pub(super) fn encode(
     }
     w.end();
 
+    w.begin(FAMILIES.protocol_info);
+    for (row, l) in pairs() {
+        if let Some(info) = &row.protocol_info {
+            let mut extra = Vec::with_capacity(96);
+            label_pair(&mut extra, "protocol", info.protocol);
+            label_pair(&mut extra, "server_name", &info.server_name);
+            label_pair(&mut extra, "server_version", &info.server_version);
+            label_pair(&mut extra, "protocol_version", &info.protocol_version);
+            w.gauge(l, &extra, 1.0);
+        }
+    }
+    w.end();
+
     w.begin(FAMILIES.interval);
     for (row, l) in pairs() {
         w.gauge(l, none, row.agent.spec.interval.as_secs_f64());

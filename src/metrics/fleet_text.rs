@@ -164,6 +164,21 @@ pub(super) fn encode(
         }
     }
 
+    w.descriptor(FAMILIES.protocol_info);
+    for (row, l) in pairs() {
+        if let Some(info) = &row.protocol_info {
+            let mut extra = String::with_capacity(96);
+            for (key, value) in info_labels(info) {
+                extra.push(',');
+                extra.push_str(key);
+                extra.push_str("=\"");
+                escape_into(&mut extra, value);
+                extra.push('"');
+            }
+            w.int_line(FAMILIES.protocol_info.name, l, &extra, 1);
+        }
+    }
+
     w.descriptor(FAMILIES.interval);
     for (row, l) in pairs() {
         let v = row.agent.spec.interval.as_secs_f64();
@@ -175,6 +190,16 @@ pub(super) fn encode(
         let v = row.agent.spec.timeout.as_secs_f64();
         w.float_line(FAMILIES.timeout.name, l, "", v);
     }
+}
+
+/// The labels of `agent_protocol_info`, in order.
+fn info_labels(info: &crate::probe::ProtocolInfo) -> [(&'static str, &str); 4] {
+    [
+        ("protocol", info.protocol),
+        ("server_name", &info.server_name),
+        ("server_version", &info.server_version),
+        ("protocol_version", &info.protocol_version),
+    ]
 }
 
 /// `,key="value"` for a label whose value needs no escaping (a constant of this crate).

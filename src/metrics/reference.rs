@@ -195,6 +195,22 @@ impl Collector for FleetCollector {
             }
         }
 
+        let mut m = family(&mut encoder, FAMILIES.protocol_info)?;
+        for row in &rows {
+            if let Some(info) = &row.protocol_info {
+                let labels = (
+                    row.agent.labels(),
+                    [
+                        ("protocol", info.protocol),
+                        ("server_name", info.server_name.as_str()),
+                        ("server_version", info.server_version.as_str()),
+                        ("protocol_version", info.protocol_version.as_str()),
+                    ],
+                );
+                m.encode_family(&labels)?.encode_gauge(&1i64)?;
+            }
+        }
+
         let mut m = family(&mut encoder, FAMILIES.interval)?;
         for row in &rows {
             m.encode_family(&row.agent.labels())?

@@ -87,12 +87,12 @@ async fn fetch(
             )
         })?;
         let text = |key: &str| card.get(key).and_then(Value::as_str).unwrap_or_default();
-        *info = Some(ProtocolInfo {
-            protocol: "a2a",
-            server_name: text("name").to_owned(),
-            server_version: text("version").to_owned(),
-            protocol_version: protocol_version(&card),
-        });
+        *info = Some(ProtocolInfo::reported(
+            "a2a",
+            text("name"),
+            text("version"),
+            &protocol_version(&card),
+        ));
         return check_card(&card, &a2a.expect_skills).map_err(|why| {
             Failure::new(FailureReason::BodyMismatch, format!("agent card: {why}"))
         });

@@ -89,12 +89,12 @@ async fn exchange(
             .unwrap_or_default()
             .to_owned()
     };
-    *info = Some(ProtocolInfo {
-        protocol: "mcp",
-        server_name: text("name"),
-        server_version: text("version"),
-        protocol_version: version.to_owned(),
-    });
+    *info = Some(ProtocolInfo::reported(
+        "mcp",
+        &text("name"),
+        &text("version"),
+        version,
+    ));
     let outcome = async {
         if !SUPPORTED_VERSIONS.contains(&version) {
             return Err(Failure::new(

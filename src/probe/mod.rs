@@ -168,6 +168,51 @@ pub struct ProtocolInfo {
     pub protocol_version: String,
 }
 
+/// Longest label value taken from what an agent reports, in characters.
+pub const MAX_INFO_CHARS: usize = 64;
+
+impl ProtocolInfo {
+    /// What the agent reported, each value cut to `MAX_INFO_CHARS` without control characters:
+    /// an agent must not be able to blow up the exposition through its self-description.
+    pub fn reported(
+        protocol: &'static str,
+        name: &str,
+        version: &str,
+        protocol_version: &str,
+    ) -> Self {
+        let bound = |v: &str| -> String {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_INFO_CHARS)
+                .collect()
+        };
+        ProtocolInfo {
+            protocol,
+            server_name: bound(name),
+            server_version: bound(version),
+            protocol_version: bound(protocol_version),
+        }
+    }
+
+    /// The info series of an agent of `spec`: None for http and tcp agents; otherwise what its
+    /// last probe reported, or only the protocol before one did.
+    pub fn of(spec: &AgentSpec, last: Option<&ProbeResult>) -> Option<Arc<ProtocolInfo>> {
+        let protocol = match &spec.target {
+            crate::config::Target::Grpc(_) => "grpc",
+            crate::config::Target::Mcp(_) => "mcp",
+            crate::config::Target::A2a(_) => "a2a",
+            _ => return None,
+        };
+        let reported = last.and_then(|r| r.protocol.info.clone());
+        Some(reported.unwrap_or_else(|| {
+            Arc::new(ProtocolInfo {
+                protocol,
+                ..ProtocolInfo::default()
+            })
+        }))
+    }
+}
+
 /// True for agents that keep a gRPC Watch stream open besides their probes.
 pub fn wants_watch(spec: &AgentSpec) -> bool {
     matches!(&spec.target, crate::config::Target::Grpc(grpc) if grpc.watch)
