@@ -45,6 +45,11 @@ const SCHEMA_KEYS: &[&str] = &[
     "metadata_files:",
     "authority:",
     "watch:",
+    "protocol:",
+    "mcp:",
+    "expect_tools:",
+    "a2a:",
+    "expect_skills:",
 ];
 
 fn example_path() -> std::path::PathBuf {

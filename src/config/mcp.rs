@@ -117,3 +117,55 @@ impl Resolver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{parse, Target};
+
+    fn issues(agent: &str) -> String {
+        let yaml = format!("agents:\n  - name: p\n    type: t\n{agent}");
+        match parse(&yaml, "t.yaml", Path::new(".")) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn protocol_turns_an_http_agent_into_mcp_or_a2a_keeping_its_http_section() {
+        let yaml = "agents:\n  - name: p\n    type: t\n    url: https://127.0.0.1:1/mcp\n    \
+                    protocol: mcp\n    http: {headers: {X-Probe: \"1\"}}\n    mcp: {expect_tools: [a]}\n";
+        let config = parse(yaml, "t.yaml", Path::new(".")).unwrap();
+        let spec = &config.agents[0].spec;
+        let Target::Mcp(mcp) = &spec.target else {
+            panic!("not mcp");
+        };
+        assert_eq!(mcp.expect_tools, ["a"]);
+        assert_eq!(spec.http.headers.len(), 1);
+        assert!(spec.http.tls.is_some(), "https keeps its TLS setup");
+    }
+
+    #[test]
+    fn misplaced_protocol_keys_are_reported() {
+        let expect = issues(
+            "    url: http://127.0.0.1:1/\n    protocol: a2a\n    expect: {body_contains: ok}\n",
+        );
+        assert!(
+            expect.contains("`expect` does not apply to `protocol: a2a`"),
+            "{expect}"
+        );
+        let section = issues("    url: http://127.0.0.1:1/\n    mcp: {expect_tools: [a]}\n");
+        assert!(
+            section.contains("`mcp` applies only with `protocol: mcp`"),
+            "{section}"
+        );
+        let grpc = issues("    url: grpc://127.0.0.1:1\n    protocol: mcp\n");
+        assert!(
+            grpc.contains("protocol \"mcp\" does not fit this URL"),
+            "{grpc}"
+        );
+        let unknown = issues("    url: http://127.0.0.1:1/\n    protocol: soap\n");
+        assert!(unknown.contains("use http, mcp or a2a"), "{unknown}");
+    }
+}
