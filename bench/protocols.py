@@ -216,7 +216,7 @@ def main():
                 count = max(1, args.agents // 5)
                 ours, probes, failures = ours_cpu_per_probe(
                     args.exporter, fleet(count, url.format(port=peer.port), extra, "2s"),
-                    args.seconds / 2, 3)
+                    max(args.seconds / 2, 4), 3)
                 print(f"agent-health-exporter {label}: {ours * 1e6:.0f} us CPU per probe "
                       f"({probes} probes, {failures} failed)")
             finally:
