@@ -2,13 +2,11 @@
 //! derived from its name, so a fleet is spread evenly over the interval and keeps its phase across
 //! restarts. Reloads are applied here as a diff by agent name.
 //!
-//! One loop owns the schedule of the whole fleet: it sleeps until the next slot, starts every
-//! probe that is due, and sleeps again. A probe is a task only while it runs, so an idle agent
-//! costs a heap entry rather than a parked task, and probes that fall due together start from one
-//! wake-up. Probes run on a runtime of their own, on one thread: a probe is a few syscalls, and
-//! handing its wake-ups between threads (what a work-stealing runtime does) cost more CPU than
-//! the probe itself. The HTTP server keeps the caller's runtime, so a heavy request never delays
-//! a slot.
+//! One loop owns the fleet's schedule: it sleeps until the next slot and starts every probe due.
+//! A probe is a task only while it runs (an idle agent costs a heap entry), and probes due
+//! together share one wake-up. Probes run on a one-thread runtime of their own: handing a
+//! probe's wake-ups between threads cost more CPU than the probe itself, and the HTTP server
+//! keeps the caller's runtime, so a heavy request never delays a slot.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -23,6 +21,10 @@ use crate::config::Config;
 use crate::metrics::ExporterMetrics;
 use crate::monitor::{Agent, Monitor};
 use crate::probe::{self, ProbeResult};
+
+mod probing;
+
+use probing::probing_thread;
 
 /// What a reload changed, for its log line and the reload endpoint.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -51,6 +53,8 @@ struct Scheduled {
     /// When the last on-demand probe of this agent started: the next one waits
     /// `ON_DEMAND_SPACING` from it.
     last_on_demand: Option<Instant>,
+    /// The agent's gRPC Watch stream task, when it has one (`scheduler/probing.rs`).
+    watch: Option<AbortHandle>,
 }
 
 /// Least time between two on-demand probes of one agent: a client looping on the probe endpoint
@@ -105,6 +109,8 @@ impl Shared {
 /// The probing thread's slot loop, and what ends the thread.
 struct Probing {
     slot_loop: AbortHandle,
+    /// The runtime probes (and Watch streams) run on.
+    handle: Handle,
     /// Dropping it ends the thread, and with it every probe under way.
     _stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -188,6 +194,7 @@ impl Scheduler {
                     name: key.clone(),
                 }));
             }
+            let watch = self.start_watch(&agent);
             fleet.agents.insert(
                 key,
                 Scheduled {
@@ -195,6 +202,7 @@ impl Scheduler {
                     generation,
                     running: None,
                     last_on_demand: None,
+                    watch,
                 },
             );
         }
@@ -281,6 +289,7 @@ impl Scheduler {
         let slot_loop = handle.spawn(run_slots(self.shared.clone())).abort_handle();
         *probing = Some(Probing {
             slot_loop,
+            handle,
             _stop: stop,
         });
     }
@@ -296,23 +305,7 @@ fn abort(scheduled: &Scheduled) {
     if let Some(running) = &scheduled.running {
         running.abort();
     }
-}
-
-/// A thread running a single-threaded runtime until the returned sender is dropped; dropping
-/// the runtime then drops every task left on it.
-fn probing_thread() -> std::io::Result<(Handle, tokio::sync::oneshot::Sender<()>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let handle = runtime.handle().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("probes".to_owned())
-        .spawn(move || {
-            // Ends when the sender is dropped, or sends.
-            let _ = runtime.block_on(stopped);
-        })?;
-    Ok((handle, stop))
+    probing::stop_watch(scheduled.watch.as_ref());
 }
 
 /// The slot loop: start what is due, sleep until the next slot or a change of schedule.

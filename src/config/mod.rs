@@ -3,13 +3,16 @@
 //! (`spec`) and their swappable secrets (`secret`). The first step of the data flow; nothing
 //! after it re-checks a config value.
 
+mod a2a;
 mod checks;
 mod error;
 mod expect;
 mod files;
+mod grpc;
 mod heartbeat;
 mod http;
 mod layer;
+mod mcp;
 mod raw;
 mod resolve;
 mod secret;
@@ -21,11 +24,14 @@ mod values;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use a2a::A2aTarget;
 pub use checks::{resolve_agent, AgentFields, Templates};
 pub use error::{base_dir, ConfigError, ConfigIssue};
+pub use grpc::GrpcTarget;
 pub use heartbeat::{default_grace, HeartbeatSpec};
 pub use http::DEFAULT_MAX_BODY_BYTES;
 pub use layer::Protocol;
+pub use mcp::McpTarget;
 pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 pub use secret::{Pattern, Secret, TlsClient, TlsIdentity};
 pub use spec::*;

@@ -50,6 +50,9 @@ macro_rules! with_check_keys {
             pub expect: Option<Spanned<RawExpect>>,
             pub degraded: Option<Spanned<RawDegraded>>,
             pub heartbeat: Option<Spanned<super::heartbeat::RawHeartbeat>>,
+            pub grpc: Option<Spanned<super::grpc::RawGrpc>>,
+            pub mcp: Option<Spanned<super::mcp::RawMcp>>,
+            pub a2a: Option<Spanned<super::a2a::RawA2a>>,
         }
 
         impl $name {
@@ -67,6 +70,9 @@ macro_rules! with_check_keys {
                     expect: self.expect.take(),
                     degraded: self.degraded.take(),
                     heartbeat: self.heartbeat.take(),
+                    grpc: self.grpc.take(),
+                    mcp: self.mcp.take(),
+                    a2a: self.a2a.take(),
                 }
             }
         }

@@ -48,7 +48,7 @@ impl Secret {
     }
 
     /// Takes `newer`'s value when it differs; true when it did.
-    fn adopt(&self, newer: &Secret) -> bool {
+    pub(super) fn adopt(&self, newer: &Secret) -> bool {
         let value = newer.current();
         let mut current = self.value.write().unwrap_or_else(PoisonError::into_inner);
         if **current == *value {
@@ -208,6 +208,12 @@ impl AgentSpec {
             (Some(old), Some(new)) => old.token.adopt(&new.token),
             _ => false,
         };
-        auth | tls | heartbeat
+        let grpc = match (&self.target, &newer.target) {
+            (super::spec::Target::Grpc(old), super::spec::Target::Grpc(new)) => {
+                old.adopt_secrets(new)
+            }
+            _ => false,
+        };
+        auth | tls | heartbeat | grpc
     }
 }
