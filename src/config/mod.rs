@@ -27,7 +27,7 @@ use std::sync::Arc;
 pub use a2a::A2aTarget;
 pub use checks::{resolve_agent, AgentFields, Templates};
 pub use error::{base_dir, ConfigError, ConfigIssue};
-pub use grpc::GrpcTarget;
+pub use grpc::{GrpcTarget, Metadata as GrpcMetadata};
 pub use heartbeat::{default_grace, HeartbeatSpec};
 pub use http::DEFAULT_MAX_BODY_BYTES;
 pub use layer::Protocol;
