@@ -190,8 +190,10 @@ def main():
                 with open(config, "w") as f:
                     f.write(yaml)
                 port = free_port()
+                # The on-demand probe endpoint is off unless asked for.
                 proc = subprocess.Popen([args.exporter, f"--config.file={config}",
-                                         f"--web.listen-address=127.0.0.1:{port}"],
+                                         f"--web.listen-address=127.0.0.1:{port}",
+                                         "--web.enable-probe-api"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
                     wait_ready(f"http://127.0.0.1:{port}/-/ready")
