@@ -228,39 +228,15 @@ fn closed_by_peer(err: &(dyn StdError + 'static)) -> bool {
 pub(super) const CLIENT_CERT_HINT: &str =
     " (the server wants a client certificate: set grpc.tls.cert_file and key_file)";
 
-/// Classifies an error under the gRPC call: a TLS error (with the client-certificate hint when
-/// the server's alert says it wanted one), else a broken HTTP/2 exchange.
+/// Classifies an error under the gRPC call: a TLS error (worded by probe/tls.rs, which names the
+/// client certificate when the server's alert asks for one), else a broken HTTP/2 exchange.
 pub(super) fn transport_failure(err: &(dyn StdError + 'static)) -> Failure {
-    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = source {
-        // io::Error::source skips the error it wraps: look inside it explicitly.
-        let wrapped = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-        if let Some(tls) = e.downcast_ref::<rustls::Error>().or(wrapped) {
-            let mut error = format!("TLS failed: {tls}");
-            if wants_client_cert(tls) {
-                error.push_str(CLIENT_CERT_HINT);
-            }
-            return Failure::new(FailureReason::Tls, error);
-        }
-        source = e.source();
-    }
-    Failure::new(
-        FailureReason::Protocol,
-        format!("HTTP/2 exchange failed: {err}"),
-    )
-}
-
-/// The alerts a server sends when it requires a certificate we did not present: TLS 1.3 has its
-/// own; TLS 1.2 servers send a generic failure during the handshake.
-fn wants_client_cert(err: &rustls::Error) -> bool {
-    use rustls::AlertDescription as A;
-    matches!(
-        err,
-        rustls::Error::AlertReceived(
-            A::CertificateRequired | A::HandshakeFailure | A::BadCertificate
+    // A TLS alert met on the HTTP/2 exchange (TLS 1.3 servers refuse a missing client
+    // certificate only then) is worded as for https.
+    tls::failure_after_handshake(err).unwrap_or_else(|| {
+        Failure::new(
+            FailureReason::Protocol,
+            format!("HTTP/2 exchange failed: {err}"),
         )
-    )
+    })
 }
