@@ -35,6 +35,7 @@ pub struct ExporterMetrics {
     pub probe_start_delay: Histogram,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp: Gauge<f64, AtomicU64>,
+    pub discovery: crate::discovery::metrics::DiscoveryMetrics,
 }
 
 impl Default for ExporterMetrics {
@@ -47,6 +48,7 @@ impl Default for ExporterMetrics {
             ),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp: Gauge::default(),
+            discovery: Default::default(),
         }
     }
 }
@@ -165,6 +167,7 @@ impl Metrics {
             "How late each probe started against its slot",
             exporter.probe_start_delay.clone(),
         );
+        exporter.discovery.register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
         let collector = FleetCollector { monitor };
         Metrics {

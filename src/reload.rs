@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use crate::config::{self, ConfigError};
+use crate::discovery::Discovery;
 use crate::metrics::ExporterMetrics;
 use crate::monitor::unix_seconds;
 use crate::scheduler::{ReloadSummary, Scheduler};
@@ -13,8 +14,9 @@ use crate::scheduler::{ReloadSummary, Scheduler};
 /// Re-reads the config file and applies it.
 pub struct Reloader {
     path: PathBuf,
-    scheduler: Arc<Scheduler>,
     exporter: Arc<ExporterMetrics>,
+    /// Joins the config's static agents with discovered ones and hands them to the scheduler.
+    discovery: Arc<Discovery>,
     /// Serialises reloads: a storm of SIGHUPs applies one config at a time. Holds whether a
     /// config was ever loaded, so the log says whether an old one keeps running.
     lock: Mutex<bool>,
@@ -22,12 +24,18 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(path: PathBuf, scheduler: Arc<Scheduler>, exporter: Arc<ExporterMetrics>) -> Self {
+        let discovery = Discovery::new(scheduler, exporter.discovery.clone());
         Reloader {
             path,
-            scheduler,
             exporter,
+            discovery,
             lock: Mutex::new(false),
         }
+    }
+
+    /// Discovered agents and their origins.
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
     }
 
     /// Loads the config file (and the files it names) and applies it. Must be called inside a
@@ -37,7 +45,7 @@ impl Reloader {
         let mut loaded = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         match config::load(&self.path) {
             Ok(config) => {
-                let summary = self.scheduler.apply(&config);
+                let summary = self.discovery.apply_config(&config);
                 *loaded = true;
                 self.exporter.config_last_reload_successful.set(1);
                 self.exporter

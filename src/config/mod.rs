@@ -2,6 +2,7 @@
 //! (`tls`) and the resolved types (`spec`). The first step of the data flow; nothing after it
 //! re-checks a config value.
 
+mod discovery;
 mod error;
 mod raw;
 mod resolve;
@@ -10,6 +11,7 @@ pub mod tls;
 
 use std::path::Path;
 
+pub use discovery::{AgentBase, DiscoveredFields, DnsRecord, SourceKind, SourceSpec};
 pub use error::{base_dir, ConfigError, ConfigIssue};
 pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
 pub use spec::*;
@@ -19,6 +21,10 @@ pub use spec::*;
 pub struct Config {
     /// The agents, in file order.
     pub agents: Vec<ResolvedAgent>,
+    /// `discovery:` sources, in file order.
+    pub discovery: Vec<SourceSpec>,
+    /// What discovered targets resolve against (`defaults:`).
+    pub agent_base: AgentBase,
 }
 
 impl Config {
@@ -62,11 +68,23 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
         serde_saphyr::from_str_with_options(text, yaml_options())
             .map_err(|e| ConfigError::Invalid(vec![ConfigIssue::from_yaml(file, &e, KEYS)]))?
     };
+    let agent_base = AgentBase::new(
+        file.to_owned(),
+        base_dir.to_path_buf(),
+        raw.defaults.clone(),
+    );
+    let mut raw = raw;
+    let sources = std::mem::take(&mut raw.discovery);
     let mut resolver = resolve::Resolver::new(file.to_owned(), base_dir.to_path_buf());
     let agents = resolver.resolve(raw);
-    let issues = resolver.into_issues();
+    let mut issues = resolver.into_issues();
+    let discovery = discovery::resolve_sources(sources, &agent_base, &mut issues);
     if issues.is_empty() {
-        Ok(Config { agents })
+        Ok(Config {
+            agents,
+            discovery,
+            agent_base,
+        })
     } else {
         Err(ConfigError::Invalid(issues))
     }

@@ -751,7 +751,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// `1024`, `64KiB`, `1MiB`, `1MB`, `1 GiB`.
-fn parse_size(raw: &RawSize) -> Option<u64> {
+pub(super) fn parse_size(raw: &RawSize) -> Option<u64> {
     let text = match raw {
         RawSize::Bytes(n) => return Some(*n),
         RawSize::Text(t) => t.trim(),
