@@ -4,6 +4,7 @@
 //! refreshes, so a changed record shows at the next one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
@@ -25,7 +26,7 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
     else {
         return;
     };
-    let resolver = match resolver(nameservers) {
+    let resolver = match resolver(nameservers, spec.refresh_interval) {
         Ok(resolver) => resolver,
         Err(error) => {
             sink.send(Err(format!("resolver setup: {error}")));
@@ -41,7 +42,10 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
     }
 }
 
-fn resolver(nameservers: &[std::net::SocketAddr]) -> Result<TokioResolver, ResolveError> {
+fn resolver(
+    nameservers: &[std::net::SocketAddr],
+    refresh: Duration,
+) -> Result<TokioResolver, ResolveError> {
     let mut builder = if nameservers.is_empty() {
         TokioResolver::builder_tokio()?
     } else {
@@ -52,7 +56,11 @@ fn resolver(nameservers: &[std::net::SocketAddr]) -> Result<TokioResolver, Resol
         }
         Resolver::builder_with_config(config, TokioConnectionProvider::default())
     };
-    builder.options_mut().cache_size = 0;
+    let options = builder.options_mut();
+    options.cache_size = 0;
+    // A lookup must end before the next refresh is due, or a dead server holds the source
+    // silent instead of failing it.
+    options.timeout = options.timeout.min(refresh);
     Ok(builder.build())
 }
 
