@@ -3,6 +3,7 @@
 //! installed (`.ci/run` installs it).
 
 mod discovery_support;
+mod harness;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -44,6 +44,8 @@ async fn file_sd_follows_renames_and_in_place_writes_and_keeps_unchanged_agents(
         run.origin("w1")
     );
     assert_eq!(run.origin("static-1"), "static");
+    assert_eq!(run.api_origin("static-1"), "static");
+    assert_eq!(run.api_origin("w1"), run.origin("w1"));
 
     // Atomic rename: w2 leaves, w3 arrives, w1 is untouched.
     replace_atomically(

@@ -140,6 +140,17 @@ impl Discovery {
         }
     }
 
+    /// The origins of `names`, in order, under one lock.
+    pub fn origins<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let state = self.state();
+        names
+            .map(|name| match state.origins.get(name) {
+                Some(origin) => origin.to_string(),
+                None => "static".to_owned(),
+            })
+            .collect()
+    }
+
     fn start(&self, spec: Arc<SourceSpec>, generation: u64) -> Source {
         let sink = Sink {
             discovery: self.me.clone(),

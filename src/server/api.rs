@@ -9,13 +9,31 @@ use super::routes::full;
 use super::{views, Body, ServerState};
 
 pub(super) fn list(state: &ServerState) -> Response<Body> {
-    json(StatusCode::OK, &views::fleet(&state.monitor.agents()))
+    let mut view = views::fleet(&state.monitor.agents());
+    with_origins(state, &mut view.agents);
+    json(StatusCode::OK, &view)
 }
 
 pub(super) fn one(state: &ServerState, name: &str) -> Response<Body> {
     match state.monitor.agent(name) {
-        Some(agent) => json(StatusCode::OK, &views::agent(&agent, true)),
+        Some(agent) => {
+            let mut view = [views::agent(&agent, true)];
+            with_origins(state, &mut view);
+            json(StatusCode::OK, &view[0])
+        }
         None => unknown_agent(name),
+    }
+}
+
+/// Says where each agent came from: `static`, or its discovery source.
+fn with_origins(state: &ServerState, views: &mut [views::AgentView]) {
+    if let Some(reloader) = &state.reloader {
+        let origins = reloader
+            .discovery()
+            .origins(views.iter().map(|v| v.name.as_str()));
+        for (view, origin) in views.iter_mut().zip(origins) {
+            view.origin = Some(origin);
+        }
     }
 }
 

@@ -7,11 +7,24 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agent_health_exporter::app::{Exporter, Options};
-use agent_health_exporter::metrics::Format;
+use agent_health_exporter::metrics::{Format, Metrics};
+use agent_health_exporter::monitor::Monitor;
+use agent_health_exporter::reload::Reloader;
+use std::sync::Arc;
 
 pub struct Running {
-    pub exporter: Exporter,
+    pub exporter: Handles,
+    /// The exporter's server on loopback.
+    pub addr: std::net::SocketAddr,
     pub dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// What the tests look at of the running exporter.
+pub struct Handles {
+    pub monitor: Arc<Monitor>,
+    pub reloader: Arc<Reloader>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Running {
@@ -33,7 +46,25 @@ impl Running {
             ..Options::default()
         };
         let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
-        Running { exporter, dir }
+        let handles = Handles {
+            monitor: exporter.monitor.clone(),
+            reloader: exporter.reloader.clone(),
+            metrics: exporter.state.metrics.clone(),
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(exporter.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Running {
+            exporter: handles,
+            addr,
+            dir,
+            _stop: stop,
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -51,13 +82,16 @@ impl Running {
     }
 
     pub fn metrics(&self) -> String {
-        let bytes = self
-            .exporter
-            .state
-            .metrics
-            .encode(Format::Text)
-            .expect("encode");
+        let bytes = self.exporter.metrics.encode(Format::Text).expect("encode");
         String::from_utf8(bytes).expect("utf8")
+    }
+
+    /// The `origin` the JSON API shows for `name`.
+    pub fn api_origin(&self, name: &str) -> String {
+        let answer =
+            crate::harness::get(self.addr, &format!("/api/v1/agents/{name}")).expect("GET");
+        let view: serde_json::Value = serde_json::from_slice(&answer.body).expect("json");
+        view["origin"].as_str().unwrap_or_default().to_owned()
     }
 
     pub fn origin(&self, name: &str) -> String {
