@@ -115,3 +115,26 @@ fn a_failing_source_is_logged_once_per_change_of_state() {
         "one warning for ten failures:\n{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_example_runs_static_and_file_agents_and_lists_every_source() {
+    let path = harness::repo_file("examples/fleet/config.yaml");
+    let loaded = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = loaded.discovery.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["file_sd/0", "http_sd/0", "dns_sd/0"]);
+    let options = agent_health_exporter::app::Options {
+        config_file: path,
+        ..Default::default()
+    };
+    let exporter = agent_health_exporter::app::Exporter::start(&options).unwrap();
+    let want = ["planner-1", "planner-2", "retriever-1", "retriever-2", "retriever-tls"];
+    let all = wait_for(WAIT, || {
+        let names: Vec<String> = exporter.monitor.agents().iter().map(|a| a.name().to_owned()).collect();
+        want.iter().all(|w| names.iter().any(|n| n == w)).then_some(names)
+    });
+    assert!(all.is_some(), "static and file agents of the example are probed");
+    let tls = exporter.monitor.agent("retriever-tls").unwrap();
+    assert_eq!(tls.spec.target.display(), "https://127.0.0.1:8443/ready");
+    assert!(tls.labels().iter().any(|(k, v)| k == "agent_type" && v == "retriever"));
+    exporter.scheduler.stop();
+}
