@@ -22,7 +22,11 @@ fn cpu() -> Duration {
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for task in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-                ns += text.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                ns += text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
             }
         }
     }
@@ -33,7 +37,11 @@ fn document(count: usize, generation: usize, changed: usize) -> String {
     let groups: Vec<String> = (0..count)
         .map(|i| {
             // The first `changed` targets move to a new port in every generation.
-            let port = if i < changed { 20_000 + generation % 1000 } else { 9 };
+            let port = if i < changed {
+                20_000 + generation % 1000
+            } else {
+                9
+            };
             format!(
                 r#"{{"targets":["127.0.0.1:{port}"],"labels":{{"agent":"w{i}","zone":"z{}"}}}}"#,
                 i % 8
@@ -44,7 +52,9 @@ fn document(count: usize, generation: usize, changed: usize) -> String {
 }
 
 async fn serve(body: Arc<Mutex<Bytes>>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -89,13 +99,17 @@ async fn wait_for(exporter: &Exporter, count: usize) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let count: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50_000);
+    let count: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(50_000);
     let dir = tempfile::tempdir().expect("tempdir");
     // Probes are not what is measured: an hour apart, none runs during the benchmark.
     let defaults = "defaults: {interval: 1h, timeout: 1s}\n";
 
     std::fs::write(dir.path().join("targets.json"), document(count, 0, 0)).expect("write");
-    let config = format!("{defaults}discovery:\n  - file_sd: {{files: [targets.json]}}\n    type: worker\n");
+    let config =
+        format!("{defaults}discovery:\n  - file_sd: {{files: [targets.json]}}\n    type: worker\n");
     let (exporter, t0, c0) = start(dir.path(), &config);
     wait_for(&exporter, count).await;
     println!(

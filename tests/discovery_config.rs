@@ -127,14 +127,33 @@ async fn the_fleet_example_runs_static_and_file_agents_and_lists_every_source() 
         ..Default::default()
     };
     let exporter = agent_health_exporter::app::Exporter::start(&options).unwrap();
-    let want = ["planner-1", "planner-2", "retriever-1", "retriever-2", "retriever-tls"];
+    let want = [
+        "planner-1",
+        "planner-2",
+        "retriever-1",
+        "retriever-2",
+        "retriever-tls",
+    ];
     let all = wait_for(WAIT, || {
-        let names: Vec<String> = exporter.monitor.agents().iter().map(|a| a.name().to_owned()).collect();
-        want.iter().all(|w| names.iter().any(|n| n == w)).then_some(names)
+        let names: Vec<String> = exporter
+            .monitor
+            .agents()
+            .iter()
+            .map(|a| a.name().to_owned())
+            .collect();
+        want.iter()
+            .all(|w| names.iter().any(|n| n == w))
+            .then_some(names)
     });
-    assert!(all.is_some(), "static and file agents of the example are probed");
+    assert!(
+        all.is_some(),
+        "static and file agents of the example are probed"
+    );
     let tls = exporter.monitor.agent("retriever-tls").unwrap();
     assert_eq!(tls.spec.target.display(), "https://127.0.0.1:8443/ready");
-    assert!(tls.labels().iter().any(|(k, v)| k == "agent_type" && v == "retriever"));
+    assert!(tls
+        .labels()
+        .iter()
+        .any(|(k, v)| k == "agent_type" && v == "retriever"));
     exporter.scheduler.stop();
 }

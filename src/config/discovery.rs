@@ -93,7 +93,8 @@ pub enum SourceKind {
     },
     Http {
         url: url::Url,
-        http: HttpSpec,
+        /// Boxed: it is most of the enum's size, and the other kinds do without it.
+        http: Box<HttpSpec>,
         timeout: Duration,
         max_bytes: u64,
     },
@@ -259,7 +260,7 @@ pub(super) fn resolve_sources(
                 |(url, spec)| {
                     Some(SourceKind::Http {
                         url,
-                        http: spec,
+                        http: Box::new(spec),
                         timeout,
                         max_bytes,
                     })
