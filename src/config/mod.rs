@@ -4,6 +4,7 @@
 //! after it re-checks a config value.
 
 mod checks;
+mod discovery;
 mod error;
 mod expect;
 mod files;
@@ -22,6 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use checks::{resolve_agent, AgentFields, Templates};
+pub use discovery::{DnsRecord, SourceKind, SourceSpec};
 pub use error::{base_dir, ConfigError, ConfigIssue};
 pub use heartbeat::{default_grace, HeartbeatSpec};
 pub use http::DEFAULT_MAX_BODY_BYTES;
@@ -38,6 +40,8 @@ pub struct Config {
     pub agents: Vec<ResolvedAgent>,
     /// `defaults` and `checks`, for agents resolved later (`resolve_agent`).
     pub templates: Arc<Templates>,
+    /// `discovery:` sources, in file order.
+    pub discovery: Vec<SourceSpec>,
 }
 
 impl Config {
@@ -83,13 +87,17 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
         serde_saphyr::from_str_with_options(text, yaml_options())
             .map_err(|e| ConfigError::Invalid(vec![ConfigIssue::from_yaml(file, &e, KEYS)]))?
     };
+    let mut raw = raw;
+    let sources = std::mem::take(&mut raw.discovery);
     let mut resolver = resolve::Resolver::new(file.to_owned(), base_dir.to_path_buf());
     let (templates, agents) = resolver.resolve(raw);
-    let issues = resolver.into_issues();
+    let mut issues = resolver.into_issues();
+    let discovery = discovery::resolve_sources(sources, &templates, &mut issues);
     if issues.is_empty() {
         Ok(Config {
             agents,
             templates: Arc::new(templates),
+            discovery,
         })
     } else {
         Err(ConfigError::Invalid(issues))

@@ -19,10 +19,13 @@ pub struct RawConfig {
     /// The fleet.
     #[serde(default)]
     pub agents: Vec<Spanned<RawAgent>>,
+    /// Sources of further agents (`discovery.rs`).
+    #[serde(default)]
+    pub discovery: Vec<Spanned<super::discovery::RawSource>>,
 }
 
 /// `defaults:`; every key optional.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     pub interval: Option<Spanned<String>>,

@@ -64,9 +64,14 @@ pub(super) async fn fleet_snapshot(state: &Arc<ServerState>, filter: &Filter) ->
 /// The body of `GET /api/v1/agents`; `None` when it could not be built.
 pub(super) async fn fleet_json(state: &Arc<ServerState>) -> Option<serde_json::Result<Vec<u8>>> {
     let monitor = state.monitor.clone();
+    let reloader = state.reloader.clone();
     state
         .heavy
-        .run(move || serde_json::to_vec(&views::fleet(&monitor.agents())))
+        .run(move || {
+            let mut view = views::fleet(&monitor.agents());
+            super::api::with_origins(reloader.as_deref(), &mut view.agents);
+            serde_json::to_vec(&view)
+        })
         .await
 }
 
