@@ -10,6 +10,7 @@ use agent_health_exporter::app::{Exporter, Options};
 use agent_health_exporter::metrics::{Format, Metrics};
 use agent_health_exporter::monitor::Monitor;
 use agent_health_exporter::reload::Reloader;
+use agent_health_exporter::shard::Shard;
 use std::sync::Arc;
 
 pub struct Running {
@@ -30,6 +31,11 @@ pub struct Handles {
 impl Running {
     /// Writes `files` and `config.yaml` into a fresh folder and starts the exporter on it.
     pub fn start(config: &str, files: &[(&str, &str)]) -> Running {
+        Running::start_sharded(config, files, Shard::default())
+    }
+
+    /// As `start`, probing only `shard` of the fleet.
+    pub fn start_sharded(config: &str, files: &[(&str, &str)], shard: Shard) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, text) in files {
             let path = dir.path().join(name);
@@ -43,6 +49,7 @@ impl Running {
         let options = Options {
             config_file,
             listen_address: "127.0.0.1:0".into(),
+            shard,
             ..Options::default()
         };
         let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
