@@ -99,18 +99,28 @@ async fn a_shard_probes_only_its_part_of_the_discovered_fleet() {
     let want: Vec<&str> = mine.iter().map(String::as_str).collect();
     run.wait_for_fleet(&want, WAIT).await;
 
-    // The JSON list carries every agent's origin.
+    // The JSON list and the event stream's snapshot (which the status page draws from) carry
+    // every agent's origin.
     let answer = harness::get(run.addr, "/api/v1/agents").expect("GET");
     let view: serde_json::Value = serde_json::from_slice(&answer.body).expect("json");
-    let listed: BTreeSet<(String, String)> = view["agents"]
-        .as_array()
-        .expect("agents")
-        .iter()
-        .map(|a| {
-            let origin = a["origin"].as_str().expect("origin").to_owned();
-            (a["name"].as_str().expect("name").to_owned(), origin)
-        })
-        .collect();
+    let origins = |view: &serde_json::Value| -> BTreeSet<(String, String)> {
+        view["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .map(|a| {
+                let origin = a["origin"].as_str().expect("origin").to_owned();
+                (a["name"].as_str().expect("name").to_owned(), origin)
+            })
+            .collect()
+    };
+    let listed = origins(&view);
+    let mut events = harness::EventStream::connect(run.addr, "/api/v1/events").await;
+    let snapshot = events
+        .until("snapshot", WAIT)
+        .await
+        .expect("a snapshot event");
+    assert_eq!(origins(&snapshot.data), listed);
     let expected: BTreeSet<(String, String)> = mine
         .iter()
         .map(|n| {
