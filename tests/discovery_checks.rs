@@ -50,7 +50,8 @@ async fn discovered_targets_pick_checks_by_label_by_source_and_by_type() {
     let run = Running::start(
         CHECKS,
         &[("labelled.json", &labelled), ("sourced.json", &sourced)],
-    );
+    )
+    .await;
     run.wait_for_fleet(&["i-1", "w-deep", "w-plain"], WAIT)
         .await;
 
@@ -86,7 +87,7 @@ async fn a_shard_probes_only_its_part_of_the_discovered_fleet() {
     let targets: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "127.0.0.1:9")).collect();
     let config = "agents:\n  - {name: s1, type: planner, url: 'http://127.0.0.1:9/'}\n  - {name: s2, type: planner, url: 'http://127.0.0.1:9/'}\ndiscovery:\n  - file_sd: {files: [t.json]}\n    type: worker\n";
     let shard = Shard::new(1, 2).expect("shard");
-    let run = Running::start_sharded(config, &[("t.json", &groups(&targets))], shard);
+    let run = Running::start_sharded(config, &[("t.json", &groups(&targets))], shard).await;
     let all = ["s1", "s2"]
         .into_iter()
         .map(str::to_owned)

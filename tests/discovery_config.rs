@@ -57,7 +57,7 @@ async fn a_reload_adds_changes_and_removes_sources_and_re_resolves_their_agents(
     let one = groups(&[("w1", "127.0.0.1:9")]);
     let two = groups(&[("v1", "127.0.0.1:9")]);
     let config = "discovery:\n  - file_sd: {files: [one.json]}\n    type: worker\n";
-    let run = Running::start(config, &[("one.json", &one), ("two.json", &two)]);
+    let run = Running::start(config, &[("one.json", &one), ("two.json", &two)]).await;
     run.wait_for_fleet(&["w1"], WAIT).await;
     let w1 = run.exporter.monitor.agent("w1").unwrap();
 

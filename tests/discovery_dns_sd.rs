@@ -81,7 +81,7 @@ discovery:
       - {{source_labels: [__meta_dns_srv_record_port], target_label: srv_port}}
 "#
     );
-    let run = Running::start(&config, &[]);
+    let run = Running::start(&config, &[]).await;
     run.wait_for_fleet(&["w1", "w2"], WAIT).await;
     let w1 = run.exporter.monitor.agent("w1").unwrap();
     assert!(w1

@@ -31,7 +31,7 @@ async fn file_sd_follows_renames_and_in_place_writes_and_keeps_unchanged_agents(
         ("w2", "127.0.0.1:9"),
         ("skip-1", "127.0.0.1:9"),
     ]);
-    let run = Running::start(CONFIG, &[("targets/a.json", &first)]);
+    let run = Running::start(CONFIG, &[("targets/a.json", &first)]).await;
     run.wait_for_fleet(&["static-1", "w1", "w2"], WAIT).await;
     let w1 = run.exporter.monitor.agent("w1").expect("w1");
     assert!(
@@ -127,7 +127,7 @@ discovery:
         ("only-one", "127.0.0.1:9"),
     ]);
     let two = groups(&[("shared", "127.0.0.2:9"), ("only-two", "127.0.0.1:9")]);
-    let run = Running::start(config, &[("one.json", &one), ("two.json", &two)]);
+    let run = Running::start(config, &[("one.json", &one), ("two.json", &two)]).await;
     run.wait_for_fleet(&["only-one", "only-two", "shared", "taken"], WAIT)
         .await;
     run.wait_for_metrics(WAIT, |m| {
@@ -162,7 +162,7 @@ async fn targets_without_a_name_or_type_are_dropped_and_counted() {
     let doc = r#"[{"targets": ["127.0.0.1:9"], "labels": {"agent": "typed", "agent_type": "w"}},
                  {"targets": ["127.0.0.1:9"], "labels": {"agent": "untyped"}},
                  {"targets": ["127.0.0.1:9"], "labels": {"agent_type": "w"}}]"#;
-    let run = Running::start(config, &[("t.json", doc)]);
+    let run = Running::start(config, &[("t.json", doc)]).await;
     run.wait_for_fleet(&["typed"], WAIT).await;
     run.wait_for_metrics(WAIT, |m| {
         metric(m, "agent_exporter_discovery_dropped_targets_total{source=\"file_sd/0\",reason=\"missing_type\"}") == Some(1.0)

@@ -145,7 +145,7 @@ discovery:
     type: worker
 "#
     );
-    let run = Running::start(&config, &[("sd-token", "s3cret\n")]);
+    let run = Running::start(&config, &[("sd-token", "s3cret\n")]).await;
     run.wait_for_fleet(&["w1", "w2"], WAIT).await;
     let w1 = run.exporter.monitor.agent("w1").unwrap();
     assert!(endpoint

@@ -1,24 +1,25 @@
-//! The exporter run in-process on a config and files of the test's own, for the discovery
-//! tests: who is in the fleet, the exposition, and waiting for the fleet to change.
+//! The exporter run in-process (the harness's `Served`) on a config and files of the test's
+//! own, for the discovery tests: who is in the fleet, where each agent came from, the
+//! exposition, and waiting for the fleet to change.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agent_health_exporter::app::{Exporter, Options};
-use agent_health_exporter::metrics::{Format, Metrics};
+use agent_health_exporter::metrics::Metrics;
 use agent_health_exporter::monitor::Monitor;
 use agent_health_exporter::reload::Reloader;
 use agent_health_exporter::shard::Shard;
 use std::sync::Arc;
 
+use crate::harness::Served;
+
 pub struct Running {
     pub exporter: Handles,
     /// The exporter's server on loopback.
     pub addr: std::net::SocketAddr,
-    pub dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    served: Served,
 }
 
 /// What the tests look at of the running exporter.
@@ -30,52 +31,36 @@ pub struct Handles {
 
 impl Running {
     /// Writes `files` and `config.yaml` into a fresh folder and starts the exporter on it.
-    pub fn start(config: &str, files: &[(&str, &str)]) -> Running {
-        Running::start_sharded(config, files, Shard::default())
+    pub async fn start(config: &str, files: &[(&str, &str)]) -> Running {
+        Running::start_sharded(config, files, Shard::default()).await
     }
 
     /// As `start`, probing only `shard` of the fleet.
-    pub fn start_sharded(config: &str, files: &[(&str, &str)], shard: Shard) -> Running {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (name, text) in files {
-            let path = dir.path().join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).expect("mkdir");
+    pub async fn start_sharded(config: &str, files: &[(&str, &str)], shard: Shard) -> Running {
+        let served = Served::start_with(config, |dir, options| {
+            for (name, text) in files {
+                let path = dir.join(name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).expect("mkdir");
+                }
+                std::fs::write(path, text).expect("write file");
             }
-            std::fs::write(path, text).expect("write file");
-        }
-        let config_file = dir.path().join("config.yaml");
-        std::fs::write(&config_file, config).expect("write config");
-        let options = Options {
-            config_file,
-            listen_address: "127.0.0.1:0".into(),
-            shard,
-            ..Options::default()
-        };
-        let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
-        let handles = Handles {
-            monitor: exporter.monitor.clone(),
-            reloader: exporter.reloader.clone(),
-            metrics: exporter.state.metrics.clone(),
-        };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(exporter.serve(listener, async {
-            let _ = stopped.await;
-        }));
+            options.shard = shard;
+        })
+        .await;
         Running {
-            exporter: handles,
-            addr,
-            dir,
-            _stop: stop,
+            exporter: Handles {
+                monitor: served.monitor.clone(),
+                reloader: served.reloader.clone(),
+                metrics: served.metrics.clone(),
+            },
+            addr: served.addr,
+            served,
         }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.served.path(name)
     }
 
     /// The agents being probed now.
@@ -89,8 +74,7 @@ impl Running {
     }
 
     pub fn metrics(&self) -> String {
-        let bytes = self.exporter.metrics.encode(Format::Text).expect("encode");
-        String::from_utf8(bytes).expect("utf8")
+        self.served.scrape()
     }
 
     /// The `origin` the JSON API shows for `name`.
