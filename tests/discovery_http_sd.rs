@@ -204,4 +204,24 @@ discovery:
         ),
         Some(2.0)
     );
+
+    // A rotated token file: the reload keeps the source (its settings did not change) and its
+    // next requests carry the new token.
+    std::fs::write(run.path("sd-token"), "n3w\n").expect("rotate the token");
+    run.exporter.reloader.reload().expect("reload");
+    endpoint.authorization.lock().unwrap().clear();
+    let rotated = harness::wait_until(WAIT, || {
+        endpoint
+            .authorization
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a == "Bearer n3w")
+    })
+    .await;
+    assert!(rotated, "the kept source never sent the rotated token");
+    assert!(std::sync::Arc::ptr_eq(
+        &w1,
+        &run.exporter.monitor.agent("w1").unwrap()
+    ));
 }

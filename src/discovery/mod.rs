@@ -111,6 +111,17 @@ impl Discovery {
                 .filter(|s| s.spec.fingerprint == spec.fingerprint);
             let source = match kept {
                 Some(mut source) => {
+                    // Same settings; a rotated token or key pair of the HTTP SD client is taken
+                    // into the running source's cells, as a static agent's is.
+                    if let (
+                        SourceKind::Http { http: old, .. },
+                        SourceKind::Http { http: new, .. },
+                    ) = (&source.spec.kind, &spec.kind)
+                    {
+                        if old.adopt_secrets(new) {
+                            tracing::info!(source = %spec.id, "discovery source took its rotated credentials");
+                        }
+                    }
                     // `defaults` and `checks` may have changed: every target resolves again.
                     source.cache.clear();
                     let found = std::mem::take(&mut source.agents);
