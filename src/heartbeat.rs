@@ -403,6 +403,7 @@ fn result(outcome: Outcome, duration: Duration) -> ProbeResult {
         phases: Phases::default(),
         http_status: None,
         cert_expiry: None,
+        protocol: Default::default(),
         outcome,
     }
 }

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod heartbeat;
 pub mod logging;
 pub mod metrics;

@@ -45,6 +45,7 @@ pub struct ExporterMetrics {
     /// Scrapes answered 503 at once: `--web.max-requests` were already being answered, or no
     /// room was left for another encoding.
     pub scrapes_refused: Counter,
+    pub discovery: crate::discovery::metrics::DiscoveryMetrics,
 }
 
 impl Default for ExporterMetrics {
@@ -59,6 +60,7 @@ impl Default for ExporterMetrics {
             config_last_reload_success_timestamp: Gauge::default(),
             probe_slots_missed: Counter::default(),
             scrapes_refused: Counter::default(),
+            discovery: Default::default(),
         }
     }
 }
@@ -144,6 +146,7 @@ impl Metrics {
             "Scrapes answered 503 at once because --web.max-requests were in progress",
             exporter.scrapes_refused.clone(),
         );
+        exporter.discovery.register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
         Metrics { registry, monitor }
     }

@@ -13,6 +13,7 @@ use crate::probe::{FailureReason, Outcome, ProbeResult};
 
 mod history;
 mod native_buckets;
+mod push;
 mod state;
 pub use history::HistoryEntry;
 pub use native_buckets::{NativeBuckets, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};

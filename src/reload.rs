@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use crate::config::{self, ConfigError};
+use crate::discovery::Discovery;
 use crate::metrics::ExporterMetrics;
 use crate::monitor::unix_seconds;
 use crate::scheduler::{ReloadSummary, Scheduler};
@@ -14,10 +15,11 @@ use crate::shard::Shard;
 /// Re-reads the config file and applies it.
 pub struct Reloader {
     path: PathBuf,
-    scheduler: Arc<Scheduler>,
     exporter: Arc<ExporterMetrics>,
     /// Only this shard's agents reach the scheduler, at start and on every reload.
     shard: Shard,
+    /// Joins the config's static agents with discovered ones and hands them to the scheduler.
+    discovery: Arc<Discovery>,
     /// Serialises reloads: a storm of SIGHUPs applies one config at a time. Holds whether a
     /// config was ever loaded, so the log says whether an old one keeps running.
     lock: Mutex<bool>,
@@ -25,19 +27,26 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(path: PathBuf, scheduler: Arc<Scheduler>, exporter: Arc<ExporterMetrics>) -> Self {
+        let discovery = Discovery::new(scheduler, exporter.discovery.clone());
         Reloader {
             path,
-            scheduler,
             exporter,
             shard: Shard::default(),
+            discovery,
             lock: Mutex::new(false),
         }
     }
 
-    /// Probe only the agents of `shard`.
+    /// Probe only the agents of `shard`, static and discovered.
     pub fn with_shard(mut self, shard: Shard) -> Self {
         self.shard = shard;
+        self.discovery.set_shard(shard);
         self
+    }
+
+    /// Discovered agents and their origins.
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
     }
 
     /// Loads the config file (and the files it names) and applies it. Must be called inside a
@@ -46,11 +55,11 @@ impl Reloader {
     pub fn reload(&self) -> Result<ReloadSummary, ConfigError> {
         let mut loaded = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         match config::load(&self.path) {
-            Ok(mut config) => {
-                // The shard filter sits on the resolved list: resolution (and its errors) is
-                // the same for every shard, so every exporter accepts or rejects a config alike.
-                config.agents.retain(|a| self.shard.owns(&a.spec.name));
-                let summary = self.scheduler.apply(&config);
+            Ok(config) => {
+                // The shard filter sits on the resolved fleet, static and discovered (in
+                // `Discovery`): resolution (and its errors) is the same for every shard, so every
+                // exporter accepts or rejects a config alike, and settles duplicate names alike.
+                let summary = self.discovery.apply_config(&config);
                 *loaded = true;
                 self.exporter.config_last_reload_successful.set(1);
                 self.exporter
@@ -58,7 +67,7 @@ impl Reloader {
                     .set(unix_seconds(SystemTime::now()));
                 tracing::info!(
                     file = %self.path.display(),
-                    agents = config.agents.len(),
+                    agents = config.agents.iter().filter(|a| self.shard.owns(&a.spec.name)).count(),
                     shard = self.shard.index(),
                     shards = self.shard.count(),
                     added = summary.added.len(),

@@ -22,6 +22,10 @@ use crate::metrics::ExporterMetrics;
 use crate::monitor::{Agent, Monitor};
 use crate::probe::{self, ProbeResult};
 
+mod probing;
+
+use probing::probing_thread;
+
 /// What a reload changed, for its log line and the reload endpoint.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadSummary {
@@ -49,6 +53,8 @@ struct Scheduled {
     /// When the last on-demand probe of this agent started: the next one waits
     /// `ON_DEMAND_SPACING` from it.
     last_on_demand: Option<Instant>,
+    /// The agent's gRPC Watch stream task, when it has one (`scheduler/probing.rs`).
+    watch: Option<AbortHandle>,
 }
 
 /// Least time between two on-demand probes of one agent: a client looping on the probe endpoint
@@ -103,6 +109,8 @@ impl Shared {
 /// The probing thread's slot loop, and what ends the thread.
 struct Probing {
     slot_loop: AbortHandle,
+    /// The runtime probes (and Watch streams) run on.
+    handle: Handle,
     /// Dropping it ends the thread, and with it every probe under way.
     _stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -186,6 +194,7 @@ impl Scheduler {
                     name: key.clone(),
                 }));
             }
+            let watch = self.start_watch(&agent);
             fleet.agents.insert(
                 key,
                 Scheduled {
@@ -193,6 +202,7 @@ impl Scheduler {
                     generation,
                     running: None,
                     last_on_demand: None,
+                    watch,
                 },
             );
         }
@@ -279,6 +289,7 @@ impl Scheduler {
         let slot_loop = handle.spawn(run_slots(self.shared.clone())).abort_handle();
         *probing = Some(Probing {
             slot_loop,
+            handle,
             _stop: stop,
         });
     }
@@ -294,23 +305,7 @@ fn abort(scheduled: &Scheduled) {
     if let Some(running) = &scheduled.running {
         running.abort();
     }
-}
-
-/// A thread running a single-threaded runtime until the returned sender is dropped; dropping
-/// the runtime then drops every task left on it.
-fn probing_thread() -> std::io::Result<(Handle, tokio::sync::oneshot::Sender<()>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let handle = runtime.handle().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("probes".to_owned())
-        .spawn(move || {
-            // Ends when the sender is dropped, or sends.
-            let _ = runtime.block_on(stopped);
-        })?;
-    Ok((handle, stop))
+    probing::stop_watch(scheduled.watch.as_ref());
 }
 
 /// The slot loop: start what is due, sleep until the next slot or a change of schedule.

@@ -31,7 +31,14 @@ fn config_check_prints_one_line_per_agent_and_exits_0() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     let agent_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("agent=")).collect();
-    assert_eq!(agent_lines.len(), 5, "{text}");
+    // The example's five HTTP/TCP agents, then its grpc, mcp and a2a ones.
+    assert_eq!(agent_lines.len(), 8, "{text}");
+    assert!(
+        agent_lines[5].contains("target=grpc://127.0.0.1:50051")
+            && agent_lines[6].contains("target=http://127.0.0.1:8000/mcp")
+            && agent_lines[7].contains("target=http://127.0.0.1:9999/"),
+        "{text}"
+    );
     assert!(
         agent_lines[0].contains("type=exporter")
             && agent_lines[0].contains("target=http://127.0.0.1:10056/-/healthy")

@@ -231,7 +231,7 @@ fn protocol_accepts_http_and_names_the_choices_otherwise() {
     .expect_err("must fail");
     assert_eq!(
         err.issues(),
-        vec!["fleet.yaml:3:15: check \"t\": unknown protocol \"smtp\" (fix: use one of: http)"]
+        vec!["fleet.yaml:3:15: check \"t\": unknown protocol \"smtp\" (fix: use one of: http, mcp, a2a)"]
     );
 }
 

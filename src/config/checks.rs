@@ -34,6 +34,11 @@ impl Templates {
         &self.file
     }
 
+    /// The config file's folder, where relative file names start.
+    pub(super) fn base_dir(&self) -> &std::path::Path {
+        &self.base_dir
+    }
+
     /// The names of the checks, sorted.
     pub fn check_names(&self) -> impl Iterator<Item = &str> {
         self.checks.keys().map(String::as_str)
@@ -102,8 +107,9 @@ impl Resolver {
     }
 }
 
-/// One agent as a discovery source describes it.
-#[derive(Debug, Clone, Default)]
+/// One agent as a discovery source describes it. `Eq` and `Hash` let discovery resolve only
+/// the targets a refresh has not seen before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AgentFields {
     pub name: String,
     pub agent_type: String,

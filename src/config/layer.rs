@@ -25,22 +25,37 @@ impl<T> Placed<T> {
     }
 }
 
-/// How an agent is spoken to. Only HTTP (and TCP, chosen by the URL) today; a new protocol is
-/// a new variant, its name in `Protocol::parse` and its section in a file of its own.
+/// How an http(s) agent is spoken to (TCP and gRPC are chosen by the URL's scheme); a new
+/// protocol is a new variant, its name in `Protocol::parse` and its section in a file of its
+/// own (`mcp.rs`, `a2a.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
     #[default]
     Http,
+    /// A streamable-HTTP MCP endpoint (`mcp.rs`).
+    Mcp,
+    /// An A2A agent's card (`a2a.rs`).
+    A2a,
 }
 
 impl Protocol {
     /// The accepted values of `protocol:`, for error messages.
-    pub const NAMES: &'static str = "http";
+    pub const NAMES: &'static str = "http, mcp, a2a";
 
     pub fn parse(text: &str) -> Option<Protocol> {
         match text {
             "http" => Some(Protocol::Http),
+            "mcp" => Some(Protocol::Mcp),
+            "a2a" => Some(Protocol::A2a),
             _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Mcp => "mcp",
+            Protocol::A2a => "a2a",
         }
     }
 }
@@ -52,13 +67,18 @@ pub(super) struct Layer {
     pub timeout: Option<Placed<Duration>>,
     pub failure_threshold: Option<u32>,
     pub success_threshold: Option<u32>,
-    pub protocol: Option<Protocol>,
+    pub protocol: Option<Placed<Protocol>>,
     pub labels: BTreeMap<String, String>,
     pub http: HttpLayer,
     pub expect: ExpectLayer,
     pub degraded: DegradedLayer,
     /// `heartbeat:`, for agents that report in instead of being probed.
     pub heartbeat: Option<Placed<super::heartbeat::HeartbeatLayer>>,
+    /// `grpc:`, for grpc(s):// agents (`grpc.rs`).
+    pub grpc: super::grpc::GrpcLayer,
+    /// `mcp.expect_tools` and `a2a.expect_skills` (`mcp.rs`, `a2a.rs`).
+    pub expect_tools: Option<Vec<String>>,
+    pub expect_skills: Option<Vec<String>>,
     /// Where protocol sections were written, to report them on a target that cannot use them.
     pub sections: Vec<(&'static str, Location)>,
 }
@@ -119,7 +139,7 @@ impl Layer {
             timeout: self.timeout.or_else(|| lower.timeout.clone()),
             failure_threshold: self.failure_threshold.or(lower.failure_threshold),
             success_threshold: self.success_threshold.or(lower.success_threshold),
-            protocol: self.protocol.or(lower.protocol),
+            protocol: self.protocol.or_else(|| lower.protocol.clone()),
             labels: merged(self.labels, &lower.labels),
             http: self.http.over(&lower.http),
             expect: self.expect.over(&lower.expect),
@@ -130,6 +150,9 @@ impl Layer {
                 }
                 (upper, lower) => upper.or_else(|| lower.clone()),
             },
+            grpc: self.grpc.over(&lower.grpc),
+            expect_tools: self.expect_tools.or_else(|| lower.expect_tools.clone()),
+            expect_skills: self.expect_skills.or_else(|| lower.expect_skills.clone()),
             sections,
         }
     }
@@ -181,7 +204,7 @@ impl Resolver {
         };
         if let Some(protocol) = &raw.protocol {
             match Protocol::parse(protocol.value.trim()) {
-                Some(p) => layer.protocol = Some(p),
+                Some(p) => layer.protocol = Some(Placed::new(p, protocol.referenced)),
                 None => self.issue(
                     protocol.referenced,
                     format!("{what}: unknown protocol {:?}", protocol.value),
@@ -207,6 +230,18 @@ impl Resolver {
         }
         if let Some(heartbeat) = raw.heartbeat {
             layer.heartbeat = Some(self.heartbeat_layer(heartbeat, what));
+        }
+        if let Some(grpc) = raw.grpc {
+            layer.sections.push(("grpc", grpc.referenced));
+            layer.grpc = self.grpc_layer(grpc.value, what);
+        }
+        if let Some(mcp) = raw.mcp {
+            layer.sections.push(("mcp", mcp.referenced));
+            layer.expect_tools = mcp.value.expect_tools.map(|t| t.value);
+        }
+        if let Some(a2a) = raw.a2a {
+            layer.sections.push(("a2a", a2a.referenced));
+            layer.expect_skills = a2a.value.expect_skills.map(|s| s.value);
         }
         layer
     }

@@ -3,13 +3,17 @@
 //! (`spec`) and their swappable secrets (`secret`). The first step of the data flow; nothing
 //! after it re-checks a config value.
 
+mod a2a;
 mod checks;
+mod discovery;
 mod error;
 mod expect;
 mod files;
+mod grpc;
 mod heartbeat;
 mod http;
 mod layer;
+mod mcp;
 mod raw;
 mod resolve;
 mod secret;
@@ -21,11 +25,15 @@ mod values;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use a2a::A2aTarget;
 pub use checks::{resolve_agent, AgentFields, Templates};
+pub use discovery::{DnsRecord, SourceKind, SourceSpec};
 pub use error::{base_dir, ConfigError, ConfigIssue};
+pub use grpc::{GrpcTarget, Metadata as GrpcMetadata};
 pub use heartbeat::{default_grace, HeartbeatSpec};
 pub use http::DEFAULT_MAX_BODY_BYTES;
 pub use layer::Protocol;
+pub use mcp::McpTarget;
 pub use resolve::{ResolvedAgent, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 pub use secret::{Pattern, Secret, TlsClient, TlsIdentity};
 pub use spec::*;
@@ -38,6 +46,8 @@ pub struct Config {
     pub agents: Vec<ResolvedAgent>,
     /// `defaults` and `checks`, for agents resolved later (`resolve_agent`).
     pub templates: Arc<Templates>,
+    /// `discovery:` sources, in file order.
+    pub discovery: Vec<SourceSpec>,
 }
 
 impl Config {
@@ -83,13 +93,17 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
         serde_saphyr::from_str_with_options(text, yaml_options())
             .map_err(|e| ConfigError::Invalid(vec![ConfigIssue::from_yaml(file, &e, KEYS)]))?
     };
+    let mut raw = raw;
+    let sources = std::mem::take(&mut raw.discovery);
     let mut resolver = resolve::Resolver::new(file.to_owned(), base_dir.to_path_buf());
     let (templates, agents) = resolver.resolve(raw);
-    let issues = resolver.into_issues();
+    let mut issues = resolver.into_issues();
+    let discovery = discovery::resolve_sources(sources, &templates, &mut issues);
     if issues.is_empty() {
         Ok(Config {
             agents,
             templates: Arc::new(templates),
+            discovery,
         })
     } else {
         Err(ConfigError::Invalid(issues))

@@ -19,10 +19,13 @@ pub struct RawConfig {
     /// The fleet.
     #[serde(default)]
     pub agents: Vec<Spanned<RawAgent>>,
+    /// Sources of further agents (`discovery.rs`).
+    #[serde(default)]
+    pub discovery: Vec<Spanned<super::discovery::RawSource>>,
 }
 
 /// `defaults:`; every key optional.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     pub interval: Option<Spanned<String>>,
@@ -50,6 +53,9 @@ macro_rules! with_check_keys {
             pub expect: Option<Spanned<RawExpect>>,
             pub degraded: Option<Spanned<RawDegraded>>,
             pub heartbeat: Option<Spanned<super::heartbeat::RawHeartbeat>>,
+            pub grpc: Option<Spanned<super::grpc::RawGrpc>>,
+            pub mcp: Option<Spanned<super::mcp::RawMcp>>,
+            pub a2a: Option<Spanned<super::a2a::RawA2a>>,
         }
 
         impl $name {
@@ -67,6 +73,9 @@ macro_rules! with_check_keys {
                     expect: self.expect.take(),
                     degraded: self.degraded.take(),
                     heartbeat: self.heartbeat.take(),
+                    grpc: self.grpc.take(),
+                    mcp: self.mcp.take(),
+                    a2a: self.a2a.take(),
                 }
             }
         }

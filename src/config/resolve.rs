@@ -15,7 +15,8 @@ use serde_saphyr::{Location, Spanned};
 use super::checks::Templates;
 use super::error::ConfigIssue;
 use super::expect::json_matches;
-use super::layer::{Layer, Protocol};
+use super::layer::Layer;
+use super::mcp::section_misplaced;
 use super::raw::RawConfig;
 use super::spec::{AgentSpec, DegradedSpec, ExpectSpec, Target};
 
@@ -186,7 +187,7 @@ impl Resolver {
     /// own key), else where a check or the defaults set it.
     fn assemble(
         &mut self,
-        merged: Layer,
+        mut merged: Layer,
         target: Target,
         url_auth: Option<(super::spec::Auth, Location)>,
         what: &str,
@@ -218,20 +219,20 @@ impl Resolver {
                 "set timeout below interval, so that a probe ends before the next one is due",
             );
         }
-        let is_http = match merged.protocol.unwrap_or_default() {
-            Protocol::Http => matches!(target, Target::Http(_)),
-        };
+        let (target, http_layer) = self.protocol_target(target, &mut merged, what)?;
         for (section, place) in &merged.sections {
-            if !is_http {
-                self.issue(
-                    *place,
-                    format!("{what}: `{section}` applies only to http:// and https:// agents"),
-                    format!("remove `{section}` or use an http(s) URL"),
-                );
+            if let Some((problem, fix)) = section_misplaced(section, &target) {
+                self.issue(*place, format!("{what}: {problem}"), fix);
             }
         }
-        let is_https = matches!(&target, Target::Http(u) if u.scheme() == "https");
-        let http = self.http_spec(merged.http, url_auth, is_https, what)?;
+        let is_https = match &target {
+            Target::Http(u) => u.scheme() == "https",
+            Target::Mcp(m) => m.url.scheme() == "https",
+            Target::A2a(a) => a.url.scheme() == "https",
+            Target::Grpc(g) => g.secure,
+            Target::Tcp { .. } | Target::Heartbeat(_) => false,
+        };
+        let http = self.http_spec(http_layer, url_auth, is_https, what)?;
         Some(AgentSpec {
             name: String::new(),
             agent_type: String::new(),

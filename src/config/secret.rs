@@ -10,7 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use regex::Regex;
 use rustls::ClientConfig;
 
-use super::spec::{AgentSpec, Auth};
+use super::spec::{AgentSpec, Auth, HttpSpec};
 
 /// A secret value (a token, a password). Its `Debug` and `Display` never show it; clones share
 /// one cell, so a rotated value reaches every probe of the agent at once.
@@ -48,7 +48,7 @@ impl Secret {
     }
 
     /// Takes `newer`'s value when it differs; true when it did.
-    fn adopt(&self, newer: &Secret) -> bool {
+    pub(super) fn adopt(&self, newer: &Secret) -> bool {
         let value = newer.current();
         let mut current = self.value.write().unwrap_or_else(PoisonError::into_inner);
         if **current == *value {
@@ -193,21 +193,36 @@ impl AgentSpec {
     /// this one's cells; true when any of them changed. A reload calls it on the running agent
     /// so that a rotated token or certificate is used from the next probe on, state kept.
     pub fn adopt_secrets(&self, newer: &AgentSpec) -> bool {
-        let auth = match (&self.http.auth, &newer.http.auth) {
+        let http = self.http.adopt_secrets(&newer.http);
+        let heartbeat = match (self.target.heartbeat(), newer.target.heartbeat()) {
+            (Some(old), Some(new)) => old.token.adopt(&new.token),
+            _ => false,
+        };
+        let grpc = match (&self.target, &newer.target) {
+            (super::spec::Target::Grpc(old), super::spec::Target::Grpc(new)) => {
+                old.adopt_secrets(new)
+            }
+            _ => false,
+        };
+        http | heartbeat | grpc
+    }
+}
+
+impl HttpSpec {
+    /// Takes the secret values and TLS key pair of `newer`, options equal to these, into these
+    /// options' cells; true when any of them changed. Also what a kept HTTP SD source uses.
+    pub fn adopt_secrets(&self, newer: &HttpSpec) -> bool {
+        let auth = match (&self.auth, &newer.auth) {
             (Some(Auth::Bearer(old)), Some(Auth::Bearer(new))) => old.adopt(new),
             (Some(Auth::Basic { password: old, .. }), Some(Auth::Basic { password: new, .. })) => {
                 old.adopt(new)
             }
             _ => false,
         };
-        let tls = match (&self.http.tls, &newer.http.tls) {
+        let tls = match (&self.tls, &newer.tls) {
             (Some(old), Some(new)) => old.adopt(new),
             _ => false,
         };
-        let heartbeat = match (self.target.heartbeat(), newer.target.heartbeat()) {
-            (Some(old), Some(new)) => old.token.adopt(&new.token),
-            _ => false,
-        };
-        auth | tls | heartbeat
+        auth | tls
     }
 }

@@ -4,6 +4,7 @@
 //! reload compares (secret values are left out of it: see `secret.rs`).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::secret::{Pattern, Secret, TlsClient};
@@ -44,6 +45,12 @@ pub enum Target {
     Tcp { host: String, port: u16 },
     /// Never probed: the agent reports in (`config/heartbeat.rs`).
     Heartbeat(super::heartbeat::HeartbeatSpec),
+    /// `grpc://host:port` or `grpcs://host:port` with its `grpc:` section.
+    Grpc(Arc<super::grpc::GrpcTarget>),
+    /// An http(s) URL with `protocol: mcp`.
+    Mcp(Arc<super::mcp::McpTarget>),
+    /// An http(s) URL with `protocol: a2a`.
+    A2a(Arc<super::a2a::A2aTarget>),
 }
 
 impl Target {
@@ -53,6 +60,9 @@ impl Target {
             Target::Http(url) => url.as_str().to_owned(),
             Target::Tcp { host, port } => format!("tcp://{host}:{port}"),
             Target::Heartbeat(_) => "heartbeat".to_owned(),
+            Target::Grpc(grpc) => grpc.display(),
+            Target::Mcp(mcp) => mcp.url.as_str().to_owned(),
+            Target::A2a(a2a) => a2a.url.as_str().to_owned(),
         }
     }
 

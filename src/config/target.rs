@@ -69,11 +69,22 @@ impl Resolver {
                     }
                 }
             }
+            "grpc" | "grpcs" => {
+                let target = super::grpc::bare_target(&url);
+                if target.is_none() {
+                    self.issue(
+                        at,
+                        format!("{what}: a gRPC URL needs a host and a port and nothing else"),
+                        "write it as grpc://host:port or grpcs://host:port",
+                    );
+                }
+                target.map(|t| (t, None))
+            }
             other => {
                 self.issue(
                     at,
                     format!("{what}: unsupported URL scheme {other:?}"),
-                    "use http://, https:// or tcp://host:port",
+                    "use http://, https://, tcp://host:port or grpc(s)://host:port",
                 );
                 None
             }

@@ -3,8 +3,9 @@
 //! OpenMetrics, protobuf) and the test reference from this table, so a new metric is one entry
 //! here.
 
+use crate::config::Target;
 use crate::monitor::{unix_seconds, NativeBuckets, Status, DURATION_BUCKETS};
-use crate::probe::{FailureReason, Phases};
+use crate::probe::{FailureReason, Phases, NO_GRPC_STATUS};
 
 use super::walk::{Fleet, Row};
 
@@ -38,6 +39,9 @@ pub(super) enum Values {
     /// such series (yet).
     Gauge(fn(&Row, &mut Samples)),
     Counter(fn(&Row, &mut Samples)),
+    /// An info series: value 1 under labels the agent reported (escaped by the encoders), or
+    /// none when the agent has no such series.
+    Info(for<'a> fn(&'a Row) -> Option<InfoLabels<'a>>),
     /// One histogram per agent over `bounds` (the `+Inf` bucket comes on top).
     Histogram {
         bounds: &'static [f64],
@@ -56,12 +60,15 @@ pub(super) enum Kind {
 impl Family {
     pub(super) fn kind(&self) -> Kind {
         match self.values {
-            Values::FleetGauge(_) | Values::Gauge(_) => Kind::Gauge,
+            Values::FleetGauge(_) | Values::Gauge(_) | Values::Info(_) => Kind::Gauge,
             Values::Counter(_) => Kind::Counter,
             Values::Histogram { .. } => Kind::Histogram,
         }
     }
 }
+
+/// The labels of `agent_protocol_info` after the agent's, in order.
+pub(super) type InfoLabels<'a> = [(&'static str, &'a str); 4];
 
 /// A sample's value: integers and floats are written differently in text.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -259,6 +266,51 @@ pub(super) const FAMILIES: &[Family] = &[
             if let Some(expiry) = row.state.last.as_ref().and_then(|last| last.cert_expiry) {
                 out.float(unix_seconds(expiry));
             }
+        }),
+    },
+    Family {
+        name: "agent_grpc_status_code",
+        help: "gRPC status code of the agent's last health call, -1 when the call got none.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if matches!(row.agent.spec.target, Target::Grpc(_)) {
+                let last = row.state.last.as_ref().and_then(|r| r.protocol.grpc_status);
+                out.float(f64::from(last.unwrap_or(NO_GRPC_STATUS)));
+            }
+        }),
+    },
+    Family {
+        name: "agent_protocol_info",
+        help: "What a grpc, mcp or a2a agent reports of itself; value 1.",
+        unit: None,
+        extra: None,
+        values: Values::Info(|row| {
+            let protocol = match &row.agent.spec.target {
+                Target::Grpc(_) => "grpc",
+                Target::Mcp(_) => "mcp",
+                Target::A2a(_) => "a2a",
+                _ => return None,
+            };
+            // Before the agent said anything, only the protocol is known.
+            let info = row
+                .state
+                .last
+                .as_ref()
+                .and_then(|r| r.protocol.info.as_deref());
+            let (name, version, protocol_version) = info.map_or(("", "", ""), |i| {
+                (
+                    i.server_name.as_str(),
+                    i.server_version.as_str(),
+                    i.protocol_version.as_str(),
+                )
+            });
+            Some([
+                ("protocol", protocol),
+                ("server_name", name),
+                ("server_version", version),
+                ("protocol_version", protocol_version),
+            ])
         }),
     },
     Family {

@@ -107,6 +107,14 @@ impl Sink for Writer<'_> {
         out
     }
 
+    fn info_labels(&self, pairs: &[(&'static str, &str)]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96);
+        for (key, value) in pairs {
+            label_pair(&mut out, key, value);
+        }
+        out
+    }
+
     fn begin(&mut self, family: &Family) {
         self.family.clear();
         self.kind = family.kind();

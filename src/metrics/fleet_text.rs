@@ -98,6 +98,18 @@ impl Sink for Writer<'_> {
         format!(",{key}=\"{value}\"")
     }
 
+    fn info_labels(&self, pairs: &[(&'static str, &str)]) -> String {
+        let mut s = String::with_capacity(96);
+        for (key, value) in pairs {
+            s.push(',');
+            s.push_str(key);
+            s.push_str("=\"");
+            escape_into(&mut s, value);
+            s.push('"');
+        }
+        s
+    }
+
     fn begin(&mut self, family: &Family) {
         self.name.clear();
         self.name.push_str(family.name);

@@ -97,6 +97,14 @@ impl Collector for FleetCollector {
             let extra = family.extra.map(|e| (e.values)()).unwrap_or_default();
             match family.values {
                 Values::FleetGauge(value) => m.encode_gauge(&(value(&fleet) as i64))?,
+                Values::Info(info) => {
+                    for row in &rows {
+                        if let Some(pairs) = info(row) {
+                            let labels = (Labels(row.agent.labels()), pairs);
+                            m.encode_family(&labels)?.encode_gauge(&1i64)?;
+                        }
+                    }
+                }
                 Values::Gauge(values) | Values::Counter(values) => {
                     for row in &rows {
                         samples.0.clear();

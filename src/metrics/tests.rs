@@ -6,13 +6,17 @@ use super::walk::rows;
 use super::*;
 use crate::probe::{FailureReason, Outcome, Phases, ProbeResult};
 
-/// Three agents: one never probed, one healthy (over several buckets, with labels that need
-/// escaping), one failing.
+/// Six agents: one never probed, one healthy (over several buckets, with labels that need
+/// escaping), one failing, a grpc agent never probed (status -1), one with a non-OK gRPC
+/// status, and an MCP agent whose self-description needs escaping.
 fn fleet() -> Arc<Monitor> {
     let yaml = "defaults:\n  labels: {team: \"a\\\\b\\\"c\\nd\"}\nagents:\n\
         - {name: idle, type: t, url: 'http://127.0.0.1:1/'}\n\
         - {name: ok, type: t, url: 'https://127.0.0.1:1/', labels: {zone: x}}\n\
-        - {name: down, type: u, url: 'tcp://127.0.0.1:1', interval: 1500ms}\n";
+        - {name: down, type: u, url: 'tcp://127.0.0.1:1', interval: 1500ms}\n\
+        - {name: rpc, type: g, url: 'grpc://127.0.0.1:1'}\n\
+        - {name: rpc2, type: g, url: 'grpc://127.0.0.1:2'}\n\
+        - {name: tools, type: m, url: 'http://127.0.0.1:1/mcp', protocol: mcp}\n";
     let config = crate::config::parse(yaml, "t.yaml", Path::new(".")).expect("valid config");
     let monitor = Arc::new(Monitor::new(10));
     let agents: Vec<_> = config.agents.iter().map(|a| monitor.insert(a)).collect();
@@ -26,6 +30,7 @@ fn fleet() -> Arc<Monitor> {
         },
         http_status: Some(200),
         cert_expiry: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+        protocol: Default::default(),
         outcome,
     };
     for ms in [0, 1, 2, 3, 40, 600, 12_000] {
@@ -37,6 +42,18 @@ fn fleet() -> Arc<Monitor> {
     };
     monitor.record(&agents[2], probe(5, failed.clone()));
     monitor.record(&agents[2], probe(7, failed));
+    let mut unimplemented = probe(8, Outcome::Healthy);
+    unimplemented.protocol.grpc_status = Some(12);
+    monitor.record(&agents[4], unimplemented);
+    // What an agent says of itself ends up in labels: quotes and backslashes are escaped.
+    let mut reported = probe(9, Outcome::Healthy);
+    reported.protocol.info = Some(Arc::new(crate::probe::ProtocolInfo::reported(
+        "mcp",
+        "tools \"x\"\\y",
+        "1.0\nbeta",
+        "2025-06-18",
+    )));
+    monitor.record(&agents[5], reported);
     monitor
 }
 
@@ -144,4 +161,43 @@ fn every_format_holds_the_fleet_and_the_exporters_own_metrics() {
     let protobuf = metrics.encode(Format::Protobuf).unwrap();
     let needle = b"agent_probe_duration_seconds";
     assert!(protobuf.windows(needle.len()).any(|w| w == needle));
+}
+
+#[test]
+fn grpc_status_and_protocol_info_show_what_protocol_agents_reported() {
+    let monitor = fleet();
+    let mut text = String::new();
+    fleet_text::encode(
+        &mut text,
+        &rows(&monitor, false),
+        0,
+        Dialect::Prometheus,
+        &mut |_| {},
+    );
+    let line = |agent: &str, family: &str| {
+        text.lines()
+            .find(|l| l.starts_with(family) && l.contains(&format!("agent=\"{agent}\"")))
+            .map(str::to_owned)
+    };
+    let never = line("rpc", "agent_grpc_status_code{").expect("grpc agent has a status");
+    assert!(never.ends_with(" -1.0"), "{never}");
+    let code = line("rpc2", "agent_grpc_status_code{").expect("grpc agent has a status");
+    assert!(code.ends_with(" 12.0"), "{code}");
+    assert_eq!(
+        line("ok", "agent_grpc_status_code{"),
+        None,
+        "http agents have none"
+    );
+    let info = line("tools", "agent_protocol_info{").expect("mcp agent has info");
+    assert!(
+        info.contains(r#"protocol="mcp",server_name="tools \"x\"\\y",server_version="1.0beta",protocol_version="2025-06-18"} 1"#),
+        "{info}"
+    );
+    let bare = line("rpc", "agent_protocol_info{").expect("grpc agent has info");
+    assert!(bare.contains(r#"protocol="grpc",server_name="""#), "{bare}");
+    assert_eq!(
+        line("down", "agent_protocol_info{"),
+        None,
+        "tcp agents have none"
+    );
 }

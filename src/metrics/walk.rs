@@ -56,6 +56,8 @@ pub(super) trait Sink {
     fn agent_labels(&self, agent: &Agent) -> Self::Labels;
     /// `key="value"` for a constant of this crate.
     fn extra_label(&self, key: &str, value: &str) -> Self::Labels;
+    /// Labels whose values come from the agent, escaped as the format wants.
+    fn info_labels(&self, pairs: &[(&'static str, &str)]) -> Self::Labels;
     fn begin(&mut self, family: &Family);
     fn sample(&mut self, labels: &Self::Labels, extra: &Self::Labels, value: Sample);
     fn histogram(&mut self, labels: &Self::Labels, bounds: &[f64], value: &HistogramSample);
@@ -98,6 +100,13 @@ pub(super) fn walk<S: Sink>(sink: &mut S, rows: &[Row], subscribers: usize) {
                     );
                     for (n, value) in samples.0.iter().enumerate() {
                         sink.sample(l, extra.get(n).unwrap_or(&none), *value);
+                    }
+                }
+            }
+            Values::Info(info) => {
+                for (row, l) in rows.iter().zip(&labels) {
+                    if let Some(pairs) = info(row) {
+                        sink.sample(l, &sink.info_labels(&pairs), Sample::Int(1));
                     }
                 }
             }

@@ -134,5 +134,23 @@ pub fn step(health: Health, verdict: Verdict, thresholds: Thresholds) -> (Health
     (next, change)
 }
 
+/// A failure the agent pushed between probes (gRPC Watch): `unhealthy` at once, whatever the
+/// failure threshold, since the agent itself said so; recovery still waits for `success`
+/// successful probes. The failure count is the probes' and stays as it is.
+pub fn pushed(health: Health, reason: FailureReason) -> (Health, Option<Change>) {
+    let next = Health {
+        status: Status::Unhealthy,
+        consecutive_failures: health.consecutive_failures,
+        consecutive_successes: 0,
+    };
+    let change = (health.status != Status::Unhealthy).then_some(Change {
+        from: health.status,
+        to: Status::Unhealthy,
+        reason: Some(reason),
+        counted: health.status != Status::Unknown,
+    });
+    (next, change)
+}
+
 #[cfg(test)]
 mod tests;

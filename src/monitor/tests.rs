@@ -22,6 +22,7 @@ fn result(outcome: Outcome) -> ProbeResult {
         phases: Phases::default(),
         http_status: Some(200),
         cert_expiry: None,
+        protocol: Default::default(),
         outcome,
     }
 }

@@ -71,6 +71,7 @@ pub(super) async fn probe(spec: &AgentSpec, url: &Url) -> ProbeResult {
         phases: progress.phases,
         http_status: progress.http_status,
         cert_expiry: progress.cert_expiry,
+        protocol: Default::default(),
         outcome,
     }
 }

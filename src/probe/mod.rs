@@ -1,8 +1,14 @@
 //! One probe of one agent: the scheduler calls `run`, the monitor consumes the `ProbeResult`.
 //! A probe never outlives its agent's timeout and always ends in a result, never an error.
 
+mod a2a;
 mod expect;
+mod grpc;
+mod grpc_conn;
+mod grpc_watch;
 mod http;
+mod http_session;
+mod mcp;
 mod net;
 mod redirect;
 mod request;
@@ -10,11 +16,14 @@ mod tcp;
 mod tls;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::AgentSpec;
 
 pub use expect::{check_expectations, BodyVerdict};
+pub use grpc::NO_STATUS as NO_GRPC_STATUS;
+pub use grpc_watch::watch as grpc_watch;
 
 /// Why a probe failed: the closed set of the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,11 +41,15 @@ pub enum FailureReason {
     Missed,
     /// A heartbeat agent reported a failure itself.
     Reported,
+    /// A gRPC call ended with a status other than OK.
+    GrpcStatus,
+    /// The health service answered, with a status other than SERVING.
+    NotServing,
 }
 
 impl FailureReason {
     /// Every reason, in label order, so that every series exists from the start.
-    pub const ALL: [FailureReason; 11] = [
+    pub const ALL: [FailureReason; 13] = [
         FailureReason::Timeout,
         FailureReason::Dns,
         FailureReason::Connect,
@@ -48,6 +61,8 @@ impl FailureReason {
         FailureReason::Protocol,
         FailureReason::Missed,
         FailureReason::Reported,
+        FailureReason::GrpcStatus,
+        FailureReason::NotServing,
     ];
 
     /// The `reason` label value.
@@ -64,6 +79,8 @@ impl FailureReason {
             FailureReason::Protocol => "protocol",
             FailureReason::Missed => "missed",
             FailureReason::Reported => "reported",
+            FailureReason::GrpcStatus => "grpc_status",
+            FailureReason::NotServing => "not_serving",
         }
     }
 
@@ -142,6 +159,8 @@ pub struct ProbeResult {
     pub http_status: Option<u16>,
     /// Earliest `notAfter` of the certificates the agent served (https only).
     pub cert_expiry: Option<SystemTime>,
+    /// What a grpc, mcp or a2a agent reported beyond the outcome.
+    pub protocol: ProtocolReport,
     pub outcome: Outcome,
 }
 
@@ -198,11 +217,82 @@ pub(crate) fn timed_out(timeout: Duration, stage: &str) -> Outcome {
     .into_outcome()
 }
 
+/// Findings of the protocol probes; empty for http and tcp.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProtocolReport {
+    /// The last gRPC status code of a grpc agent (-1 when the call got none); None otherwise.
+    pub grpc_status: Option<i32>,
+    /// What the agent said about itself, for `agent_protocol_info`.
+    pub info: Option<Arc<ProtocolInfo>>,
+}
+
+/// The labels of `agent_protocol_info`; empty where the agent did not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProtocolInfo {
+    pub protocol: &'static str,
+    pub server_name: String,
+    pub server_version: String,
+    pub protocol_version: String,
+}
+
+/// Longest label value taken from what an agent reports, in characters.
+pub const MAX_INFO_CHARS: usize = 64;
+
+impl ProtocolInfo {
+    /// What the agent reported, each value cut to `MAX_INFO_CHARS` without control characters:
+    /// an agent must not be able to blow up the exposition through its self-description.
+    pub fn reported(
+        protocol: &'static str,
+        name: &str,
+        version: &str,
+        protocol_version: &str,
+    ) -> Self {
+        let bound = |v: &str| -> String {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_INFO_CHARS)
+                .collect()
+        };
+        ProtocolInfo {
+            protocol,
+            server_name: bound(name),
+            server_version: bound(version),
+            protocol_version: bound(protocol_version),
+        }
+    }
+
+    /// The info series of an agent of `spec`: None for http and tcp agents; otherwise what its
+    /// last probe reported, or only the protocol before one did.
+    pub fn of(spec: &AgentSpec, last: Option<&ProbeResult>) -> Option<Arc<ProtocolInfo>> {
+        let protocol = match &spec.target {
+            crate::config::Target::Grpc(_) => "grpc",
+            crate::config::Target::Mcp(_) => "mcp",
+            crate::config::Target::A2a(_) => "a2a",
+            _ => return None,
+        };
+        let reported = last.and_then(|r| r.protocol.info.clone());
+        Some(reported.unwrap_or_else(|| {
+            Arc::new(ProtocolInfo {
+                protocol,
+                ..ProtocolInfo::default()
+            })
+        }))
+    }
+}
+
+/// True for agents that keep a gRPC Watch stream open besides their probes.
+pub fn wants_watch(spec: &AgentSpec) -> bool {
+    matches!(&spec.target, crate::config::Target::Grpc(grpc) if grpc.watch)
+}
+
 /// Probe `spec` once, bounded by `spec.timeout`.
 pub async fn run(spec: &AgentSpec) -> ProbeResult {
     match &spec.target {
         crate::config::Target::Http(url) => http::probe(spec, url).await,
         crate::config::Target::Tcp { host, port } => tcp::probe(spec, host, *port).await,
+        crate::config::Target::Grpc(grpc) => grpc::probe(spec, grpc).await,
+        crate::config::Target::Mcp(mcp) => mcp::probe(spec, mcp).await,
+        crate::config::Target::A2a(a2a) => a2a::probe(spec, a2a).await,
         // The scheduler never probes a heartbeat agent and the on-demand endpoint refuses it;
         // should one get here, it is a failure that says why rather than a panic.
         crate::config::Target::Heartbeat(_) => ProbeResult {
@@ -211,6 +301,7 @@ pub async fn run(spec: &AgentSpec) -> ProbeResult {
             phases: Phases::default(),
             http_status: None,
             cert_expiry: None,
+            protocol: ProtocolReport::default(),
             outcome: Outcome::Failed {
                 reason: FailureReason::Protocol,
                 error: "heartbeat agents report in and are not probed".to_owned(),

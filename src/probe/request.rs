@@ -61,7 +61,7 @@ pub(super) fn build_request(
     Ok(request)
 }
 
-fn auth_header(auth: &Auth) -> Result<HeaderValue, Failure> {
+pub(super) fn auth_header(auth: &Auth) -> Result<HeaderValue, Failure> {
     let value = match auth {
         Auth::Bearer(token) => format!("Bearer {}", token.expose()),
         Auth::Basic { username, password } => {

@@ -29,6 +29,7 @@ pub(super) async fn probe(spec: &AgentSpec, host: &str, port: u16) -> ProbeResul
         phases,
         http_status: None,
         cert_expiry: None,
+        protocol: Default::default(),
         outcome,
     }
 }

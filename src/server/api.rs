@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::respond::full;
 use super::{views, Body, ServerState};
+use crate::reload::Reloader;
 use crate::scheduler::{OnDemandRefused, ON_DEMAND_SPACING};
 
 /// Every agent: built on the blocking pool, a few at a time (see `snapshots`).
@@ -27,8 +28,24 @@ pub(super) async fn list(state: &Arc<ServerState>) -> Response<Body> {
 
 pub(super) fn one(state: &ServerState, name: &str) -> Response<Body> {
     match state.monitor.agent(name) {
-        Some(agent) => json(StatusCode::OK, &views::agent(&agent, true)),
+        Some(agent) => {
+            let mut view = [views::agent(&agent, true)];
+            with_origins(state.reloader.as_deref(), &mut view);
+            json(StatusCode::OK, &view[0])
+        }
         None => unknown_agent(name),
+    }
+}
+
+/// Says where each agent came from: `static`, or its discovery source.
+pub(super) fn with_origins(reloader: Option<&Reloader>, views: &mut [views::AgentView]) {
+    if let Some(reloader) = reloader {
+        let origins = reloader
+            .discovery()
+            .origins(views.iter().map(|v| v.name.as_str()));
+        for (view, origin) in views.iter_mut().zip(origins) {
+            view.origin = Some(origin);
+        }
     }
 }
 

@@ -278,6 +278,7 @@ pub(super) mod tests {
             phases: Phases::default(),
             http_status: Some(200),
             cert_expiry: None,
+            protocol: Default::default(),
             outcome: Outcome::Healthy,
         }
     }

@@ -52,7 +52,7 @@ pub(super) async fn fleet_snapshot(state: &Arc<ServerState>, filter: &Filter) ->
             if filter.takes_every_agent() {
                 return job_state.snapshots.get(&job_state);
             }
-            let view = views::fleet(&filter.agents(job_state.monitor.agents()));
+            let view = fleet_view(&job_state, &filter.agents(job_state.monitor.agents()));
             let mut data = serde_json::to_vec(&view).unwrap_or_else(|_| b"null".to_vec());
             data.extend_from_slice(b"\n\n");
             Bytes::from(data)
@@ -63,11 +63,19 @@ pub(super) async fn fleet_snapshot(state: &Arc<ServerState>, filter: &Filter) ->
 
 /// The body of `GET /api/v1/agents`; `None` when it could not be built.
 pub(super) async fn fleet_json(state: &Arc<ServerState>) -> Option<serde_json::Result<Vec<u8>>> {
-    let monitor = state.monitor.clone();
+    let job_state = state.clone();
     state
         .heavy
-        .run(move || serde_json::to_vec(&views::fleet(&monitor.agents())))
+        .run(move || serde_json::to_vec(&fleet_view(&job_state, &job_state.monitor.agents())))
         .await
+}
+
+/// `agents` as the API and the event snapshots show them, each with its origin (`static` or
+/// its discovery source), so the status page can show where a discovered agent came from.
+fn fleet_view(state: &ServerState, agents: &[Arc<Agent>]) -> views::FleetView {
+    let mut view = views::fleet(agents);
+    super::api::with_origins(state.reloader.as_deref(), &mut view.agents);
+    view
 }
 
 /// How long a shared snapshot is served before it is built again even though no agent changed
@@ -99,7 +107,7 @@ impl SnapshotCache {
                 return json.clone();
             }
         }
-        let mut json = serde_json::to_vec(&views::fleet(&state.monitor.agents()))
+        let mut json = serde_json::to_vec(&fleet_view(state, &state.monitor.agents()))
             .unwrap_or_else(|_| b"null".to_vec());
         json.extend_from_slice(b"\n\n");
         let json = Bytes::from(json);

@@ -28,6 +28,9 @@ pub struct AgentView {
     /// The target without credentials.
     pub target: String,
     pub labels: BTreeMap<String, String>,
+    /// `static`, or the discovery source and its file, URL or DNS name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     pub interval_seconds: f64,
     pub timeout_seconds: f64,
     pub failure_threshold: u32,
@@ -131,6 +134,7 @@ pub fn agent(agent: &Agent, history: bool) -> AgentView {
         agent_type: spec.agent_type.clone(),
         target: spec.target.display(),
         labels: spec.labels.iter().cloned().collect(),
+        origin: None,
         interval_seconds: spec.interval.as_secs_f64(),
         timeout_seconds: spec.timeout.as_secs_f64(),
         failure_threshold: spec.failure_threshold,

@@ -323,6 +323,43 @@ async function main() {
     await page.fill("#filter", "");
     check((await visible()).length === expected.length, "clearing the filter shows every agent again");
 
+    // A fleet view: problems first, then natural name order; a click on a status or type tile filters,
+    // and the filter lives in the URL.
+    await statusChange(page, agent, "down", "unhealthy");
+    const order = await page.$$eval("[data-agent]", (rows) => rows.map((r) => [r.dataset.agent, r.dataset.status]));
+    const natural = new Intl.Collator(undefined, { numeric: true }).compare;
+    const healthyNames = order.filter(([, s]) => s === "healthy").map(([n]) => n);
+    const rank = { unhealthy: 0, degraded: 1, unknown: 2, healthy: 3 };
+    const ranks = order.map(([, s]) => rank[s]);
+    check(order.some(([n]) => n === agent) && ranks.every((r, i) => i === 0 || ranks[i - 1] <= r),
+      "problems are listed first (unhealthy, degraded, unknown, healthy)", order.map((o) => o.join(":")).join(", "));
+    check(JSON.stringify(healthyNames) === JSON.stringify([...healthyNames].sort(natural)), "healthy agents follow in natural name order",
+      healthyNames.join(", "));
+    const unhealthy = (await api()).agents.filter((a) => a.status === "unhealthy").map((a) => a.name).sort().join(", ");
+    await page.click('[data-count="unhealthy"]');
+    shown = (await visible()).sort().join(", ");
+    check(shown === unhealthy && shown.includes(agent) && /status=unhealthy/.test(page.url()),
+      "a click on the unhealthy tile shows only unhealthy agents, in the URL", `${shown} at ${page.url()}`);
+    await page.goto(page.url());
+    await page.waitForSelector('#connection[data-state="live"]', { timeout: 5000 });
+    shown = await until("the linked view", async () => { const v = (await visible()).sort().join(", "); return v === unhealthy && v; }, 5000)
+      .catch(() => "");
+    check(shown === unhealthy, "opening the link shows the same view", shown);
+    await page.click('[data-count="unhealthy"]');
+    const fleetNow = await api();
+    const types = [...new Set(fleetNow.agents.map((a) => a.type))].sort();
+    const tiles = await page.$$eval("#types [data-type]", (ts) => ts.map((t) => [t.dataset.type, Number(t.querySelector("b").textContent)]));
+    const wantTiles = types.map((t) => [t, fleetNow.agents.filter((a) => a.type === t).length]);
+    check(JSON.stringify(tiles) === JSON.stringify(wantTiles), "a tile per agent type with its count", JSON.stringify(tiles));
+    await page.click(`#types [data-type="${types[0]}"]`);
+    shown = await visible();
+    const wantShown = fleetNow.agents.filter((a) => a.type === types[0]).map((a) => a.name).sort();
+    check(JSON.stringify([...shown].sort()) === JSON.stringify(wantShown) && /type=/.test(page.url()), "a click on a type tile filters by type",
+      shown.join(", "));
+    await page.click(`#types [data-type="${types[0]}"]`);
+    check((await visible()).length === expected.length, "a second click clears the type filter");
+    await statusChange(page, agent, "up", "healthy");
+
     // The links go to this origin's metrics and API.
     const links = await page.$$eval("a[href]", (as) => as.map((a) => a.href));
     for (const path of ["/metrics", "/api/v1/agents"]) {

@@ -9,6 +9,8 @@
 //! - `binary`: the built binary, one-shot (`command`) or serving (`Binary`, killed on drop, with
 //!   files, environment, flags and a command prefix such as libfaketime or `ulimit`).
 //! - `http`: the HTTP client, blocking and async, and an event-stream reader.
+//! - `peers`: the protocol tests' reference peers (Python gRPC, MCP, A2A servers in the venv of
+//!   tests/peers/setup-venv.sh), skipped with a message when the venv is missing.
 //!
 //! Below: lookups in the text exposition and polling, shared by all of them.
 #![allow(dead_code, unused_imports)]
@@ -16,6 +18,7 @@
 pub mod agents;
 pub mod binary;
 pub mod http;
+pub mod peers;
 pub mod served;
 
 use std::path::{Path, PathBuf};

@@ -165,3 +165,25 @@ fn verdict_keeps_the_failure_reason_and_drops_the_text() {
     };
     assert_eq!(Verdict::of(&failed), Verdict::Failed(FailureReason::Tls));
 }
+
+#[test]
+fn a_pushed_failure_is_unhealthy_at_once_and_keeps_the_failure_count() {
+    for from in Status::ALL {
+        let health = Health {
+            status: from,
+            consecutive_failures: 0,
+            consecutive_successes: 3,
+        };
+        let (next, change) = pushed(health, FailureReason::NotServing);
+        assert_eq!(next.status, Status::Unhealthy, "from {from}");
+        assert_eq!(next.consecutive_failures, 0, "the probes' count");
+        assert_eq!(next.consecutive_successes, 0, "recovery starts over");
+        let expected = (from != Status::Unhealthy).then_some(Change {
+            from,
+            to: Status::Unhealthy,
+            reason: Some(FailureReason::NotServing),
+            counted: from != Status::Unknown,
+        });
+        assert_eq!(change, expected, "from {from}");
+    }
+}

@@ -1,0 +1,126 @@
+//! `dns_sd`: targets from SRV records (or A/AAAA records and a fixed port), asked every
+//! `refresh_interval` through hickory-resolver with the system's resolver configuration
+//! (/etc/resolv.conf), or the `nameservers` the source names. Nothing is cached between
+//! refreshes, so a changed record shows at the next one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{ResolveError, Resolver, TokioResolver};
+
+use super::target::Discovered;
+use super::{Refresh, Sink};
+use crate::config::{DnsRecord, SourceKind, SourceSpec};
+
+/// Runs the source until its task is aborted.
+pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
+    let SourceKind::Dns {
+        names,
+        record,
+        port,
+        nameservers,
+    } = &spec.kind
+    else {
+        return;
+    };
+    let resolver = match resolver(nameservers, spec.refresh_interval) {
+        Ok(resolver) => resolver,
+        Err(error) => {
+            sink.send(Err(format!("resolver setup: {error}")));
+            return;
+        }
+    };
+    loop {
+        let refresh = lookup(&resolver, names, *record, *port).await;
+        if !sink.send(refresh) {
+            return;
+        }
+        tokio::time::sleep(spec.refresh_interval).await;
+    }
+}
+
+fn resolver(
+    nameservers: &[std::net::SocketAddr],
+    refresh: Duration,
+) -> Result<TokioResolver, ResolveError> {
+    let mut builder = if nameservers.is_empty() {
+        TokioResolver::builder_tokio()?
+    } else {
+        let mut config = ResolverConfig::new();
+        for addr in nameservers {
+            config.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
+            config.add_name_server(NameServerConfig::new(*addr, Protocol::Tcp));
+        }
+        Resolver::builder_with_config(config, TokioConnectionProvider::default())
+    };
+    let options = builder.options_mut();
+    options.cache_size = 0;
+    // A lookup must end before the next refresh is due, or a dead server holds the source
+    // silent instead of failing it.
+    options.timeout = options.timeout.min(refresh);
+    Ok(builder.build())
+}
+
+/// One refresh over every name. A name without records adds no targets; any other failure
+/// fails the refresh.
+pub async fn lookup(
+    resolver: &TokioResolver,
+    names: &[String],
+    record: DnsRecord,
+    port: Option<u16>,
+) -> Refresh {
+    let mut out = Vec::new();
+    for name in names {
+        let result = match record {
+            DnsRecord::Srv => srv(resolver, name).await,
+            DnsRecord::A => resolver.ipv4_lookup(name.as_str()).await.map(|l| {
+                l.iter()
+                    .map(|a| address(name, &a.0.to_string(), port.unwrap_or(0)))
+                    .collect()
+            }),
+            DnsRecord::Aaaa => resolver.ipv6_lookup(name.as_str()).await.map(|l| {
+                l.iter()
+                    .map(|a| address(name, &format!("[{}]", a.0), port.unwrap_or(0)))
+                    .collect()
+            }),
+        };
+        match result {
+            Ok(found) => out.extend(found),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => {}
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+async fn srv(resolver: &TokioResolver, name: &str) -> Result<Vec<Discovered>, ResolveError> {
+    let lookup = resolver.srv_lookup(name).await?;
+    Ok(lookup
+        .iter()
+        .map(|srv| {
+            let target = srv.target().to_utf8();
+            let host = target.trim_end_matches('.');
+            let mut found = address(name, host, srv.port());
+            found
+                .labels
+                .insert("__meta_dns_srv_record_target".into(), target.clone());
+            found
+                .labels
+                .insert("__meta_dns_srv_record_port".into(), srv.port().to_string());
+            found
+        })
+        .collect())
+}
+
+fn address(name: &str, host: &str, port: u16) -> Discovered {
+    let mut labels = super::relabel::Labels::new();
+    labels.insert("__address__".into(), format!("{host}:{port}"));
+    labels.insert("__meta_dns_name".into(), name.to_owned());
+    Discovered {
+        labels,
+        from: format!("name={name}"),
+    }
+}

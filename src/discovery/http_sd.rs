@@ -1,0 +1,172 @@
+//! `http_sd`: the Prometheus HTTP SD format fetched from a URL every `refresh_interval`, with an
+//! agent's `http:` client options (headers, bearer token, basic auth, TLS), a timeout and a
+//! response size limit. A non-200 answer, another content type or invalid JSON fails the
+//! refresh, and the source keeps its last good targets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use url::Url;
+
+use super::target::{expand_groups, parse_groups};
+use super::{Refresh, Sink};
+use crate::config::{Auth, HttpSpec, SourceKind, SourceSpec};
+
+/// Runs the source until its task is aborted.
+pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
+    let SourceKind::Http {
+        url,
+        http,
+        timeout,
+        max_bytes,
+    } = &spec.kind
+    else {
+        return;
+    };
+    loop {
+        let refresh = fetch(url, http, *timeout, *max_bytes).await;
+        if !sink.send(refresh) {
+            return;
+        }
+        tokio::time::sleep(spec.refresh_interval).await;
+    }
+}
+
+/// One refresh: GET the URL, within `timeout` and `max_bytes`.
+pub async fn fetch(url: &Url, http: &HttpSpec, timeout: Duration, max_bytes: u64) -> Refresh {
+    let body = tokio::time::timeout(timeout, get(url, http, max_bytes))
+        .await
+        .map_err(|_| {
+            format!(
+                "no complete answer within {}",
+                humantime::format_duration(timeout)
+            )
+        })??;
+    let groups = parse_groups(&body, false).map_err(|e| format!("invalid answer: {e}"))?;
+    let shown = url.as_str();
+    Ok(expand_groups(
+        groups,
+        &[("__meta_url", shown)],
+        &format!("url={shown}"),
+    ))
+}
+
+async fn get(url: &Url, http: &HttpSpec, max_bytes: u64) -> Result<Bytes, String> {
+    let host = url.host_str().ok_or("the URL has no host")?;
+    let port = url.port_or_known_default().ok_or("the URL has no port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let request = request(url, http)?;
+    if url.scheme() == "https" {
+        let config = http
+            .tls
+            .as_ref()
+            .map(|client| client.config())
+            .ok_or("no TLS setup for an https URL")?;
+        let name = http.server_name.as_deref().unwrap_or(host).to_owned();
+        let name = ServerName::try_from(name).map_err(|e| format!("server name: {e}"))?;
+        let tls = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        exchange(TokioIo::new(tls), request, max_bytes).await
+    } else {
+        exchange(TokioIo::new(tcp), request, max_bytes).await
+    }
+}
+
+fn request(url: &Url, http: &HttpSpec) -> Result<Request<Empty<Bytes>>, String> {
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    let mut builder = Request::get(if path.is_empty() { "/" } else { path })
+        .header(header::HOST, authority)
+        .header(header::ACCEPT, "application/json")
+        .header(
+            header::USER_AGENT,
+            concat!("agent-health-exporter/", env!("CARGO_PKG_VERSION")),
+        );
+    for (name, value) in &http.headers {
+        builder = builder.header(name, value);
+    }
+    match &http.auth {
+        Some(Auth::Bearer(token)) => {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
+        }
+        Some(Auth::Basic { username, password }) => {
+            let pair = format!("{username}:{}", password.expose());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            let value = HeaderValue::from_str(&format!("Basic {encoded}"))
+                .map_err(|e| format!("basic auth: {e}"))?;
+            builder = builder.header(header::AUTHORIZATION, value);
+        }
+        None => {}
+    }
+    builder
+        .body(Empty::new())
+        .map_err(|e| format!("request: {e}"))
+}
+
+async fn exchange<IO>(
+    io: IO,
+    request: Request<Empty<Bytes>>,
+    max_bytes: u64,
+) -> Result<Bytes, String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        if response.status() != StatusCode::OK {
+            return Err(format!("answer status {}, not 200", response.status()));
+        }
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(format!(
+                "content type {content_type:?}, not application/json"
+            ));
+        }
+        read_limited(response.into_body(), max_bytes).await
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+async fn read_limited(mut body: Incoming, max_bytes: u64) -> Result<Bytes, String> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            if (out.len() + data.len()) as u64 > max_bytes {
+                return Err(format!("answer larger than {max_bytes} bytes"));
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(Bytes::from(out))
+}

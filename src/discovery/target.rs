@@ -1,0 +1,235 @@
+//! Target groups as the Prometheus SD formats carry them (`[{targets, labels}]`), their label
+//! sets, and the reading of a relabeled label set as an agent: `agent`, `agent_type`,
+//! `__check__`, `__scheme__`, `__address__`, `__path__` and the remaining plain labels.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::relabel::Labels;
+use crate::config::AgentFields;
+
+/// One group of the file_sd / http_sd format.
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroup {
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A discovered target before relabeling, and where it came from (a file, URL or DNS name).
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    pub labels: Labels,
+    pub from: String,
+}
+
+/// Why a target did not become an agent; the `reason` label of the dropped-targets counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A `keep` or `drop` rule removed it.
+    Relabel,
+    /// No `agent` label after relabeling.
+    MissingName,
+    /// No `agent_type` label and no source `type:`.
+    MissingType,
+    /// Its fields do not make a valid agent (bad URL, reserved label, …).
+    Invalid,
+    /// Another agent, earlier in config order, has its name.
+    DuplicateName,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Relabel => "relabel",
+            DropReason::MissingName => "missing_name",
+            DropReason::MissingType => "missing_type",
+            DropReason::Invalid => "invalid",
+            DropReason::DuplicateName => "duplicate_name",
+        }
+    }
+}
+
+/// Parses a file_sd / http_sd document: JSON, or YAML when `yaml` is set.
+pub fn parse_groups(bytes: &[u8], yaml: bool) -> Result<Vec<TargetGroup>, String> {
+    let groups: Vec<TargetGroup> = if yaml {
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())?
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())?
+    };
+    for group in &groups {
+        if let Some(bad) = group
+            .labels
+            .keys()
+            .find(|k| !super::relabel::valid_label_name(k))
+        {
+            return Err(format!("{bad:?} is not a valid label name"));
+        }
+    }
+    Ok(groups)
+}
+
+/// The label sets of `groups`: group labels, `__address__` and the source's `meta` labels.
+pub fn expand_groups(
+    groups: Vec<TargetGroup>,
+    meta: &[(&str, &str)],
+    from: &str,
+) -> Vec<Discovered> {
+    let mut out = Vec::new();
+    for group in groups {
+        for target in group.targets {
+            let mut labels = group.labels.clone();
+            labels.insert("__address__".into(), target);
+            for (k, v) in meta {
+                labels.insert((*k).into(), (*v).into());
+            }
+            out.push(Discovered {
+                labels,
+                from: from.to_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// Reads an agent from a relabeled label set. The source's `type:` and `check:` fill in what
+/// the labels leave out.
+pub fn fields_from_labels(
+    labels: &Labels,
+    source_type: Option<&str>,
+    source_check: Option<&str>,
+) -> Result<AgentFields, DropReason> {
+    let name = labels
+        .get("agent")
+        .filter(|n| !n.is_empty())
+        .ok_or(DropReason::MissingName)?;
+    let agent_type = labels
+        .get("agent_type")
+        .map(String::as_str)
+        .or(source_type)
+        .filter(|t| !t.is_empty())
+        .ok_or(DropReason::MissingType)?;
+    let address = labels
+        .get("__address__")
+        .filter(|a| !a.is_empty())
+        .ok_or(DropReason::Invalid)?;
+    let url = if address.contains("://") {
+        address.clone()
+    } else {
+        let scheme = labels.get("__scheme__").map_or("http", String::as_str);
+        let path = labels.get("__path__").map_or("/health", String::as_str);
+        let slash = if path.starts_with('/') { "" } else { "/" };
+        format!("{scheme}://{address}{slash}{path}")
+    };
+    let check = labels
+        .get("__check__")
+        .map(String::as_str)
+        .or(source_check)
+        .map(str::to_owned);
+    let plain = labels
+        .iter()
+        .filter(|(k, _)| !k.starts_with("__") && *k != "agent" && *k != "agent_type")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(AgentFields {
+        name: name.clone(),
+        agent_type: agent_type.to_owned(),
+        check,
+        url,
+        labels: plain,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn address_scheme_and_path_make_the_url_with_defaults() {
+        let f = fields_from_labels(
+            &labels(&[("agent", "a"), ("__address__", "h:1"), ("zone", "z")]),
+            Some("worker"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(f.url, "http://h:1/health");
+        assert_eq!(f.agent_type, "worker");
+        assert_eq!(
+            f.labels.into_iter().collect::<Vec<_>>(),
+            [("zone".into(), "z".into())]
+        );
+        let f = fields_from_labels(
+            &labels(&[
+                ("agent", "a"),
+                ("agent_type", "t"),
+                ("__address__", "h:1"),
+                ("__scheme__", "https"),
+                ("__path__", "ready"),
+            ]),
+            Some("ignored"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (f.url.as_str(), f.agent_type.as_str()),
+            ("https://h:1/ready", "t")
+        );
+    }
+
+    #[test]
+    fn a_whole_url_as_address_is_taken_as_is() {
+        let f = fields_from_labels(
+            &labels(&[("agent", "a"), ("__address__", "tcp://h:9")]),
+            Some("t"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(f.url, "tcp://h:9");
+    }
+
+    #[test]
+    fn targets_without_name_or_type_are_dropped_with_their_reason() {
+        let no_name = labels(&[("__address__", "h:1")]);
+        assert_eq!(
+            fields_from_labels(&no_name, Some("t"), None),
+            Err(DropReason::MissingName)
+        );
+        let no_type = labels(&[("agent", "a"), ("__address__", "h:1")]);
+        assert_eq!(
+            fields_from_labels(&no_type, None, None),
+            Err(DropReason::MissingType)
+        );
+    }
+
+    #[test]
+    fn groups_parse_from_json_and_yaml_and_refuse_bad_label_names() {
+        let json = br#"[{"targets": ["a:1", "b:2"], "labels": {"agent_type": "w"}}]"#;
+        let yaml = b"- targets: [a:1, b:2]\n  labels: {agent_type: w}\n";
+        assert_eq!(
+            parse_groups(json, false).unwrap(),
+            parse_groups(yaml, true).unwrap()
+        );
+        assert!(parse_groups(br#"[{"targets": [], "labels": {"a-b": "x"}}]"#, false).is_err());
+        let expanded = expand_groups(
+            parse_groups(json, false).unwrap(),
+            &[("__meta_url", "u")],
+            "u",
+        );
+        assert_eq!(expanded.len(), 2);
+        assert_eq!(expanded[1].labels["__address__"], "b:2");
+        assert_eq!(expanded[1].labels["__meta_url"], "u");
+    }
+}

@@ -1,0 +1,176 @@
+//! The MCP and A2A probes against their reference implementations: the official MCP SDK
+//! (streamable HTTP, JSON and SSE answers), a2a-sdk serving its agent card, and small servers
+//! that fail on purpose (tests/peers/). Skips without the peers' venv.
+
+mod harness;
+
+use std::path::Path;
+
+use agent_health_exporter::probe::{self, FailureReason, Outcome, ProbeResult};
+use harness::peers::{agent, python, Peer};
+
+fn peer(test: &str, modules: &str, script: &str, args: &[&str]) -> Option<Peer> {
+    let python = python(test, modules)?;
+    Some(Peer::start(&python, script, args))
+}
+
+fn mcp_peer(test: &str, script: &str, args: &[&str]) -> Option<Peer> {
+    peer(test, "mcp.server.fastmcp, uvicorn", script, args)
+}
+
+fn a2a_peer(test: &str, args: &[&str]) -> Option<Peer> {
+    peer(test, "a2a.server.routes, uvicorn", "a2a_server.py", args)
+}
+
+async fn probe_yaml(url: &str, protocol: &str, extra: &str) -> ProbeResult {
+    let yaml = format!(
+        "agents:\n  - name: p\n    type: t\n    url: {url}\n    timeout: 2s\n    protocol: {protocol}\n{extra}"
+    );
+    probe::run(&agent(&yaml, Path::new("."))).await
+}
+
+fn failed(result: &ProbeResult) -> (FailureReason, &str) {
+    match &result.outcome {
+        Outcome::Failed { reason, error } => (*reason, error.as_str()),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn mcp_sdk_server_passes_the_lifecycle_with_sse_and_with_json_answers() {
+    for args in [&[][..], &["--json"][..], &["--stateless", "--json"][..]] {
+        let Some(server) = mcp_peer("mcp_sdk_server_passes", "mcp_server.py", args) else {
+            return;
+        };
+        let url = format!("http://127.0.0.1:{}/mcp", server.port);
+        let result = probe_yaml(&url, "mcp", "    mcp: {expect_tools: [add, echo]}\n").await;
+        assert_eq!(result.outcome, Outcome::Healthy, "{args:?}: {result:?}");
+        let info = result.protocol.info.as_ref().expect("server info");
+        assert_eq!(info.protocol, "mcp");
+        assert_eq!(info.server_name, "peer-tools");
+        assert_eq!(info.protocol_version, "2025-11-25", "negotiated version");
+        assert!(result.phases.first_byte > std::time::Duration::ZERO);
+        assert_eq!(result.http_status, Some(200), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn mcp_server_without_an_expected_tool_is_body_mismatch() {
+    let Some(server) = mcp_peer("mcp_missing_tool", "mcp_server.py", &[]) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    let result = probe_yaml(&url, "mcp", "    mcp: {expect_tools: [add, search]}\n").await;
+    assert_eq!(
+        failed(&result),
+        (FailureReason::BodyMismatch, "tools/list lacks search")
+    );
+}
+
+#[tokio::test]
+async fn mcp_error_on_initialize_is_not_serving_with_code_and_message() {
+    let Some(server) = mcp_peer(
+        "mcp_init_error",
+        "mcp_misbehaving.py",
+        &["--mode", "init-error"],
+    ) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    let result = probe_yaml(&url, "mcp", "").await;
+    assert_eq!(
+        failed(&result),
+        (
+            FailureReason::NotServing,
+            "initialize: JSON-RPC error -32603: backend database unavailable"
+        )
+    );
+}
+
+#[tokio::test]
+async fn mcp_garbage_and_bad_framing_are_protocol_and_a_hang_is_timeout() {
+    for (mode, reason) in [
+        ("garbage", FailureReason::Protocol),
+        ("bad-sse", FailureReason::Protocol),
+        ("hang", FailureReason::Timeout),
+    ] {
+        let Some(server) = mcp_peer("mcp_misbehaving", "mcp_misbehaving.py", &["--mode", mode])
+        else {
+            return;
+        };
+        let url = format!("http://127.0.0.1:{}/mcp", server.port);
+        let result = probe_yaml(&url, "mcp", "").await;
+        assert_eq!(failed(&result).0, reason, "{mode}: {result:?}");
+    }
+}
+
+#[tokio::test]
+async fn mcp_on_a_path_that_is_no_endpoint_is_http_status() {
+    let Some(server) = mcp_peer("mcp_wrong_path", "mcp_server.py", &[]) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/nothing", server.port);
+    let result = probe_yaml(&url, "mcp", "").await;
+    assert_eq!(failed(&result).0, FailureReason::HttpStatus, "{result:?}");
+}
+
+#[tokio::test]
+async fn a2a_sdk_card_is_healthy_at_the_new_and_the_old_well_known_path() {
+    for args in [&[][..], &["--old-path"][..]] {
+        let Some(server) = a2a_peer("a2a_sdk_card", args) else {
+            return;
+        };
+        let url = format!("http://127.0.0.1:{}/", server.port);
+        let result = probe_yaml(&url, "a2a", "    a2a: {expect_skills: [book-flight]}\n").await;
+        assert_eq!(result.outcome, Outcome::Healthy, "{args:?}: {result:?}");
+        let info = result.protocol.info.as_ref().expect("card info");
+        assert_eq!(
+            (
+                info.server_name.as_str(),
+                info.server_version.as_str(),
+                info.protocol_version.as_str()
+            ),
+            ("Peer Travel Agent", "1.4.2", "1.0")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a2a_missing_skill_or_invalid_card_is_body_mismatch_naming_it() {
+    let Some(server) = a2a_peer("a2a_missing_skill", &[]) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let result = probe_yaml(&url, "a2a", "    a2a: {expect_skills: [book-hotel]}\n").await;
+    assert_eq!(
+        failed(&result),
+        (
+            FailureReason::BodyMismatch,
+            "agent card: `skills` lacks book-hotel"
+        )
+    );
+    let Some(invalid) = a2a_peer("a2a_invalid_card", &["--invalid"]) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/", invalid.port);
+    let result = probe_yaml(&url, "a2a", "").await;
+    assert_eq!(
+        failed(&result),
+        (
+            FailureReason::BodyMismatch,
+            "agent card: `skills` is missing or not a list"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a2a_without_a_card_is_http_status() {
+    let Some(server) = mcp_peer("a2a_without_card", "mcp_server.py", &[]) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let result = probe_yaml(&url, "a2a", "").await;
+    let (reason, error) = failed(&result);
+    assert_eq!(reason, FailureReason::HttpStatus);
+    assert!(error.starts_with("no agent card at"), "{error}");
+}
