@@ -2,17 +2,17 @@
 //! agent's base URL (`/.well-known/agent-card.json`, then the older `/.well-known/agent.json`)
 //! and checks the fields the specification requires and the skills the config expects.
 
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use super::http_session::{Progress, Session};
-use super::{timed_out, Failure};
-use super::{FailureReason, Outcome, ProbeResult, ProtocolInfo, ProtocolReport};
+use super::http_session::Session;
+use super::progress::Progress;
+use super::Failure;
+use super::{FailureReason, Outcome, ProbeResult, ProtocolInfo};
 use crate::config::{A2aTarget, AgentSpec};
 
 /// Newest first: a2a-sdk moved the card from agent.json to agent-card.json.
@@ -21,27 +21,9 @@ pub const CARD_PATHS: [&str; 2] = ["/.well-known/agent-card.json", "/.well-known
 pub(super) async fn probe(spec: &AgentSpec, a2a: &A2aTarget) -> ProbeResult {
     let started = Instant::now();
     let mut progress = Progress::default();
-    let mut info = None;
-    let attempt =
-        tokio::time::timeout(spec.timeout, fetch(spec, a2a, &mut progress, &mut info)).await;
-    let duration = started.elapsed();
-    let outcome = match attempt {
-        Ok(Ok(())) => Outcome::Healthy,
-        Ok(Err(failure)) => failure.into_outcome(),
-        Err(_) => timed_out(spec.timeout, progress.stage),
-    };
-    ProbeResult {
-        ended_at: SystemTime::now(),
-        duration,
-        phases: progress.phases,
-        http_status: progress.http_status,
-        cert_expiry: progress.cert_expiry,
-        protocol: ProtocolReport {
-            grpc_status: None,
-            info: info.map(Arc::new),
-        },
-        outcome,
-    }
+    let exchange = fetch(spec, a2a, &mut progress);
+    let attempt = tokio::time::timeout(spec.timeout, exchange).await;
+    progress.finish(started, spec.timeout, attempt, |(), _| Outcome::Healthy)
 }
 
 /// The card's URL for one well-known path: under the base URL's path, as a2a-sdk resolves it.
@@ -53,12 +35,7 @@ fn card_url(base: &url::Url, path: &str) -> url::Url {
     url
 }
 
-async fn fetch(
-    spec: &AgentSpec,
-    a2a: &A2aTarget,
-    progress: &mut Progress,
-    info: &mut Option<ProtocolInfo>,
-) -> Result<(), Failure> {
+async fn fetch(spec: &AgentSpec, a2a: &A2aTarget, progress: &mut Progress) -> Result<(), Failure> {
     let mut session = Session::open(spec, &a2a.url, progress).await?;
     let accept = [(header::ACCEPT, HeaderValue::from_static("application/json"))];
     let mut last_status = StatusCode::NOT_FOUND;
@@ -87,7 +64,7 @@ async fn fetch(
             )
         })?;
         let text = |key: &str| card.get(key).and_then(Value::as_str).unwrap_or_default();
-        *info = Some(ProtocolInfo::reported(
+        progress.info = Some(ProtocolInfo::reported(
             "a2a",
             text("name"),
             text("version"),

@@ -5,7 +5,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -18,8 +18,9 @@ use url::Url;
 
 use super::expect::{check_status, judge_body};
 use super::net::open;
+use super::progress::Progress;
 use super::request::build_request;
-use super::{redirect, timed_out, tls, Failure, FailureReason, Outcome, Phases, ProbeResult};
+use super::{redirect, tls, Failure, FailureReason, Outcome, ProbeResult};
 use crate::config::tls::default_client_config;
 use crate::config::{AgentSpec, MAX_REDIRECTS};
 
@@ -29,18 +30,6 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The shortest header line is 3 bytes (`a:` and a line feed), so with this many lines
 /// allowed the size limit is always the one a response meets first.
 const MAX_HEAD_LINES: usize = MAX_HEAD_BYTES / 3;
-
-/// What the probe has learnt so far. It lives outside the timed future, so a probe cut short
-/// by its timeout still reports the phases it completed and the last status it saw.
-struct Progress {
-    phases: Phases,
-    /// The phase under way, named when the timeout cuts it short.
-    stage: &'static str,
-    http_status: Option<u16>,
-    /// Earliest `notAfter` served by the agent's own host, over its hops, whether or not
-    /// the certificate was then accepted.
-    cert_expiry: Option<SystemTime>,
-}
 
 /// One response, as far as it was read.
 struct Answer {
@@ -53,27 +42,12 @@ struct Answer {
 pub(super) async fn probe(spec: &AgentSpec, url: &Url) -> ProbeResult {
     let started = Instant::now();
     let mut progress = Progress {
-        phases: Phases::default(),
         stage: "dns",
-        http_status: None,
-        cert_expiry: None,
+        ..Progress::default()
     };
     let attempt = tokio::time::timeout(spec.timeout, follow(spec, url, &mut progress)).await;
-    let duration = started.elapsed();
-    let outcome = match attempt {
-        Ok(Ok(answer)) => judge(spec, answer, duration),
-        Ok(Err(failure)) => failure.into_outcome(),
-        Err(_) => timed_out(spec.timeout, progress.stage),
-    };
-    ProbeResult {
-        ended_at: SystemTime::now(),
-        duration,
-        phases: progress.phases,
-        http_status: progress.http_status,
-        cert_expiry: progress.cert_expiry,
-        protocol: Default::default(),
-        outcome,
-    }
+    let judge = |answer, duration| judge(spec, answer, duration);
+    progress.finish(started, spec.timeout, attempt, judge)
 }
 
 fn judge(spec: &AgentSpec, answer: Answer, duration: Duration) -> Outcome {

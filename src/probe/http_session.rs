@@ -2,7 +2,7 @@
 //! and TLS once, then each request's first_byte and transfer summed into the phases. The
 //! `http` section applies: headers, auth, TLS, max_body_bytes.
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -14,20 +14,12 @@ use tokio::task::JoinHandle;
 use url::{Position, Url};
 
 use super::net::{connect, resolve};
+use super::progress::Progress;
 use super::Failure;
-use super::{FailureReason, Phases};
+use super::FailureReason;
 use crate::config::AgentSpec;
 
 const USER_AGENT: &str = concat!("agent-health-exporter/", env!("CARGO_PKG_VERSION"));
-
-/// What the session learnt so far; lives outside the timed future.
-#[derive(Default)]
-pub(super) struct Progress {
-    pub phases: Phases,
-    pub stage: &'static str,
-    pub http_status: Option<u16>,
-    pub cert_expiry: Option<SystemTime>,
-}
 
 /// One answer, read whole within the body limit.
 pub(super) struct Reply {

@@ -2,17 +2,17 @@
 //! connection: initialize, notifications/initialized, ping, tools/list when tools are expected,
 //! then DELETE of the session. Answers may be JSON or SSE-framed; phases are summed.
 
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
 use serde_json::{json, Value};
 
-use super::http_session::{Progress, Reply, Session};
-use super::{timed_out, Failure};
-use super::{FailureReason, Outcome, ProbeResult, ProtocolInfo, ProtocolReport};
+use super::http_session::{Reply, Session};
+use super::progress::Progress;
+use super::Failure;
+use super::{FailureReason, Outcome, ProbeResult, ProtocolInfo};
 use crate::config::{AgentSpec, McpTarget};
 
 /// Protocol versions of the streamable-HTTP transport we speak, newest first; we ask for the
@@ -24,27 +24,9 @@ const MAX_PAGES: usize = 20;
 pub(super) async fn probe(spec: &AgentSpec, mcp: &McpTarget) -> ProbeResult {
     let started = Instant::now();
     let mut progress = Progress::default();
-    let mut info = None;
-    let attempt =
-        tokio::time::timeout(spec.timeout, exchange(spec, mcp, &mut progress, &mut info)).await;
-    let duration = started.elapsed();
-    let outcome = match attempt {
-        Ok(Ok(())) => Outcome::Healthy,
-        Ok(Err(failure)) => failure.into_outcome(),
-        Err(_) => timed_out(spec.timeout, progress.stage),
-    };
-    ProbeResult {
-        ended_at: SystemTime::now(),
-        duration,
-        phases: progress.phases,
-        http_status: progress.http_status,
-        cert_expiry: progress.cert_expiry,
-        protocol: ProtocolReport {
-            grpc_status: None,
-            info: info.map(Arc::new),
-        },
-        outcome,
-    }
+    let exchange = exchange(spec, mcp, &mut progress);
+    let attempt = tokio::time::timeout(spec.timeout, exchange).await;
+    progress.finish(started, spec.timeout, attempt, |(), _| Outcome::Healthy)
 }
 
 /// The JSON-RPC conversation over one session.
@@ -60,7 +42,6 @@ async fn exchange(
     spec: &AgentSpec,
     mcp: &McpTarget,
     progress: &mut Progress,
-    info: &mut Option<ProtocolInfo>,
 ) -> Result<(), Failure> {
     let session = Session::open(spec, &mcp.url, progress).await?;
     let mut talk = Conversation {
@@ -89,7 +70,7 @@ async fn exchange(
             .unwrap_or_default()
             .to_owned()
     };
-    *info = Some(ProtocolInfo::reported(
+    progress.info = Some(ProtocolInfo::reported(
         "mcp",
         &text("name"),
         &text("version"),

@@ -10,6 +10,7 @@ mod http;
 mod http_session;
 mod mcp;
 mod net;
+mod progress;
 mod redirect;
 mod request;
 mod tcp;
