@@ -9,6 +9,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde_saphyr::Spanned;
 
+use super::layer::{Placed, TlsLayer};
 use super::raw::RawTls;
 use super::resolve::Resolver;
 use super::secret::{Secret, TlsClient, TlsIdentity};
@@ -63,6 +64,20 @@ impl Resolver {
         }
         let origin = format!("{key} {}", self.path(&file.value).display());
         Some(Secret::from_origin(&origin, trimmed.to_owned()))
+    }
+
+    /// A `tls:` section (of `http` or `grpc`) as a layer: its client and server name, placed
+    /// where the section was written. None (with an issue) when a file cannot be used.
+    pub(super) fn tls_layer(&mut self, tls: &Spanned<RawTls>) -> Option<Placed<TlsLayer>> {
+        let client = self.tls_client(tls)?;
+        let server_name = tls.value.server_name.as_ref().map(|s| s.value.clone());
+        Some(Placed::new(
+            TlsLayer {
+                client,
+                server_name,
+            },
+            tls.referenced,
+        ))
     }
 
     /// Reads the files of a `tls:` section and builds its client.

@@ -182,16 +182,7 @@ impl Resolver {
             }
         }
         if let Some(tls) = &raw.tls {
-            if let Some(client) = self.tls_client(tls) {
-                let server_name = tls.value.server_name.as_ref().map(|s| s.value.clone());
-                layer.tls = Some(Placed::new(
-                    TlsLayer {
-                        client,
-                        server_name,
-                    },
-                    tls.referenced,
-                ));
-            }
+            layer.tls = self.tls_layer(tls);
         }
         layer
     }

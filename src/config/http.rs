@@ -4,7 +4,7 @@
 use serde_saphyr::{Location, Spanned};
 
 use super::files::default_tls_client;
-use super::layer::{HttpLayer, Placed, TlsLayer};
+use super::layer::{HttpLayer, Placed};
 use super::raw::RawHttp;
 use super::resolve::Resolver;
 use super::secret::Secret;
@@ -82,16 +82,7 @@ impl Resolver {
             }
         }
         if let Some(tls) = &raw.tls {
-            if let Some(client) = self.tls_client(tls) {
-                let server_name = tls.value.server_name.as_ref().map(|s| s.value.clone());
-                layer.tls = Some(Placed::new(
-                    TlsLayer {
-                        client,
-                        server_name,
-                    },
-                    tls.referenced,
-                ));
-            }
+            layer.tls = self.tls_layer(tls);
         }
         layer
     }
