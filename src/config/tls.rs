@@ -5,6 +5,8 @@
 mod roots;
 mod verify;
 
+pub(crate) use verify::provider_signature_checks;
+
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::{Resumption, WebPkiServerVerifier};
