@@ -95,6 +95,15 @@ pub enum EncodeError {
     Compress(#[source] std::io::Error),
 }
 
+/// Registers families of the exporter's own with `registry`: one `name, help => metric;`
+/// entry each, so that a new one is one entry.
+macro_rules! register_own {
+    ($registry:expr; $($name:literal, $help:literal => $metric:expr;)*) => {
+        $($registry.register($name, $help, $metric);)*
+    };
+}
+pub(crate) use register_own;
+
 /// The registries behind `/metrics`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -116,35 +125,25 @@ impl Metrics {
                 ("rustc", build.rustc),
             ]),
         );
-        registry.register(
+        register_own!(registry;
             "agent_exporter_config_last_reload_successful",
-            "1 when the last config (re)load succeeded, else 0",
-            exporter.config_last_reload_successful.clone(),
-        );
-        registry.register(
+            "1 when the last config (re)load succeeded, else 0"
+                => exporter.config_last_reload_successful.clone();
             "agent_exporter_config_last_reload_success_timestamp_seconds",
-            "Time of the last successful config (re)load",
-            exporter.config_last_reload_success_timestamp.clone(),
-        );
-        registry.register(
+            "Time of the last successful config (re)load"
+                => exporter.config_last_reload_success_timestamp.clone();
             "agent_exporter_probes_in_flight",
-            "Probes running right now",
-            exporter.probes_in_flight.clone(),
-        );
-        registry.register(
+            "Probes running right now"
+                => exporter.probes_in_flight.clone();
             "agent_exporter_probe_start_delay_seconds",
-            "How late each probe started against its slot",
-            exporter.probe_start_delay.clone(),
-        );
-        registry.register(
+            "How late each probe started against its slot"
+                => exporter.probe_start_delay.clone();
             "agent_exporter_probe_slots_missed",
-            "Probe slots skipped because a probe of the agent was still running or the slot had passed",
-            exporter.probe_slots_missed.clone(),
-        );
-        registry.register(
+            "Probe slots skipped because a probe of the agent was still running or the slot had passed"
+                => exporter.probe_slots_missed.clone();
             "agent_exporter_scrapes_refused",
-            "Scrapes answered 503 at once because --web.max-requests were in progress",
-            exporter.scrapes_refused.clone(),
+            "Scrapes answered 503 at once because --web.max-requests were in progress"
+                => exporter.scrapes_refused.clone();
         );
         exporter.discovery.register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));

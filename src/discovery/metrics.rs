@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::metrics::register_own;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
@@ -48,25 +50,19 @@ impl DiscoveryMetrics {
 
     /// Adds the four families to `registry`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
+        register_own!(registry;
             "agent_exporter_discovery_targets",
-            "Targets the source found in its last good refresh, before relabeling",
-            self.targets.clone(),
-        );
-        registry.register(
+            "Targets the source found in its last good refresh, before relabeling"
+                => self.targets.clone();
             "agent_exporter_discovery_dropped_targets",
-            "Targets that did not become agents, by reason",
-            self.dropped.clone(),
-        );
-        registry.register(
+            "Targets that did not become agents, by reason"
+                => self.dropped.clone();
             "agent_exporter_discovery_refresh_failures",
-            "Refreshes of the source that failed; its last good targets were kept",
-            self.refresh_failures.clone(),
-        );
-        registry.register(
+            "Refreshes of the source that failed; its last good targets were kept"
+                => self.refresh_failures.clone();
             "agent_exporter_discovery_last_refresh_success_timestamp_seconds",
-            "Time of the source's last successful refresh",
-            self.last_success.clone(),
+            "Time of the source's last successful refresh"
+                => self.last_success.clone();
         );
     }
 }
