@@ -2,7 +2,6 @@
 //! a check named like the type select check templates; and a shard probes only its part of
 //! the discovered fleet, with every agent's origin in the JSON list.
 
-mod discovery_support;
 mod harness;
 
 use std::collections::BTreeSet;
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 use agent_health_exporter::config::StatusMatch;
 use agent_health_exporter::shard::{hashmod, Shard};
-use discovery_support::{groups, Running};
+use harness::discovery::{groups, Running};
 use harness::metric;
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -1,14 +1,13 @@
 //! The `discovery:` section: mistakes reported with their place and a fix, reloads that add,
 //! change and remove sources, and a failing source logged once per change of state.
 
-mod discovery_support;
 mod harness;
 
 use std::path::Path;
 use std::time::Duration;
 
 use agent_health_exporter::config::{self, ConfigError, ConfigIssue};
-use discovery_support::{groups, Running};
+use harness::discovery::{groups, Running};
 use harness::{wait_for, Binary};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -2,14 +2,13 @@
 //! the test chooses and changes by restarting it. Skips with a message when dnsmasq is not
 //! installed (`.ci/run` installs it).
 
-mod discovery_support;
 mod harness;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use discovery_support::Running;
+use harness::discovery::Running;
 
 const WAIT: Duration = Duration::from_secs(15);
 

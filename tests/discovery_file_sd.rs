@@ -2,13 +2,12 @@
 //! writes, broken files (the last good targets stay), relabeling, and name conflicts with
 //! static agents.
 
-mod discovery_support;
 mod harness;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use discovery_support::{groups, replace_atomically, Running};
+use harness::discovery::{groups, replace_atomically, Running};
 use harness::metric;
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -2,7 +2,6 @@
 //! or answers nonsense: the source keeps its last good targets through every failure, counts
 //! it, and follows the next good answer.
 
-mod discovery_support;
 mod harness;
 
 use std::convert::Infallible;
@@ -11,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use discovery_support::{groups, Running};
+use harness::discovery::{groups, Running};
 use harness::metric;
 use http::{Request, Response};
 use http_body_util::Full;

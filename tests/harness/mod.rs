@@ -9,6 +9,8 @@
 //! - `binary`: the built binary, one-shot (`command`) or serving (`Binary`, killed on drop, with
 //!   files, environment, flags and a command prefix such as libfaketime or `ulimit`).
 //! - `http`: the HTTP client, blocking and async, and an event-stream reader.
+//! - `discovery`: the exporter in-process on a config and files of the test's own, for the
+//!   discovery tests: who is in the fleet, each agent's origin, waiting for the fleet to change.
 //! - `peers`: the protocol tests' reference peers (Python gRPC, MCP, A2A servers in the venv of
 //!   tests/peers/setup-venv.sh), skipped with a message when the venv is missing.
 //!
@@ -17,6 +19,7 @@
 
 pub mod agents;
 pub mod binary;
+pub mod discovery;
 pub mod http;
 pub mod peers;
 pub mod served;

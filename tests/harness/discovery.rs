@@ -1,7 +1,6 @@
-//! The exporter run in-process (the harness's `Served`) on a config and files of the test's
-//! own, for the discovery tests: who is in the fleet, where each agent came from, the
+//! The exporter run in-process (`Served`) on a config and files of the test's own, for the
+//! discovery tests: who is in the fleet, where each agent came from, the
 //! exposition, and waiting for the fleet to change.
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +12,7 @@ use agent_health_exporter::reload::Reloader;
 use agent_health_exporter::shard::Shard;
 use std::sync::Arc;
 
-use crate::harness::Served;
+use super::Served;
 
 pub struct Running {
     pub exporter: Handles,
@@ -79,8 +78,7 @@ impl Running {
 
     /// The `origin` the JSON API shows for `name`.
     pub fn api_origin(&self, name: &str) -> String {
-        let answer =
-            crate::harness::get(self.addr, &format!("/api/v1/agents/{name}")).expect("GET");
+        let answer = super::get(self.addr, &format!("/api/v1/agents/{name}")).expect("GET");
         let view: serde_json::Value = serde_json::from_slice(&answer.body).expect("json");
         view["origin"].as_str().unwrap_or_default().to_owned()
     }
