@@ -14,13 +14,19 @@
 #   - every recording rule produces series, and every expression of every
 #     dashboard panel (and every dashboard variable) returns data;
 #   - taking an agent down delivers AgentDown to a webhook, with the seconds from
-#     failure to delivery, and bringing it back delivers the resolution.
+#     failure to delivery, and bringing it back delivers the resolution;
+#   - one agent of each protocol (a gRPC health server, an MCP server, an A2A agent:
+#     the real reference peers of tests/peers/) is healthy, and the dashboards'
+#     protocol tables and gRPC status panels show each with its protocol and status.
 #
 # The configs are those of deploy/, adapted only in addresses and intervals (5s
 # probes, scrapes and evaluations instead of 30s/15s/15s, shorter Alertmanager
 # group waits) so that the run takes about a minute; the adapted files and their
 # diff to deploy/ are printed. One https agent is added to the exporter config,
-# since the demo fleet serves plain http only.
+# since the demo fleet serves plain http only, and so are a grpc, an mcp and an a2a
+# agent. The peers run in the virtual environment of tests/peers/: its
+# python is taken from AHE_PEERS_PYTHON (as .ci/run exports it), else
+# tests/peers/setup-venv.sh creates it (pinned PyPI packages).
 #
 # REALWORLD_CADENCE=production keeps the production intervals of deploy/ (30s
 # probes with a 5s timeout, 15s scrapes and evaluations, Alertmanager's own group
@@ -162,7 +168,15 @@ for board in "$REPO"/dashboards/*.json; do
 done
 pass "dashboards/*.json parse"
 
-read -r PROM_PORT AM_PORT EXPORTER_PORT WEBHOOK_PORT TLS_PORT <<<"$(helper free-ports 5)"
+PEERS_PYTHON=${AHE_PEERS_PYTHON:-}
+if [[ -z $PEERS_PYTHON ]]; then
+    step "Virtual environment of the reference peers (tests/peers/setup-venv.sh)"
+    PEERS_PYTHON=$(bash "$REPO/tests/peers/setup-venv.sh") || fail "tests/peers/setup-venv.sh failed"
+fi
+"$PEERS_PYTHON" -c 'import grpc_health, mcp, a2a' ||
+    fail "$PEERS_PYTHON lacks the peers' packages: bash tests/peers/setup-venv.sh"
+
+read -r PROM_PORT AM_PORT EXPORTER_PORT WEBHOOK_PORT TLS_PORT GRPC_PORT <<<"$(helper free-ports 6)"
 PROM="http://127.0.0.1:$PROM_PORT"
 AM="http://127.0.0.1:$AM_PORT"
 EXPORTER="http://127.0.0.1:$EXPORTER_PORT"
@@ -209,9 +223,51 @@ server.serve_forever()
 EOF
 start tls-agent python3 "$WORK/tls_agent.py" "$TLS_PORT" "$WORK/agent.pem" "$WORK/agent.key"
 
+step "Reference peers: gRPC health server, MCP server, A2A agent (tests/peers/)"
+# They serve until their stdin closes: a fifo that this script holds open (the
+# cleanup kills them anyway).
+mkfifo "$WORK/peers.stdin"
+exec 7<>"$WORK/peers.stdin"
+start_peer() {
+    local name=$1
+    shift
+    "$PEERS_PYTHON" "$@" <"$WORK/peers.stdin" >"$WORK/$name.log" 2>&1 7>&- &
+    PIDS[$name]=$!
+}
+peer_port() { sed -n 's/^ready \([0-9]*\)$/\1/p' "$WORK/$1.log"; }
+start_peer grpc-peer "$REPO/tests/peers/grpc_health_server.py" --port "$GRPC_PORT"
+start_peer mcp-peer "$REPO/tests/peers/mcp_server.py"
+start_peer a2a-peer "$REPO/tests/peers/a2a_server.py"
+for peer in grpc-peer mcp-peer a2a-peer; do
+    wait_for 60 "$peer ready" grep -q '^ready ' "$WORK/$peer.log"
+    echo "  $peer listening on 127.0.0.1:$(peer_port "$peer")"
+done
+MCP_PORT=$(peer_port mcp-peer)
+A2A_PORT=$(peer_port a2a-peer)
+
 step "Exporter on $EXPORTER (deploy/demo-fleet.yaml adapted)"
 helper adapt-exporter-config "$REPO/deploy/demo-fleet.yaml" "$WORK/fleet.json" \
     "https://127.0.0.1:$TLS_PORT/health" "$WORK/ca.pem" "$WORK/exporter.yaml" "$CADENCE"
+cat >>"$WORK/exporter.yaml" <<EOF
+  # Added by tests/realworld/alerting.sh: one agent of each protocol, served by the
+  # reference peers of tests/peers/.
+  - name: ledger
+    type: service
+    url: grpc://127.0.0.1:$GRPC_PORT
+    labels: {team: core}
+  - name: toolbox
+    type: tool-server
+    url: http://127.0.0.1:$MCP_PORT/mcp
+    protocol: mcp
+    mcp: {expect_tools: [add, echo]}
+    labels: {team: core}
+  - name: travel
+    type: agent
+    url: http://127.0.0.1:$A2A_PORT/
+    protocol: a2a
+    a2a: {expect_skills: [book-flight]}
+    labels: {team: core}
+EOF
 diff -u "$REPO/deploy/demo-fleet.yaml" "$WORK/exporter.yaml" || true
 "$EXPORTER_BIN" --version
 "$EXPORTER_BIN" --config.check --config.file "$WORK/exporter.yaml" || fail "exporter rejects the adapted config"
@@ -270,6 +326,11 @@ else
     pass "classic histograms only: _bucket series stored, histogram_quantile works on them"
 fi
 
+step "Protocol agents healthy"
+wait_for 60 "ledger (grpc), toolbox (mcp) and travel (a2a) healthy in Prometheus" \
+    helper query "$PROM" 'count(agent_health_status{agent=~"ledger|toolbox|travel",status="healthy"} == 1) == 3' >/dev/null
+pass "ledger (grpc), toolbox (mcp) and travel (a2a) are healthy"
+
 step "AgentDown: take planner down and back up through the demo fleet's control API ($CADENCE cadence, $ROUNDS round(s))"
 # planner must be healthy first, or there is nothing to take down.
 wait_for 90 "planner healthy in Prometheus" helper query "$PROM" \
@@ -318,6 +379,22 @@ wait_for 120 "every dashboard query returns data" \
     helper check-dashboards "$PROM" "$REPO"/dashboards/*.json
 pass "every dashboard query returns data"
 
+step "Dashboards show each agent's protocol and the gRPC status"
+helper panel-rows "$PROM" "$REPO/dashboards/agent-fleet-overview.json" "Agents and protocols" protocol \
+    ledger=grpc toolbox=mcp travel=a2a "planner=http or tcp" "gateway=http or tcp" ||
+    fail "the fleet overview's protocol table is wrong"
+helper panel-rows "$PROM" "$REPO/dashboards/agent-fleet-overview.json" "Agents and protocols" server_name \
+    toolbox=peer-tools "travel=Peer Travel Agent" ledger= ||
+    fail "the fleet overview's protocol table lacks what the peers said of themselves"
+helper panel-rows "$PROM" "$REPO/dashboards/agent-detail.json" "Protocol and server" protocol \
+    ledger=grpc toolbox=mcp travel=a2a "planner=http or tcp" ||
+    fail "the agent detail's protocol table is wrong"
+for board in agent-fleet-overview agent-detail; do
+    helper panel-rows "$PROM" "$REPO/dashboards/$board.json" "gRPC status code" value ledger=0 ||
+        fail "$board: the gRPC status panel does not show OK for ledger"
+done
+pass "protocol tables: grpc, mcp, a2a, http or tcp; gRPC status panels: ledger OK"
+
 step "Summary"
 pass "static checks: promtool check config, check rules, test rules; amtool check-config"
 if [[ $HISTOGRAMS == native ]]; then
@@ -330,4 +407,5 @@ pass "dashboards: every variable and panel query returns data ($HISTOGRAMS histo
 for result in "${down_results[@]}"; do
     pass "AgentDown ($CADENCE cadence) $result"
 done
+pass "dashboards: protocol tables and gRPC status panels with a grpc, an mcp and an a2a agent"
 echo "(whole run: ${SECONDS}s)"

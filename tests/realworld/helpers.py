@@ -194,6 +194,30 @@ def check_dashboards(base, files, required=(), skipped=()):
     return 1 if failures else 0
 
 
+def panel_rows(base, dashboard, title, label, expected):
+    """Runs the first query of a dashboard panel (variables at "All") and checks, for each
+    `agent=value` of `expected`, that the agent's row has that value in `label` (`value`:
+    the sample's value). Prints every row, so that the run shows what Grafana would."""
+    with open(dashboard, encoding="utf-8") as f:
+        board = json.load(f)
+    panels = [p for top in board["panels"] for p in [top, *top.get("panels", [])]]
+    panel = next(p for p in panels if p["title"] == title and p.get("targets"))
+    rows = {}
+    for r in query(base, grafana_expr(panel["targets"][0]["expr"])):
+        value = r["value"][1] if label == "value" else r["metric"].get(label, "")
+        rows.setdefault(r["metric"].get("agent", ""), []).append(value)
+        shown = {k: v for k, v in r["metric"].items() if k not in ("job", "instance")}
+        print(f"    {shown} {r['value'][1]}")
+    failures = 0
+    for pair in expected:
+        agent, want = pair.split("=", 1)
+        got = rows.get(agent, [])
+        ok = got == [want]
+        failures += not ok
+        print(f"  {'ok  ' if ok else 'FAIL'} {title}: {agent} has {label} {got}, expected [{want!r}]")
+    return 1 if failures else 0
+
+
 def find_alert(alerts_file, alertname, agent, status, since):
     """Prints the arrival time of the first matching alert received after `since`."""
     try:
@@ -291,6 +315,8 @@ def main():
             (required if args[1] == "--require" else skipped).append(args[2])
             args = args[:1] + args[3:]
         return check_dashboards(args[0], args[1:], required, skipped)
+    if command == "panel-rows":
+        return panel_rows(args[0], args[1], args[2], args[3], args[4:])
     if command == "find-alert":
         return find_alert(args[0], args[1], args[2], args[3], float(args[4]))
     if command == "wait-fresh-probe":
