@@ -17,7 +17,8 @@
 #     failure to delivery, and bringing it back delivers the resolution;
 #   - one agent of each protocol (a gRPC health server, an MCP server, an A2A agent:
 #     the real reference peers of tests/peers/) is healthy, and the dashboards'
-#     protocol tables and gRPC status panels show each with its protocol and status;
+#     protocol tables and gRPC status panels show each with its protocol and status
+#     (and NOT_FOUND for a second grpc agent that asks about an unknown service);
 #   - a heartbeat agent that stops reporting delivers AgentDown to the webhook, with
 #     the seconds from its last heartbeat to delivery, and no other alert about it
 #     for long enough that AgentProbesStale would have reached the webhook; in
@@ -269,6 +270,13 @@ cat >>"$WORK/exporter.yaml" <<EOF
     type: service
     url: grpc://127.0.0.1:$GRPC_PORT
     labels: {team: core}
+  # The same server asked about a service it does not know: NOT_FOUND (5), so the
+  # gRPC panels show a failing code too.
+  - name: ledger-billing
+    type: service
+    url: grpc://127.0.0.1:$GRPC_PORT
+    grpc: {service: billing.Ledger}
+    labels: {team: core}
   - name: toolbox
     type: tool-server
     url: http://127.0.0.1:$MCP_PORT/mcp
@@ -412,7 +420,8 @@ pass "every dashboard query returns data"
 
 step "Dashboards show each agent's protocol and the gRPC status"
 helper panel-rows "$PROM" "$REPO/dashboards/agent-fleet-overview.json" "Agents and protocols" protocol \
-    ledger=grpc toolbox=mcp travel=a2a "$HB_AGENT=heartbeat" "planner=http or tcp" "gateway=http or tcp" ||
+    ledger=grpc ledger-billing=grpc toolbox=mcp travel=a2a "$HB_AGENT=heartbeat" "planner=http or tcp" \
+    "gateway=http or tcp" ||
     fail "the fleet overview's protocol table is wrong"
 helper panel-rows "$PROM" "$REPO/dashboards/agent-fleet-overview.json" "Agents and protocols" server_name \
     toolbox=peer-tools "travel=Peer Travel Agent" ledger= ||
@@ -421,10 +430,10 @@ helper panel-rows "$PROM" "$REPO/dashboards/agent-detail.json" "Protocol and ser
     ledger=grpc toolbox=mcp travel=a2a "$HB_AGENT=heartbeat" "planner=http or tcp" ||
     fail "the agent detail's protocol table is wrong"
 for board in agent-fleet-overview agent-detail; do
-    helper panel-rows "$PROM" "$REPO/dashboards/$board.json" "gRPC status code" value ledger=0 ||
-        fail "$board: the gRPC status panel does not show OK for ledger"
+    helper panel-rows "$PROM" "$REPO/dashboards/$board.json" "gRPC status code" value ledger=0 ledger-billing=5 ||
+        fail "$board: the gRPC status panel does not show OK for ledger and NOT_FOUND for ledger-billing"
 done
-pass "protocol tables: grpc, mcp, a2a, heartbeat, http or tcp; gRPC status panels: ledger OK"
+pass "protocol tables: grpc, mcp, a2a, heartbeat, http or tcp; gRPC status panels: ledger OK, ledger-billing NOT_FOUND"
 
 step "The silent heartbeat agent $HB_AGENT: AgentDown, and only AgentDown"
 wait_for "$ALERT_DEADLINE" "AgentDown for $HB_AGENT delivered to the webhook" >/dev/null \
