@@ -14,13 +14,25 @@
 #   - every recording rule produces series, and every expression of every
 #     dashboard panel (and every dashboard variable) returns data;
 #   - taking an agent down delivers AgentDown to a webhook, with the seconds from
-#     failure to delivery, and bringing it back delivers the resolution.
+#     failure to delivery, and bringing it back delivers the resolution;
+#   - one agent of each protocol (a gRPC health server, an MCP server, an A2A agent:
+#     the real reference peers of tests/peers/) is healthy, and the dashboards'
+#     protocol tables and gRPC status panels show each with its protocol and status
+#     (and NOT_FOUND for a second grpc agent that asks about an unknown service);
+#   - a heartbeat agent that stops reporting delivers AgentDown to the webhook, with
+#     the seconds from its last heartbeat to delivery, and no other alert about it
+#     for long enough that AgentProbesStale would have reached the webhook; in
+#     Prometheus AgentProbesStale is not even pending, and any other alert about it
+#     is one that Alertmanager inhibits under AgentDown.
 #
 # The configs are those of deploy/, adapted only in addresses and intervals (5s
 # probes, scrapes and evaluations instead of 30s/15s/15s, shorter Alertmanager
 # group waits) so that the run takes about a minute; the adapted files and their
 # diff to deploy/ are printed. One https agent is added to the exporter config,
-# since the demo fleet serves plain http only.
+# since the demo fleet serves plain http only, and so are a grpc, an mcp, an a2a and
+# a heartbeat agent. The peers run in the virtual environment of tests/peers/: its
+# python is taken from AHE_PEERS_PYTHON (as .ci/run exports it), else
+# tests/peers/setup-venv.sh creates it (pinned PyPI packages).
 #
 # REALWORLD_CADENCE=production keeps the production intervals of deploy/ (30s
 # probes with a 5s timeout, 15s scrapes and evaluations, Alertmanager's own group
@@ -58,11 +70,16 @@ fast)
     # Failure to Alertmanager at worst: probe interval + scrape + evaluation intervals,
     # plus 1s for the scrape and the evaluation themselves.
     ALERT_BUDGET=16
+    # AgentProbesStale about a silent heartbeat agent (5s period) would need at most
+    # 3 periods of silence, its `for: 1m`, an evaluation (5s) and the tickets route's
+    # group_wait (2s) to reach the webhook: 90s after the last heartbeat cover it.
+    QUIET_WINDOW=90
     ;;
 production)
     MAX_SECONDS=${REALWORLD_MAX_SECONDS:-1200}
     ALERT_DEADLINE=180 # 60s to Alertmanager + 10s group_wait, 1m group_interval for resolutions
     ALERT_BUDGET=61    # the issue's 60s (30s + 15s + 15s), plus 1s as above
+    QUIET_WINDOW=180   # as above with 15s evaluations and the tickets route's 1m group_wait
     ;;
 *)
     echo "REALWORLD_CADENCE must be fast or production, not $CADENCE" >&2
@@ -162,7 +179,15 @@ for board in "$REPO"/dashboards/*.json; do
 done
 pass "dashboards/*.json parse"
 
-read -r PROM_PORT AM_PORT EXPORTER_PORT WEBHOOK_PORT TLS_PORT <<<"$(helper free-ports 5)"
+PEERS_PYTHON=${AHE_PEERS_PYTHON:-}
+if [[ -z $PEERS_PYTHON ]]; then
+    step "Virtual environment of the reference peers (tests/peers/setup-venv.sh)"
+    PEERS_PYTHON=$(bash "$REPO/tests/peers/setup-venv.sh") || fail "tests/peers/setup-venv.sh failed"
+fi
+"$PEERS_PYTHON" -c 'import grpc_health, mcp, a2a' ||
+    fail "$PEERS_PYTHON lacks the peers' packages: bash tests/peers/setup-venv.sh"
+
+read -r PROM_PORT AM_PORT EXPORTER_PORT WEBHOOK_PORT TLS_PORT GRPC_PORT <<<"$(helper free-ports 6)"
 PROM="http://127.0.0.1:$PROM_PORT"
 AM="http://127.0.0.1:$AM_PORT"
 EXPORTER="http://127.0.0.1:$EXPORTER_PORT"
@@ -209,9 +234,66 @@ server.serve_forever()
 EOF
 start tls-agent python3 "$WORK/tls_agent.py" "$TLS_PORT" "$WORK/agent.pem" "$WORK/agent.key"
 
+step "Reference peers: gRPC health server, MCP server, A2A agent (tests/peers/)"
+# They serve until their stdin closes: a fifo that this script holds open (the
+# cleanup kills them anyway).
+mkfifo "$WORK/peers.stdin"
+exec 7<>"$WORK/peers.stdin"
+start_peer() {
+    local name=$1
+    shift
+    "$PEERS_PYTHON" "$@" <"$WORK/peers.stdin" >"$WORK/$name.log" 2>&1 7>&- &
+    PIDS[$name]=$!
+}
+peer_port() { sed -n 's/^ready \([0-9]*\)$/\1/p' "$WORK/$1.log"; }
+start_peer grpc-peer "$REPO/tests/peers/grpc_health_server.py" --port "$GRPC_PORT"
+start_peer mcp-peer "$REPO/tests/peers/mcp_server.py"
+start_peer a2a-peer "$REPO/tests/peers/a2a_server.py"
+for peer in grpc-peer mcp-peer a2a-peer; do
+    wait_for 60 "$peer ready" grep -q '^ready ' "$WORK/$peer.log"
+    echo "  $peer listening on 127.0.0.1:$(peer_port "$peer")"
+done
+MCP_PORT=$(peer_port mcp-peer)
+A2A_PORT=$(peer_port a2a-peer)
+
 step "Exporter on $EXPORTER (deploy/demo-fleet.yaml adapted)"
 helper adapt-exporter-config "$REPO/deploy/demo-fleet.yaml" "$WORK/fleet.json" \
     "https://127.0.0.1:$TLS_PORT/health" "$WORK/ca.pem" "$WORK/exporter.yaml" "$CADENCE"
+HB_AGENT=celery-worker
+HB_PERIOD=5
+od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$WORK/heartbeat.token"
+HB_TOKEN=$(cat "$WORK/heartbeat.token")
+cat >>"$WORK/exporter.yaml" <<EOF
+  # Added by tests/realworld/alerting.sh: one agent of each protocol, served by the
+  # reference peers of tests/peers/, and a heartbeat agent fed by curl.
+  - name: ledger
+    type: service
+    url: grpc://127.0.0.1:$GRPC_PORT
+    labels: {team: core}
+  # The same server asked about a service it does not know: NOT_FOUND (5), so the
+  # gRPC panels show a failing code too.
+  - name: ledger-billing
+    type: service
+    url: grpc://127.0.0.1:$GRPC_PORT
+    grpc: {service: billing.Ledger}
+    labels: {team: core}
+  - name: toolbox
+    type: tool-server
+    url: http://127.0.0.1:$MCP_PORT/mcp
+    protocol: mcp
+    mcp: {expect_tools: [add, echo]}
+    labels: {team: core}
+  - name: travel
+    type: agent
+    url: http://127.0.0.1:$A2A_PORT/
+    protocol: a2a
+    a2a: {expect_skills: [book-flight]}
+    labels: {team: core}
+  - name: $HB_AGENT
+    type: worker
+    heartbeat: {period: ${HB_PERIOD}s, grace: 1s, token_file: $WORK/heartbeat.token}
+    labels: {team: search}
+EOF
 diff -u "$REPO/deploy/demo-fleet.yaml" "$WORK/exporter.yaml" || true
 "$EXPORTER_BIN" --version
 "$EXPORTER_BIN" --config.check --config.file "$WORK/exporter.yaml" || fail "exporter rejects the adapted config"
@@ -219,6 +301,12 @@ start exporter "$EXPORTER_BIN" --config.file "$WORK/exporter.yaml" \
     --web.listen-address "127.0.0.1:$EXPORTER_PORT" --log.level info
 wait_for 30 "exporter ready" helper wait-http "$EXPORTER/-/ready" 1
 pass "exporter ready"
+# The heartbeat agent reports every second until the file heartbeats.stop appears.
+# It stops between two requests, so the exporter's last success is its last heartbeat.
+start heartbeats bash -c 'until [[ -e $1.stop ]]; do
+        curl -fsS --max-time 5 -X POST -H "Authorization: Bearer $2" "$3/api/v1/agents/$4/heartbeat" >/dev/null
+        sleep 1
+    done' heartbeats "$WORK/heartbeats" "$HB_TOKEN" "$EXPORTER" "$HB_AGENT"
 content_type=$(curl -fsS -o /dev/null -w '%{content_type}' \
     -H 'Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited' \
     "$EXPORTER/metrics")
@@ -270,6 +358,18 @@ else
     pass "classic histograms only: _bucket series stored, histogram_quantile works on them"
 fi
 
+step "Protocol agents healthy; the heartbeat agent $HB_AGENT stops reporting"
+wait_for 60 "ledger (grpc), toolbox (mcp), travel (a2a) and $HB_AGENT (heartbeat) healthy in Prometheus" \
+    helper query "$PROM" "count(agent_health_status{agent=~\"ledger|toolbox|travel|$HB_AGENT\",status=\"healthy\"} == 1) == 4" >/dev/null
+pass "ledger (grpc), toolbox (mcp), travel (a2a) and $HB_AGENT (heartbeat) are healthy"
+touch "$WORK/heartbeats.stop"
+# The loop ends within a second and a request (curl --max-time 5).
+wait "${PIDS[heartbeats]}" || true
+unset 'PIDS[heartbeats]'
+hb_last=$(helper last-success "$EXPORTER" "$HB_AGENT") || fail "no heartbeat of $HB_AGENT recorded"
+hb_stopped=$(date +%s.%N)
+echo "  last heartbeat of $HB_AGENT at $hb_last; silent from now on (checked at the end of the run)"
+
 step "AgentDown: take planner down and back up through the demo fleet's control API ($CADENCE cadence, $ROUNDS round(s))"
 # planner must be healthy first, or there is nothing to take down.
 wait_for 90 "planner healthy in Prometheus" helper query "$PROM" \
@@ -318,6 +418,47 @@ wait_for 120 "every dashboard query returns data" \
     helper check-dashboards "$PROM" "$REPO"/dashboards/*.json
 pass "every dashboard query returns data"
 
+step "Dashboards show each agent's protocol and the gRPC status"
+helper panel-rows "$PROM" "$REPO/dashboards/agent-fleet-overview.json" "Agents and protocols" protocol \
+    ledger=grpc ledger-billing=grpc toolbox=mcp travel=a2a "$HB_AGENT=heartbeat" "planner=http or tcp" \
+    "gateway=http or tcp" ||
+    fail "the fleet overview's protocol table is wrong"
+helper panel-rows "$PROM" "$REPO/dashboards/agent-fleet-overview.json" "Agents and protocols" server_name \
+    toolbox=peer-tools "travel=Peer Travel Agent" ledger= ||
+    fail "the fleet overview's protocol table lacks what the peers said of themselves"
+helper panel-rows "$PROM" "$REPO/dashboards/agent-detail.json" "Protocol and server" protocol \
+    ledger=grpc toolbox=mcp travel=a2a "$HB_AGENT=heartbeat" "planner=http or tcp" ||
+    fail "the agent detail's protocol table is wrong"
+for board in agent-fleet-overview agent-detail; do
+    helper panel-rows "$PROM" "$REPO/dashboards/$board.json" "gRPC status code" value ledger=0 ledger-billing=5 ||
+        fail "$board: the gRPC status panel does not show OK for ledger and NOT_FOUND for ledger-billing"
+done
+pass "protocol tables: grpc, mcp, a2a, heartbeat, http or tcp; gRPC status panels: ledger OK, ledger-billing NOT_FOUND"
+
+step "The silent heartbeat agent $HB_AGENT: AgentDown, and only AgentDown"
+wait_for "$ALERT_DEADLINE" "AgentDown for $HB_AGENT delivered to the webhook" >/dev/null \
+    helper find-alert "$ALERTS_FILE" AgentDown "$HB_AGENT" firing "$hb_stopped"
+delivered=$(helper find-alert "$ALERTS_FILE" AgentDown "$HB_AGENT" firing "$hb_stopped")
+echo "  webhook got: $delivered"
+hb_seconds=$(awk -v a="$hb_last" -v b="${delivered%% *}" 'BEGIN { printf "%.1f", b - a }')
+pass "AgentDown for $HB_AGENT reached the webhook ${hb_seconds}s after its last heartbeat (period ${HB_PERIOD}s + grace 1s)"
+quiet_until=$(awk -v a="$hb_last" -v w="$QUIET_WINDOW" 'BEGIN { printf "%d", a + w + 1 }')
+if (($(date +%s) < quiet_until)); then
+    echo "  watching for other alerts about $HB_AGENT until ${QUIET_WINDOW}s after its last heartbeat"
+    sleep $((quiet_until - $(date +%s)))
+fi
+received=$(helper alerts-for "$ALERTS_FILE" "$HB_AGENT")
+echo "  the webhook received about $HB_AGENT: $(paste -sd, - <<<"$received")"
+[[ $received == "AgentDown firing" ]] || fail "the webhook received more than AgentDown firing about $HB_AGENT"
+# Prometheus' side, pending alerts included: AgentProbesStale must not even start,
+# and anything else must be an alert that Alertmanager inhibits under AgentDown (a
+# silent agent's error ratio rises: AgentHighErrorRate is pending for its 10m).
+window=$(awk -v a="$hb_last" -v now="$(date +%s)" 'BEGIN { printf "%d", now - a + 10 }')
+echo "  Prometheus' alerts about $HB_AGENT since before its last heartbeat:"
+helper only-agent-down "$PROM" "$WORK/alertmanager.yml" "$HB_AGENT" "$window" ||
+    fail "Prometheus had an alert about $HB_AGENT that Alertmanager would deliver besides AgentDown"
+pass "only AgentDown about $HB_AGENT: nothing else delivered, AgentProbesStale not even pending, ${QUIET_WINDOW}s after its last heartbeat"
+
 step "Summary"
 pass "static checks: promtool check config, check rules, test rules; amtool check-config"
 if [[ $HISTOGRAMS == native ]]; then
@@ -330,4 +471,6 @@ pass "dashboards: every variable and panel query returns data ($HISTOGRAMS histo
 for result in "${down_results[@]}"; do
     pass "AgentDown ($CADENCE cadence) $result"
 done
+pass "dashboards: protocol tables and gRPC status panels with a grpc, an mcp, an a2a and a heartbeat agent"
+pass "silent heartbeat agent: AgentDown at the webhook ${hb_seconds}s after its last heartbeat, nothing else about it"
 echo "(whole run: ${SECONDS}s)"

@@ -194,6 +194,81 @@ def check_dashboards(base, files, required=(), skipped=()):
     return 1 if failures else 0
 
 
+def panel_rows(base, dashboard, title, label, expected):
+    """Runs the first query of a dashboard panel (variables at "All") and checks, for each
+    `agent=value` of `expected`, that the agent's row has that value in `label` (`value`:
+    the sample's value). Prints every row, so that the run shows what Grafana would."""
+    with open(dashboard, encoding="utf-8") as f:
+        board = json.load(f)
+    panels = [p for top in board["panels"] for p in [top, *top.get("panels", [])]]
+    panel = next(p for p in panels if p["title"] == title and p.get("targets"))
+    rows = {}
+    for r in query(base, grafana_expr(panel["targets"][0]["expr"])):
+        value = r["value"][1] if label == "value" else r["metric"].get(label, "")
+        rows.setdefault(r["metric"].get("agent", ""), []).append(value)
+        shown = {k: v for k, v in r["metric"].items() if k not in ("job", "instance")}
+        print(f"    {shown} {r['value'][1]}")
+    failures = 0
+    for pair in expected:
+        agent, want = pair.split("=", 1)
+        got = rows.get(agent, [])
+        ok = got == [want]
+        failures += not ok
+        print(f"  {'ok  ' if ok else 'FAIL'} {title}: {agent} has {label} {got}, expected [{want!r}]")
+    return 1 if failures else 0
+
+
+def alerts_for(alerts_file, agent):
+    """Every (alertname, status) the webhook received for one agent, one per line."""
+    seen = set()
+    try:
+        with open(alerts_file, encoding="utf-8") as f:
+            for line in f:
+                a = json.loads(line)
+                if a["labels"].get("agent") == agent:
+                    seen.add((a["labels"].get("alertname", "?"), a["status"]))
+    except FileNotFoundError:
+        pass
+    for alertname, status in sorted(seen):
+        print(f"{alertname} {status}")
+    return 0
+
+
+def inhibited_by_agent_down(alertmanager_yml):
+    """The alertname regex of the shipped inhibit rule whose source is AgentDown (read
+    from the file as text: no YAML library is needed for one rule)."""
+    text = open(alertmanager_yml, encoding="utf-8").read()
+    m = re.search(r"source_matchers: \['alertname=\"AgentDown\"'\]\s*target_matchers:\s*"
+                  r"- alertname=~\"([^\"]+)\"", text)
+    if not m:
+        sys.exit(f"{alertmanager_yml}: no inhibit rule with source AgentDown")
+    return m.group(1)
+
+
+def only_agent_down(base, alertmanager_yml, agent, seconds):
+    """Every alert Prometheus had about the agent (pending or firing) over the last
+    `seconds`: AgentDown must be among them, and any other must be one that Alertmanager
+    inhibits under AgentDown; AgentProbesStale, not inhibited, must not be there at all."""
+    inhibited = inhibited_by_agent_down(alertmanager_yml)
+    result = query(base, f'count by (alertname, alertstate) (count_over_time(ALERTS{{agent="{agent}"}}[{seconds}s]))')
+    failures = 0
+    names = set()
+    for r in result:
+        name, state = r["metric"]["alertname"], r["metric"]["alertstate"]
+        names.add(name)
+        if name == "AgentDown":
+            verdict = "ok  "
+        elif re.fullmatch(inhibited, name):
+            verdict = "ok   (inhibited by AgentDown in Alertmanager)"
+        else:
+            verdict, failures = "FAIL (not inhibited by AgentDown)", failures + 1
+        print(f"    {name} {state} within the last {seconds}s: {verdict}")
+    if "AgentDown" not in names:
+        print(f"    FAIL no AgentDown about {agent} in Prometheus")
+        failures += 1
+    return 1 if failures else 0
+
+
 def find_alert(alerts_file, alertname, agent, status, since):
     """Prints the arrival time of the first matching alert received after `since`."""
     try:
@@ -221,6 +296,16 @@ def last_probe(exporter, agent):
         text = response.read().decode()
     for line in text.splitlines():
         if line.startswith("agent_last_probe_timestamp_seconds{") and f'agent="{agent}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def last_success(exporter, agent):
+    """agent_last_success_timestamp_seconds of one agent (a heartbeat agent: its last heartbeat)."""
+    with urllib.request.urlopen(exporter + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("agent_last_success_timestamp_seconds{") and f'agent="{agent}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return None
 
@@ -291,6 +376,12 @@ def main():
             (required if args[1] == "--require" else skipped).append(args[2])
             args = args[:1] + args[3:]
         return check_dashboards(args[0], args[1:], required, skipped)
+    if command == "panel-rows":
+        return panel_rows(args[0], args[1], args[2], args[3], args[4:])
+    if command == "only-agent-down":
+        return only_agent_down(*args)
+    if command == "alerts-for":
+        return alerts_for(*args)
     if command == "find-alert":
         return find_alert(args[0], args[1], args[2], args[3], float(args[4]))
     if command == "wait-fresh-probe":
@@ -303,6 +394,10 @@ def main():
         result = query(args[0], args[1])
         print(json.dumps(result))
         return 0 if result else 1
+    if command == "last-success":
+        value = last_success(*args)
+        print(value if value is not None else "")
+        return 0 if value is not None else 1
     sys.exit(f"unknown command {command}")
 
 

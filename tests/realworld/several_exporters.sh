@@ -14,8 +14,8 @@
 #     shard that Prometheus' own hashmod relabel action gives its name (read from
 #     /api/v1/targets of a job whose targets are the agent names);
 #   - the fleet dashboard counts 60 agents, not 120, and every panel returns data
-#     with the replica variable (but the certificate panel: the demo fleet serves
-#     plain http; tests/realworld/alerting.sh covers it);
+#     with the replica variable (but the certificate and gRPC status panels: the
+#     demo fleet serves plain http; tests/realworld/alerting.sh covers them);
 #   - one replica unable to reach one agent (its config, reloaded with SIGHUP, points
 #     that agent at a refusing port) delivers AgentDownPartial naming that replica,
 #     never AgentDown, and the reloaded shards keep their assignment;
@@ -234,7 +234,8 @@ pass "AgentDownPartial for $PARTIAL_AGENT names replica b; no AgentDown"
 
 step "Dashboards with the replica variable; fleet panels count each agent once"
 wait_for 120 "every dashboard query returns data (replica required)" \
-    helper check-dashboards "$PROM" --require replica --skip-panel "Certificate expiry" "$REPO"/dashboards/*.json
+    helper check-dashboards "$PROM" --require replica --skip-panel "Certificate expiry" \
+        --skip-panel "gRPC status code" "$REPO"/dashboards/*.json
 agents=$(mine panel-value "$PROM" "$REPO/dashboards/agent-fleet-overview.json" Agents)
 [[ $agents == "$FLEET_SIZE" ]] || fail "the Agents panel shows $agents, not $FLEET_SIZE, with every agent probed twice"
 pass "every dashboard panel returns data; the Agents panel shows $agents with 6 exporters"
@@ -324,7 +325,8 @@ n=$(mine count "$ALERTS" 0 firing alertname=AgentDown "agent=$TWO_OF_THREE")
 [[ $(mine count "$ALERTS" 0 firing alertname=AgentDownPartial "agent=$TWO_OF_THREE") == 0 ]] ||
     fail "AgentDownPartial fired for $TWO_OF_THREE, which has a quorum"
 wait_for 60 "dashboards with the location variable" \
-    helper check-dashboards "$PROM" --require location --skip-panel "Certificate expiry" "$REPO"/dashboards/*.json
+    helper check-dashboards "$PROM" --require location --skip-panel "Certificate expiry" \
+        --skip-panel "gRPC status code" "$REPO"/dashboards/*.json
 pass "quorum: 1 of 3 locations -> AgentDownPartial only; 2 of 3 -> exactly one AgentDown"
 
 step "Summary"
