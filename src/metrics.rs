@@ -2,6 +2,7 @@
 //! (described once in `families`, walked by `walk` into `fleet_text` or `fleet_protobuf`), and
 //! the exporter's own metrics through prometheus-client, in the format `/metrics` negotiated.
 
+pub mod discovery;
 mod families;
 mod fleet_protobuf;
 mod fleet_text;
@@ -45,7 +46,7 @@ pub struct ExporterMetrics {
     /// Scrapes answered 503 at once: `--web.max-requests` were already being answered, or no
     /// room was left for another encoding.
     pub scrapes_refused: Counter,
-    pub discovery: crate::discovery::metrics::DiscoveryMetrics,
+    pub discovery: discovery::DiscoveryMetrics,
 }
 
 impl Default for ExporterMetrics {

@@ -6,7 +6,6 @@
 pub mod dns_sd;
 pub mod file_sd;
 pub mod http_sd;
-pub mod metrics;
 pub mod relabel;
 pub mod target;
 
@@ -19,10 +18,10 @@ use tokio::task::AbortHandle;
 use crate::config::{
     resolve_agent, AgentFields, Config, ResolvedAgent, SourceKind, SourceSpec, Templates,
 };
+use crate::metrics::discovery::{DiscoveryMetrics, DropLabels, SourceLabels};
 use crate::monitor::unix_seconds;
 use crate::scheduler::{ReloadSummary, Scheduler};
 use crate::shard::Shard;
-use metrics::{DiscoveryMetrics, DropLabels, SourceLabels};
 use target::{Discovered, DropReason};
 
 /// What one refresh of a source found, or why it failed.

@@ -1,5 +1,6 @@
 //! The discovery metrics: per source, how many targets it found, how many it dropped and why,
-//! its failed refreshes and its last good one. Registered with the exporter's own metrics.
+//! its failed refreshes and its last good one. Registered with the exporter's own metrics;
+//! the discovery sources update them.
 
 use std::sync::atomic::AtomicU64;
 
@@ -9,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::register_own;
+use super::register_own;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
