@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use agent_health_exporter::discovery::relabel::{process, Labels, RawRelabel, Rule};
+use agent_health_exporter::relabel::{process, Labels, RawRelabel, Rule};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

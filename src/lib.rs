@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod probe;
+pub mod relabel;
 pub mod reload;
 pub mod scheduler;
 pub mod server;

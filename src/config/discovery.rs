@@ -18,7 +18,7 @@ use super::raw::{RawHttp, RawSize};
 use super::resolve::Resolver;
 use super::spec::{HttpSpec, Target};
 use super::values::parse_size;
-use crate::discovery::relabel::{RawRelabel, Rule};
+use crate::relabel::{RawRelabel, Rule};
 
 pub const DEFAULT_FILE_REFRESH: Duration = Duration::from_secs(300);
 pub const DEFAULT_HTTP_REFRESH: Duration = Duration::from_secs(30);

@@ -116,7 +116,7 @@ async fn srv(resolver: &TokioResolver, name: &str) -> Result<Vec<Discovered>, Re
 }
 
 fn address(name: &str, host: &str, port: u16) -> Discovered {
-    let mut labels = super::relabel::Labels::new();
+    let mut labels = crate::relabel::Labels::new();
     labels.insert("__address__".into(), format!("{host}:{port}"));
     labels.insert("__meta_dns_name".into(), name.to_owned());
     Discovered {

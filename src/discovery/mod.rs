@@ -6,7 +6,6 @@
 pub mod dns_sd;
 pub mod file_sd;
 pub mod http_sd;
-pub mod relabel;
 pub mod target;
 
 use std::collections::{HashMap, HashSet};
@@ -336,7 +335,7 @@ fn read_target(
     next: &mut HashMap<AgentFields, ResolvedAgent>,
 ) -> Result<Found, (DropReason, Option<String>)> {
     let labels =
-        relabel::process(target.labels, &spec.relabel).ok_or((DropReason::Relabel, None))?;
+        crate::relabel::process(target.labels, &spec.relabel).ok_or((DropReason::Relabel, None))?;
     let fields =
         target::fields_from_labels(&labels, spec.agent_type.as_deref(), spec.check.as_deref())
             .map_err(|r| (r, None))?;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::relabel::Labels;
 use crate::config::AgentFields;
+use crate::relabel::Labels;
 
 /// One group of the file_sd / http_sd format.
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub fn parse_groups(bytes: &[u8], yaml: bool) -> Result<Vec<TargetGroup>, String
         if let Some(bad) = group
             .labels
             .keys()
-            .find(|k| !super::relabel::valid_label_name(k))
+            .find(|k| !crate::relabel::valid_label_name(k))
         {
             return Err(format!("{bad:?} is not a valid label name"));
         }

@@ -1,7 +1,9 @@
-//! Prometheus relabeling for discovered targets: each source's `relabel_configs` turn a target's
-//! label set (its `__address__`, group labels and `__meta_*` labels) into the label set that
-//! `target.rs` reads an agent from, or drop the target. Semantics follow Prometheus exactly:
-//! anchored regexes, the same defaults, Go's `$1`/`${name}` expansion and md5-based `hashmod`.
+//! Prometheus relabeling for discovered targets: each source's `relabel_configs` turn a
+//! target's label set (its `__address__`, group labels and `__meta_*` labels) into the label set
+//! that `discovery/target.rs` reads an agent from, or drop the target. Semantics follow
+//! Prometheus exactly: anchored regexes, the same defaults, Go's `$1`/`${name}` expansion and
+//! md5-based `hashmod`. Parsed by `config` (a source's `relabel_configs`), applied by
+//! `discovery`.
 
 use std::collections::BTreeMap;
 
