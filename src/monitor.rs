@@ -75,6 +75,8 @@ pub struct Transition {
     pub reason: Option<FailureReason>,
     pub error: Option<String>,
     pub consecutive_failures: u32,
+    /// Heartbeat agents: the deadline in force after this change, for the event stream.
+    pub heartbeat_deadline: Option<SystemTime>,
 }
 
 /// What live subscribers receive.
@@ -86,6 +88,8 @@ pub enum Event {
         agent_type: Arc<str>,
         result: Arc<ProbeResult>,
         status: Status,
+        /// Heartbeat agents: the deadline in force after this report or miss.
+        heartbeat_deadline: Option<SystemTime>,
     },
     /// A reload added, changed or removed agents.
     FleetChanged,
@@ -268,7 +272,7 @@ impl Monitor {
     /// Records one probe: state, counters, histogram, history, log line and events.
     pub fn record(&self, agent: &Agent, result: ProbeResult) -> Status {
         let result = Arc::new(result);
-        let (status, transition) = {
+        let (status, transition, heartbeat_deadline) = {
             let mut state = agent.state();
             let seconds = result.duration.as_secs_f64();
             state.duration_native.observe(seconds);
@@ -280,7 +284,8 @@ impl Monitor {
             state.duration_buckets[bucket] += 1;
             state.duration_sum += seconds;
             let transition = apply(&agent.spec, &mut state, &result, self.history_limit);
-            (state.status, transition.map(|t| t.named(agent)))
+            let deadline = state.heartbeat_deadline;
+            (state.status, transition.map(|t| t.named(agent)), deadline)
         };
         log_probe(agent, &result, status);
         if let Some(transition) = transition {
@@ -293,6 +298,7 @@ impl Monitor {
                 agent_type: agent.agent_type.clone(),
                 result,
                 status,
+                heartbeat_deadline,
             });
         }
         status
@@ -315,6 +321,7 @@ struct PendingTransition {
     reason: Option<FailureReason>,
     error: Option<String>,
     consecutive_failures: u32,
+    heartbeat_deadline: Option<SystemTime>,
 }
 
 impl PendingTransition {
@@ -328,6 +335,7 @@ impl PendingTransition {
             reason: self.reason,
             error: self.error,
             consecutive_failures: self.consecutive_failures,
+            heartbeat_deadline: self.heartbeat_deadline,
         }
     }
 }
@@ -382,6 +390,7 @@ fn apply(
         reason: change.reason,
         error,
         consecutive_failures: state.consecutive_failures,
+        heartbeat_deadline: state.heartbeat_deadline,
     })
 }
 

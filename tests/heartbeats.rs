@@ -386,3 +386,105 @@ async fn with_basic_auth_for_scrapers_the_heartbeat_paths_take_the_agents_token_
     assert_eq!(without.status, 401, "{}", without.text());
     served.shutdown().await;
 }
+
+/// Milliseconds between two RFC 3339 times of the API.
+fn millis_between(earlier: &serde_json::Value, later: &serde_json::Value) -> i128 {
+    let at = |v: &serde_json::Value| {
+        let text = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+        let t = humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        t.duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i128
+    };
+    at(later) - at(earlier)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_event_stream_show_the_heartbeat_deadline_as_it_moves() {
+    // A probed agent beside it (nothing listens on port 1): it has no deadline to show.
+    let yaml = format!(
+        "{}  - {{name: probed, type: web, url: 'http://127.0.0.1:1/health', interval: 1h}}\n",
+        config("period: 1s, grace: 1s")
+    );
+    let served = Served::start_with(&yaml, |dir: &Path, _| {
+        std::fs::write(dir.join("worker.token"), TOKEN).expect("token");
+    })
+    .await;
+    let mut events = EventStream::connect(served.addr, "/api/v1/events?probes=true").await;
+    let snapshot = events
+        .until("snapshot", Duration::from_secs(2))
+        .await
+        .expect("a snapshot");
+    let in_snapshot = |name: &str| {
+        snapshot.data["agents"]
+            .as_array()
+            .and_then(|agents| agents.iter().find(|a| a["name"] == name))
+            .unwrap_or_else(|| panic!("{name} not in {}", snapshot.data))
+            .clone()
+    };
+    // Before any report: period + grace from the config load.
+    assert!(in_snapshot("worker")["heartbeat_deadline"].is_string());
+    assert!(in_snapshot("probed").get("heartbeat_deadline").is_none());
+
+    let answer = beat(served.addr, "").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let deadline = answer.json()["deadline"].clone();
+    // The status event (unknown to healthy) and the probe event, both with the new deadline;
+    // the probed agent's first probe may send its own events in between.
+    let (mut status, mut probe) = (None, None);
+    while status.is_none() || probe.is_none() {
+        let event = events
+            .next(Duration::from_secs(2))
+            .await
+            .expect("the heartbeat's status and probe events");
+        if event.data["agent"] != "worker" {
+            continue;
+        }
+        match event.event.as_str() {
+            "status" => status = Some(event.data),
+            "probe" => probe = Some(event.data),
+            _ => {}
+        }
+    }
+    let (status, probe) = (status.expect("status"), probe.expect("probe"));
+    assert_eq!(status["to"], "healthy", "{status}");
+    assert_eq!(status["heartbeat_deadline"], deadline, "{status}");
+    assert_eq!(probe["heartbeat_deadline"], deadline, "{probe}");
+
+    let fleet = harness::get(served.addr, "/api/v1/agents").expect("api");
+    let agents = fleet.json()["agents"].clone();
+    let of = |name: &str| {
+        agents
+            .as_array()
+            .and_then(|all| all.iter().find(|a| a["name"] == name))
+            .unwrap_or_else(|| panic!("{name} not in {agents}"))
+            .clone()
+    };
+    assert_eq!(of("worker")["heartbeat_deadline"], deadline);
+    assert!(of("probed").get("heartbeat_deadline").is_none(), "{agents}");
+    let one = harness::get(served.addr, "/api/v1/agents/worker").expect("api");
+    assert_eq!(one.json()["heartbeat_deadline"], deadline);
+
+    // Silence: the miss comes at the deadline, and its event carries the next one, a period on.
+    let missed = loop {
+        let event = events
+            .until("status", Duration::from_secs(4))
+            .await
+            .expect("the miss's status event");
+        if event.data["agent"] == "worker" {
+            break event;
+        }
+    };
+    assert_eq!(missed.data["reason"], "missed", "{}", missed.data);
+    let moved = millis_between(&deadline, &missed.data["heartbeat_deadline"]);
+    assert!(
+        (950..=1050).contains(&moved),
+        "the deadline moved {moved} ms after the miss; the period is 1 s"
+    );
+    let one = harness::get(served.addr, "/api/v1/agents/worker").expect("api");
+    assert_eq!(
+        one.json()["heartbeat_deadline"],
+        missed.data["heartbeat_deadline"]
+    );
+    served.shutdown().await;
+}

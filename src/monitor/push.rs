@@ -38,6 +38,7 @@ impl Monitor {
                 reason: change.reason,
                 error: Some(error),
                 consecutive_failures: state.consecutive_failures,
+                heartbeat_deadline: state.heartbeat_deadline,
             }
             .named(agent)
         };

@@ -92,7 +92,13 @@ pub(super) async fn probe_now(state: &Arc<ServerState>, name: &str) -> Response<
     let status = agent.state().status;
     json(
         StatusCode::OK,
-        &views::probe_event(&agent.spec.name, &agent.spec.agent_type, status, &result),
+        &views::probe_event(
+            &agent.spec.name,
+            &agent.spec.agent_type,
+            status,
+            &result,
+            None,
+        ),
     )
 }
 

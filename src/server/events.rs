@@ -161,9 +161,10 @@ impl Client {
                 agent_type,
                 result,
                 status,
+                heartbeat_deadline,
             } if self.filter.probes && self.filter.wants(agent, agent_type) => Some(self.frame(
                 "probe",
-                &views::probe_event(agent, agent_type, *status, result),
+                &views::probe_event(agent, agent_type, *status, result, *heartbeat_deadline),
             )),
             // Agents came or went: `forward` sends a fresh snapshot.
             _ => None,
@@ -363,6 +364,7 @@ pub(super) mod tests {
             reason: Some(crate::probe::FailureReason::Protocol),
             error: Some(error.to_owned()),
             consecutive_failures: 1,
+            heartbeat_deadline: None,
         }
     }
 

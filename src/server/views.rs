@@ -107,6 +107,9 @@ pub struct TransitionView {
     pub reason: Option<&'static str>,
     pub error: Option<String>,
     pub consecutive_failures: u32,
+    /// Heartbeat agents only: the deadline after this change (a miss moves it one period on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_deadline: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,6 +119,9 @@ pub struct ProbeEventView {
     pub agent_type: String,
     pub status: &'static str,
     pub probe: ProbeView,
+    /// Heartbeat agents only: the deadline after this report or miss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_deadline: Option<String>,
 }
 
 pub fn fleet(agents: &[std::sync::Arc<Agent>]) -> FleetView {
@@ -188,6 +194,7 @@ pub fn transition(t: &Transition) -> TransitionView {
         reason: t.reason.map(|r| r.as_str()),
         error: t.error.clone(),
         consecutive_failures: t.consecutive_failures,
+        heartbeat_deadline: t.heartbeat_deadline.map(timestamp),
     }
 }
 
@@ -196,12 +203,14 @@ pub fn probe_event(
     agent_type: &str,
     status: Status,
     result: &ProbeResult,
+    heartbeat_deadline: Option<SystemTime>,
 ) -> ProbeEventView {
     ProbeEventView {
         agent: agent.to_owned(),
         agent_type: agent_type.to_owned(),
         status: status.as_str(),
         probe: probe(result),
+        heartbeat_deadline: heartbeat_deadline.map(timestamp),
     }
 }
 

@@ -1,7 +1,9 @@
 // Real-browser test of the status page at `/`: Debian's chromium, headless, driven by playwright-core.
 // Run by tests/realworld/status_page.sh, which starts the exporter and a controllable agent:
-//   node status_page.mjs base=http://127.0.0.1:PORT control=http://127.0.0.1:PORT2 agent=NAME expect=a,b,c
-// `control` answers POST /mode/down and /mode/up, which make agent NAME fail or pass its probes.
+//   node status_page.mjs base=http://127.0.0.1:PORT control=http://127.0.0.1:PORT2 agent=NAME expect=a,b,c \
+//     [heartbeat=NAME heartbeat_token=TOKEN]
+// `control` answers POST /mode/down and /mode/up, which make agent NAME fail or pass its probes;
+// `heartbeat` names a heartbeat agent that has reported once, whose deadline the page must show.
 // With mode=load (and no expect=) it measures a fleet of thousands instead: the time to first render
 // and to show a status change while every probe of the fleet streams in; figures are printed, and only
 // a generous bound (LOAD_LIMIT_MS) fails, so a slow machine does not.
@@ -237,6 +239,32 @@ async function originShown(context) {
   await page.close();
 }
 
+// A heartbeat agent's row shows when its silence will count as missed, as the API says; a report
+// moves the deadline, and the row follows through the event stream within LIMIT_MS. A probed
+// agent's row shows no deadline.
+async function heartbeatDeadline(page, name, token, probed) {
+  const row = `[data-agent="${name}"] .deadline`;
+  const shown = () => page.$eval(row, (e) => [e.textContent, e.title]);
+  const before = (await api()).agents.find((a) => a.name === name).heartbeat_deadline;
+  const [text, title] = await until("the deadline in the row", async () => {
+    const s = await shown();
+    return s[1].includes(before) && s;
+  }, LIMIT_MS).catch(() => shown());
+  check(/^deadline in (11|12) min$/.test(text) && title === `no heartbeat by ${before} counts as missed`,
+    "a heartbeat agent's row shows its deadline, as the API gives it", `${text} | ${title} | API ${before}`);
+  const none = await page.$eval(`[data-agent="${probed}"] .deadline`, (e) => e.textContent + e.title);
+  check(none === "", "a probed agent's row shows no deadline", none);
+  await sleep(50); // so that the next deadline differs from this one by whole milliseconds
+  const res = await fetch(`${base}/api/v1/agents/${encodeURIComponent(name)}/heartbeat`,
+    { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+  const after = (await res.json()).deadline;
+  const sent = Date.now();
+  const followed = await until("the moved deadline in the row", async () => (await shown())[1].includes(after), LIMIT_MS + 3000)
+    .then(() => Date.now() - sent, () => Infinity);
+  check(res.ok && after !== before && followed <= LIMIT_MS, `a report moves the row's deadline within ${LIMIT_MS} ms`,
+    `${before} -> ${after}: shown after ${followed} ms`);
+}
+
 async function launch() {
   const profile = mkdtempSync(join(tmpdir(), "status-page-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -295,6 +323,8 @@ async function main() {
     check(/ago/.test(text) && /%/.test(text) && /s\b/.test(text), "a row shows last probe time, latency and success ratio",
       text.replace(/\s+/g, " ").trim());
 
+    if (args.heartbeat) await heartbeatDeadline(page, args.heartbeat, args.heartbeat_token, agent);
+
     await statusChange(page, agent, "down", "unhealthy");
     let error = "";
     const reason = await until("the failure reason", async () => {
@@ -348,15 +378,17 @@ async function main() {
     await page.click('[data-count="unhealthy"]');
     const fleetNow = await api();
     const types = [...new Set(fleetNow.agents.map((a) => a.type))].sort();
-    const tiles = await page.$$eval("#types [data-type]", (ts) => ts.map((t) => [t.dataset.type, Number(t.querySelector("b").textContent)]));
+    // The type table: a row per type with its total (cell 1); a click on the type's name filters.
+    const tiles = await page.$$eval("#type-rows tr[data-type]", (ts) => ts.map((t) => [t.dataset.type, Number(t.cells[1].textContent)]));
     const wantTiles = types.map((t) => [t, fleetNow.agents.filter((a) => a.type === t).length]);
-    check(JSON.stringify(tiles) === JSON.stringify(wantTiles), "a tile per agent type with its count", JSON.stringify(tiles));
-    await page.click(`#types [data-type="${types[0]}"]`);
+    check(JSON.stringify(tiles) === JSON.stringify(wantTiles), "a row per agent type with its count", JSON.stringify(tiles));
+    const typeButton = `#type-rows [data-filter-type="${types[0]}"]:not([data-filter-status])`;
+    await page.click(typeButton);
     shown = await visible();
     const wantShown = fleetNow.agents.filter((a) => a.type === types[0]).map((a) => a.name).sort();
-    check(JSON.stringify([...shown].sort()) === JSON.stringify(wantShown) && /type=/.test(page.url()), "a click on a type tile filters by type",
+    check(JSON.stringify([...shown].sort()) === JSON.stringify(wantShown) && /type=/.test(page.url()), "a click on a type filters by type",
       shown.join(", "));
-    await page.click(`#types [data-type="${types[0]}"]`);
+    await page.click(typeButton);
     check((await visible()).length === expected.length, "a second click clears the type filter");
     await statusChange(page, agent, "up", "healthy");
 

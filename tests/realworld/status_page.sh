@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real-world check of the status page: Debian's chromium, headless, loads `/` from the release
 # binary, shows every configured agent, follows an agent's change of status within 2 s of the
-# event, and sends no request off 127.0.0.1. The agent that changes is a tiny HTTP server whose
+# event, shows a heartbeat agent's deadline and follows it as reports move it, and sends no
+# request off 127.0.0.1. The agent that changes is a tiny HTTP server whose
 # answer this script switches (POST /mode/down, /mode/up). Then a second exporter probes 10,000
 # agents, 10 % of them failing, and the page's time to first render and to show a status change under
 # that load are printed (bounded only by a generous 10 s).
@@ -102,7 +103,11 @@ agents:
   - {name: w2, type: worker, url: "http://127.0.0.1:$port/-/healthy", interval: 1s, timeout: 500ms}
   - {name: w1, type: worker, url: "http://127.0.0.1:$port/-/healthy", interval: 1s, timeout: 500ms}
   - {name: w9, type: worker, url: "tcp://127.0.0.1:$dead_port", interval: 1s, timeout: 500ms}
+  # Reports in instead of being probed: its row shows the deadline (period + grace = 12 min).
+  - {name: nightly, type: batch, heartbeat: {period: 10m, token_file: nightly.token}}
 EOF
+heartbeat_token=status-page-heartbeat-token
+echo "$heartbeat_token" > "$work/nightly.token"
 "$bin" --config.file="$work/config.yaml" --web.listen-address="127.0.0.1:$port" 2> "$work/log" &
 pids+=($!)
 ready=""
@@ -111,6 +116,9 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$ready" ] || { echo "FAIL: the exporter is not ready"; cat "$work/log"; exit 1; }
+# Its first report, so that every agent has a status when the page is compared with the API.
+curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $heartbeat_token" \
+  "http://127.0.0.1:$port/api/v1/agents/nightly/heartbeat"
 
 if [ ! -d "$browser/node_modules/playwright-core" ]; then
   # Pinned in package.json; no lockfile is kept (see tests/browser/package.json) and no browser is
@@ -121,7 +129,8 @@ fi
 # Every wait is bounded inside the test; `timeout` bounds the whole of it as well.
 status=0
 timeout 180 node "$browser/status_page.mjs" base="http://127.0.0.1:$port" control="http://127.0.0.1:$agent_port" \
-  agent=switchable expect=switchable,exporter-self,nothing-listens,w10,w2,w1,w9 || status=$?
+  agent=switchable expect=switchable,exporter-self,nothing-listens,w10,w2,w1,w9,nightly \
+  heartbeat=nightly heartbeat_token="$heartbeat_token" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- exporter log"; tail -n 40 "$work/log"
   exit "$status"
