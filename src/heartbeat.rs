@@ -239,7 +239,7 @@ impl Heartbeats {
         let expected = agent
             .as_ref()
             .and_then(|a| a.spec.target.heartbeat())
-            .map(|hb| hb.token.expose())
+            .map(|hb| hb.token.shared())
             .unwrap_or_default();
         let presented = token.unwrap_or_default();
         let same: bool = subtle::ConstantTimeEq::ct_eq(
