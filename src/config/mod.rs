@@ -4,6 +4,7 @@
 //! after it re-checks a config value.
 
 mod a2a;
+mod batch;
 mod checks;
 mod discovery;
 mod error;
@@ -26,6 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use a2a::A2aTarget;
+pub use batch::BatchResolver;
 pub use checks::{resolve_agent, AgentFields, Templates};
 pub use discovery::{DnsRecord, SourceKind, SourceSpec};
 pub use error::{base_dir, ConfigError, ConfigIssue};
