@@ -56,22 +56,22 @@ impl Config {
     /// One line per agent for `--config.check`: name, type, check (`-` when only `defaults`
     /// apply), target, interval, timeout.
     pub fn summary(&self) -> Vec<String> {
-        self.agents
-            .iter()
-            .map(|a| {
-                let s = &a.spec;
-                format!(
-                    "agent={} type={} check={} target={} interval={} timeout={}",
-                    s.name,
-                    s.agent_type,
-                    a.check.as_deref().unwrap_or("-"),
-                    s.target.display(),
-                    humantime::format_duration(s.interval),
-                    humantime::format_duration(s.timeout)
-                )
-            })
-            .collect()
+        self.agents.iter().map(summary_line).collect()
     }
+}
+
+/// The `--config.check` line of one agent (`Config::summary`).
+pub fn summary_line(agent: &ResolvedAgent) -> String {
+    let s = &agent.spec;
+    format!(
+        "agent={} type={} check={} target={} interval={} timeout={}",
+        s.name,
+        s.agent_type,
+        agent.check.as_deref().unwrap_or("-"),
+        s.target.display(),
+        humantime::format_duration(s.interval),
+        humantime::format_duration(s.timeout)
+    )
 }
 
 /// Reads and validates the config file at `path`. Relative file names inside it (secrets, CA

@@ -3,6 +3,7 @@
 //! and merged with the static agents (first in config order wins a name), and the merged fleet
 //! goes to the scheduler exactly as a reload's config does.
 
+pub mod check;
 pub mod dns_sd;
 pub mod file_sd;
 pub mod http_sd;
