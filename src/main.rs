@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use agent_health_exporter::app::{self, Options, BUILD};
 use agent_health_exporter::cli::Cli;
 use agent_health_exporter::shard::{self, Shard};
-use agent_health_exporter::{config, logging};
+use agent_health_exporter::{config, discovery, logging};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -77,12 +77,19 @@ fn check_config(cli: &Cli, shard: Shard) -> ExitCode {
         }
     }
     match config::load(&cli.config_file) {
-        Ok(mut config) => {
-            let total = config.agents.len();
-            config.agents.retain(|a| shard.owns(&a.spec.name));
-            for line in config.summary() {
+        Ok(config) => {
+            let lines: Vec<String> = config
+                .agents
+                .iter()
+                .filter(|a| shard.owns(&a.spec.name))
+                .map(config::summary_line)
+                .collect();
+            for line in &lines {
                 println!("{line}");
             }
+            let (found, mine) = print_discovered(&config, shard);
+            let total = config.agents.len() + found;
+            let owned = lines.len() + mine;
             if shard.count() == 1 {
                 println!(
                     "{}: config is valid, {total} agents",
@@ -94,7 +101,7 @@ fn check_config(cli: &Cli, shard: Shard) -> ExitCode {
                     cli.config_file.display(),
                     shard.index(),
                     shard.count(),
-                    config.agents.len()
+                    owned
                 );
             }
             ExitCode::SUCCESS
@@ -106,4 +113,57 @@ fn check_config(cli: &Cli, shard: Shard) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Asks every discovery source once and prints the agents it adds (with their origin, those of
+/// `shard` only), what it dropped and why, or why it failed. Answers how many agents the
+/// sources add, and how many of them `shard` probes.
+fn print_discovered(config: &config::Config, shard: Shard) -> (usize, usize) {
+    if config.discovery.is_empty() {
+        return (0, 0);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            println!("discovery sources not asked: {e}");
+            return (0, 0);
+        }
+    };
+    let checks = runtime.block_on(discovery::check::check_sources(config));
+    let (mut found, mut mine) = (0, 0);
+    for check in checks {
+        let source = &check.source;
+        let found_here = match check.found {
+            Ok(found) => found,
+            Err(error) => {
+                println!("source={source} failed: {error}");
+                continue;
+            }
+        };
+        for (agent, origin) in &found_here.agents {
+            if shard.owns(&agent.spec.name) {
+                println!("{} origin={origin:?}", config::summary_line(agent));
+                mine += 1;
+            }
+        }
+        for invalid in &found_here.invalid {
+            println!("source={source} invalid target: {invalid}");
+        }
+        let dropped: Vec<String> = found_here
+            .dropped
+            .iter()
+            .map(|(reason, n)| format!(" dropped_{reason}={n}"))
+            .collect();
+        println!(
+            "source={source} targets={} agents={}{}",
+            found_here.targets,
+            found_here.agents.len(),
+            dropped.concat()
+        );
+        found += found_here.agents.len();
+    }
+    (found, mine)
 }

@@ -163,10 +163,19 @@ impl Scheduler {
         }
         // The monitor takes the change at once: readers see the old fleet or the new one.
         let mut new_agents = Vec::new();
+        // One reading of both clocks: a later wall clock would put slots before their phase.
         let now = Instant::now();
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         for resolved in &config.agents {
             let name = resolved.spec.name.as_str();
             match fleet.agents.get(name) {
+                // The very spec running: discovery hands its unchanged agents back this way.
+                Some(running) if Arc::ptr_eq(&running.agent.spec, &resolved.spec) => {
+                    summary.unchanged += 1;
+                    continue;
+                }
                 // Equal specs probe alike; a rotated secret is swapped in, state kept.
                 Some(running) if running.agent.spec == resolved.spec => {
                     if running.agent.spec.adopt_secrets(&resolved.spec) {
@@ -187,7 +196,7 @@ impl Scheduler {
             let generation = fleet.next_generation;
             fleet.next_generation += 1;
             if agent.spec.target.heartbeat().is_none() {
-                let at = now + first_slot_wait(name, agent.spec.interval);
+                let at = now + first_slot_wait(name, agent.spec.interval, unix_now);
                 fleet.slots.push(Reverse(Due {
                     at,
                     generation,
@@ -462,13 +471,9 @@ pub fn slot_offset(name: &str, interval: Duration) -> Duration {
     Duration::from_nanos((offset_ns - offset_ns % grid_ns) as u64)
 }
 
-/// Time from now to the agent's next slot. Slots are aligned to the Unix epoch plus the
-/// agent's offset, so a restarted exporter probes each agent at the same phase as before.
-fn first_slot_wait(name: &str, interval: Duration) -> Duration {
-    let now_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+/// Time from `now_ns` (Unix time) to the agent's next slot: aligned to the Unix epoch plus the
+/// agent's offset, a restarted exporter probes each agent at the same phase.
+fn first_slot_wait(name: &str, interval: Duration, now_ns: u128) -> Duration {
     let interval_ns = interval.as_nanos().max(1);
     let offset_ns = slot_offset(name, interval).as_nanos();
     let phase = (now_ns + interval_ns - offset_ns) % interval_ns;

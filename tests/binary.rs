@@ -68,6 +68,102 @@ fn config_check_prints_every_error_and_exits_1() {
     assert!(errors.contains("bad.yaml:5:11:"), "{errors}");
 }
 
+/// Discovered agents are listed too: each source asked once, its agents with their origin, its
+/// dropped targets by reason, a failing source with its error; the config is still valid.
+#[test]
+fn config_check_lists_discovered_agents_with_their_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("targets.json"),
+        r#"[{"targets": ["127.0.0.1:9101"], "labels": {"agent": "w1", "zone": "a"}},
+            {"targets": ["127.0.0.1:9102"], "labels": {"agent": "planner"}},
+            {"targets": ["127.0.0.1:9103"], "labels": {}},
+            {"targets": ["127.0.0.1:9104"], "labels": {"agent": "w4", "__check__": "nope"}}]"#,
+    )
+    .expect("write targets");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let refused = closed.local_addr().expect("addr");
+    drop(closed);
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "checks: {{worker: {{interval: 10s}}}}\n\
+             agents:\n  - {{name: planner, type: planner, url: \"http://127.0.0.1:9100/health\"}}\n\
+             discovery:\n  - file_sd: {{files: [targets.json]}}\n    type: worker\n\
+             \x20 - http_sd: {{url: \"http://{refused}/sd\", timeout: 2s}}\n"
+        ),
+    )
+    .expect("write config");
+    let out = exporter()
+        .arg(format!("--config.file={}", path.display()))
+        .arg("--config.check")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let agents: Vec<&&str> = lines.iter().filter(|l| l.starts_with("agent=")).collect();
+    assert_eq!(agents.len(), 2, "{text}");
+    assert!(agents[0].starts_with("agent=planner "), "{text}");
+    assert!(
+        agents[1].starts_with(
+            "agent=w1 type=worker check=worker target=http://127.0.0.1:9101/health interval=10s"
+        ) && agents[1].contains(&format!(
+            "origin=\"file_sd/0 file={}\"",
+            dir.path().join("targets.json").display()
+        )),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("source=file_sd/0 invalid target:") && l.contains("nope")),
+        "{text}"
+    );
+    assert!(
+        lines.contains(
+            &"source=file_sd/0 targets=4 agents=1 dropped_missing_name=1 dropped_invalid=1 dropped_duplicate_name=1"
+        ),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("source=http_sd/0 failed: ")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.ends_with("config is valid, 2 agents")),
+        "{text}"
+    );
+
+    // Each shard lists only its part of the discovered agents: w1 in exactly one of two.
+    let listed: usize = (0..2)
+        .map(|index| {
+            let out = exporter()
+                .arg(format!("--config.file={}", path.display()))
+                .arg("--config.check")
+                .arg("--shard.count=2")
+                .arg(format!("--shard.index={index}"))
+                .output()
+                .expect("run");
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("agent=w1 "))
+                .count()
+        })
+        .sum();
+    assert_eq!(listed, 1);
+}
+
 #[test]
 fn self_probing_agent_is_healthy_within_one_interval() {
     let exporter = Binary::start(

@@ -224,3 +224,63 @@ discovery:
         &run.exporter.monitor.agent("w1").unwrap()
     ));
 }
+
+fn counter(run: &Running, series: &str) -> f64 {
+    metric(&run.metrics(), series).unwrap_or(0.0)
+}
+
+/// The same answer again is not read target by target, yet it is a good refresh like any: its
+/// time is recorded and its dropped targets are counted again. A reload that may change what
+/// the targets resolve to (here: it adds the check one of them names) has the next answer read
+/// whole, so the target that was invalid joins without any change of the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_answer_counts_as_a_refresh_and_is_read_again_after_a_reload() {
+    let endpoint = Endpoint::default();
+    endpoint.set(Answer::Targets(
+        serde_json::json!([
+            {"targets": ["127.0.0.1:9"], "labels": {"agent": "w1"}},
+            {"targets": ["127.0.0.1:9"], "labels": {"agent": "w2", "__check__": "strict"}},
+            {"targets": ["127.0.0.1:9"], "labels": {}},
+        ])
+        .to_string(),
+    ));
+    let addr = endpoint.clone().serve().await;
+    let sources = format!(
+        "discovery:\n  - http_sd: {{url: \"http://{addr}/sd\", refresh_interval: 100ms}}\n    type: worker\n"
+    );
+    let run = Running::start(&sources, &[]).await;
+    run.wait_for_fleet(&["w1"], WAIT).await;
+    let w1 = run.exporter.monitor.agent("w1").unwrap();
+    let last =
+        "agent_exporter_discovery_last_refresh_success_timestamp_seconds{source=\"http_sd/0\"}";
+    let nameless = "agent_exporter_discovery_dropped_targets_total{source=\"http_sd/0\",reason=\"missing_name\"}";
+    let invalid =
+        "agent_exporter_discovery_dropped_targets_total{source=\"http_sd/0\",reason=\"invalid\"}";
+    let (first, dropped) = (counter(&run, last), counter(&run, nameless));
+    assert!(dropped >= 1.0 && counter(&run, invalid) >= 1.0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        counter(&run, last) > first,
+        "unchanged refreshes are recorded"
+    );
+    assert!(
+        counter(&run, nameless) >= dropped + 3.0,
+        "each unchanged refresh counts its dropped targets again"
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &w1,
+        &run.exporter.monitor.agent("w1").unwrap()
+    ));
+
+    std::fs::write(
+        run.path("config.yaml"),
+        format!("checks: {{strict: {{failure_threshold: 3}}}}\n{sources}"),
+    )
+    .unwrap();
+    run.exporter.reloader.reload().expect("reload");
+    run.wait_for_fleet(&["w1", "w2"], WAIT).await;
+    assert!(std::sync::Arc::ptr_eq(
+        &w1,
+        &run.exporter.monitor.agent("w1").unwrap()
+    ));
+}

@@ -4,6 +4,7 @@
 //! after it re-checks a config value.
 
 mod a2a;
+mod batch;
 mod checks;
 mod discovery;
 mod error;
@@ -26,6 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use a2a::A2aTarget;
+pub use batch::BatchResolver;
 pub use checks::{resolve_agent, AgentFields, Templates};
 pub use discovery::{DnsRecord, SourceKind, SourceSpec};
 pub use error::{base_dir, ConfigError, ConfigIssue};
@@ -54,22 +56,22 @@ impl Config {
     /// One line per agent for `--config.check`: name, type, check (`-` when only `defaults`
     /// apply), target, interval, timeout.
     pub fn summary(&self) -> Vec<String> {
-        self.agents
-            .iter()
-            .map(|a| {
-                let s = &a.spec;
-                format!(
-                    "agent={} type={} check={} target={} interval={} timeout={}",
-                    s.name,
-                    s.agent_type,
-                    a.check.as_deref().unwrap_or("-"),
-                    s.target.display(),
-                    humantime::format_duration(s.interval),
-                    humantime::format_duration(s.timeout)
-                )
-            })
-            .collect()
+        self.agents.iter().map(summary_line).collect()
     }
+}
+
+/// The `--config.check` line of one agent (`Config::summary`).
+pub fn summary_line(agent: &ResolvedAgent) -> String {
+    let s = &agent.spec;
+    format!(
+        "agent={} type={} check={} target={} interval={} timeout={}",
+        s.name,
+        s.agent_type,
+        agent.check.as_deref().unwrap_or("-"),
+        s.target.display(),
+        humantime::format_duration(s.interval),
+        humantime::format_duration(s.timeout)
+    )
 }
 
 /// Reads and validates the config file at `path`. Relative file names inside it (secrets, CA

@@ -35,6 +35,12 @@ pub struct ResolvedAgent {
     pub revision: u64,
 }
 
+/// A number no resolution had before: `ResolvedAgent::revision`.
+pub(super) fn next_revision() -> u64 {
+    static REVISION: AtomicU64 = AtomicU64::new(0);
+    REVISION.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Who an agent is: the keys that are not settings, with their places.
 pub(super) struct Head {
     /// The agent's entry, where a missing key is reported.
@@ -174,11 +180,10 @@ impl Resolver {
         let mut spec = spec?;
         spec.name = name?;
         spec.agent_type = agent_type?;
-        static REVISION: AtomicU64 = AtomicU64::new(0);
         Some(ResolvedAgent {
             spec: Arc::new(spec),
             check,
-            revision: REVISION.fetch_add(1, Ordering::Relaxed),
+            revision: next_revision(),
         })
     }
 

@@ -131,11 +131,7 @@ impl Resolver {
 
     pub(super) fn check_labels(&mut self, labels: &Spanned<BTreeMap<String, String>>) {
         for name in labels.value.keys() {
-            let valid =
-                name.chars().enumerate().all(|(i, c)| {
-                    c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
-                }) && !name.is_empty();
-            if !valid || name.starts_with("__") {
+            if !valid_label_name(name) || name.starts_with("__") {
                 self.issue(
                     labels.referenced,
                     format!("label name {name:?} is not a valid Prometheus label name"),
@@ -150,6 +146,19 @@ impl Resolver {
             }
         }
     }
+}
+
+fn valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+}
+
+/// Whether an agent may carry label `name`: `check_labels` has no issue with it.
+pub(super) fn allowed_label(name: &str) -> bool {
+    valid_label_name(name) && !name.starts_with("__") && !RESERVED_LABELS.contains(&name)
 }
 
 /// `1024`, `64KiB`, `1MiB`, `1MB`, `1 GiB`.

@@ -42,6 +42,22 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
     }
 }
 
+/// One lookup, for `--config.check`.
+pub async fn once(spec: &SourceSpec) -> Refresh {
+    let SourceKind::Dns {
+        names,
+        record,
+        port,
+        nameservers,
+    } = &spec.kind
+    else {
+        return Ok(Vec::new());
+    };
+    let resolver = resolver(nameservers, spec.refresh_interval)
+        .map_err(|error| format!("resolver setup: {error}"))?;
+    lookup(&resolver, names, *record, *port).await
+}
+
 fn resolver(
     nameservers: &[std::net::SocketAddr],
     refresh: Duration,

@@ -33,9 +33,24 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
     else {
         return;
     };
+    // The last answer read whole. The same bytes again are the same targets: a large fleet's
+    // unchanged answer is then compared, not parsed, relabeled and looked up target by target.
+    let mut last: Option<Bytes> = None;
     loop {
-        let refresh = fetch(url, http, *timeout, *max_bytes).await;
-        if !sink.send(refresh) {
+        let go_on = match body(url, http, *timeout, *max_bytes).await {
+            Ok(body) if last.as_ref() == Some(&body) => match sink.unchanged() {
+                Some(true) => true,
+                Some(false) => sink.send(parse(&body, url)),
+                None => false,
+            },
+            Ok(body) => {
+                let refresh = parse(&body, url);
+                last = refresh.is_ok().then_some(body);
+                sink.send(refresh)
+            }
+            Err(error) => sink.send(Err(error)),
+        };
+        if !go_on {
             return;
         }
         tokio::time::sleep(spec.refresh_interval).await;
@@ -44,15 +59,29 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
 
 /// One refresh: GET the URL, within `timeout` and `max_bytes`.
 pub async fn fetch(url: &Url, http: &HttpSpec, timeout: Duration, max_bytes: u64) -> Refresh {
-    let body = tokio::time::timeout(timeout, get(url, http, max_bytes))
+    parse(&body(url, http, timeout, max_bytes).await?, url)
+}
+
+/// The answer's body, within `timeout` and `max_bytes`.
+async fn body(
+    url: &Url,
+    http: &HttpSpec,
+    timeout: Duration,
+    max_bytes: u64,
+) -> Result<Bytes, String> {
+    tokio::time::timeout(timeout, get(url, http, max_bytes))
         .await
         .map_err(|_| {
             format!(
                 "no complete answer within {}",
                 humantime::format_duration(timeout)
             )
-        })??;
-    let groups = parse_groups(&body, false).map_err(|e| format!("invalid answer: {e}"))?;
+        })?
+}
+
+/// The answer's targets.
+fn parse(body: &[u8], url: &Url) -> Refresh {
+    let groups = parse_groups(body, false).map_err(|e| format!("invalid answer: {e}"))?;
     let shown = url.as_str();
     Ok(expand_groups(
         groups,

@@ -3,9 +3,11 @@
 //! and merged with the static agents (first in config order wins a name), and the merged fleet
 //! goes to the scheduler exactly as a reload's config does.
 
+pub mod check;
 pub mod dns_sd;
 pub mod file_sd;
 pub mod http_sd;
+mod read;
 pub mod target;
 
 use std::collections::{HashMap, HashSet};
@@ -14,13 +16,12 @@ use std::time::SystemTime;
 
 use tokio::task::AbortHandle;
 
-use crate::config::{
-    resolve_agent, AgentFields, Config, ResolvedAgent, SourceKind, SourceSpec, Templates,
-};
+use crate::config::{Config, ResolvedAgent, SourceKind, SourceSpec, Templates};
 use crate::metrics::discovery::{DiscoveryMetrics, DropLabels, SourceLabels};
 use crate::monitor::unix_seconds;
 use crate::scheduler::{ReloadSummary, Scheduler};
 use crate::shard::Shard;
+use read::{Found, Readings, Seeded};
 use target::{Discovered, DropReason};
 
 /// What one refresh of a source found, or why it failed.
@@ -46,17 +47,18 @@ struct State {
     /// (source, name) pairs already counted and logged as duplicates.
     duplicates: HashSet<(String, String)>,
     /// Where each discovered agent came from, for the API.
-    origins: HashMap<String, Arc<str>>,
+    origins: HashMap<String, Arc<str>, Seeded>,
 }
 
 struct Source {
     spec: Arc<SourceSpec>,
     generation: u64,
     task: Option<AbortHandle>,
-    /// The last good refresh, read as agents, in discovery order.
-    agents: Vec<Found>,
-    /// Resolved agents by their fields: a refresh resolves only targets it has not seen.
-    cache: HashMap<AgentFields, ResolvedAgent>,
+    /// The last good refresh, read as agents.
+    read: Readings,
+    /// The next refresh must be read whole, even when its source saw the same answer as last
+    /// time: before the first one, and after a reload that may have changed the templates.
+    reread: bool,
     /// None before the first refresh; logs go out when this changes.
     failing: Option<bool>,
 }
@@ -121,14 +123,8 @@ impl Discovery {
                         }
                     }
                     // `defaults` and `checks` may have changed: every target resolves again.
-                    source.cache.clear();
-                    let found = std::mem::take(&mut source.agents);
-                    let again = found.into_iter().filter_map(|found| {
-                        let agent = to_agent(&base, &found.fields, &found.origin).ok()?;
-                        source.cache.insert(found.fields.clone(), agent.clone());
-                        Some(Found { agent, ..found })
-                    });
-                    source.agents = again.collect();
+                    source.read.resolve_again(&base);
+                    source.reread = true;
                     source
                 }
                 None => {
@@ -185,8 +181,8 @@ impl Discovery {
             spec,
             generation,
             task: Some(task.abort_handle()),
-            agents: Vec::new(),
-            cache: HashMap::new(),
+            read: Readings::default(),
+            reread: true,
             failing: None,
         }
     }
@@ -204,55 +200,32 @@ impl Discovery {
         else {
             return;
         };
-        let labels = SourceLabels {
-            source: id.to_owned(),
-        };
         let discovered = match refresh {
             Ok(discovered) => discovered,
             Err(error) => {
+                let labels = SourceLabels {
+                    source: id.to_owned(),
+                };
                 self.metrics.refresh_failures.get_or_create(&labels).inc();
                 if source.failing != Some(true) {
-                    tracing::warn!(source = id, error = %error, kept_targets = source.agents.len(), "discovery refresh failed; keeping the last good targets");
+                    tracing::warn!(source = id, error = %error, kept_targets = source.read.agents.len(), "discovery refresh failed; keeping the last good targets");
                 }
                 source.failing = Some(true);
                 return;
             }
         };
-        if source.failing == Some(true) {
-            tracing::info!(source = id, "discovery refresh succeeded again");
-        }
-        source.failing = Some(false);
-        self.metrics
-            .targets
-            .get_or_create(&labels)
-            .set(discovered.len() as i64);
-        self.metrics
-            .last_success
-            .get_or_create(&labels)
-            .set(unix_seconds(SystemTime::now()));
         let spec = source.spec.clone();
-        let mut cache = HashMap::with_capacity(discovered.len());
-        let mut agents = Vec::with_capacity(discovered.len());
-        for target in discovered {
-            let outcome = read_target(&spec, &base, target, &mut source.cache, &mut cache);
-            match outcome {
-                Ok(agent) => agents.push(agent),
-                Err((reason, error)) => {
-                    if let Some(error) = error {
-                        tracing::debug!(source = id, error = %error, "discovered target is no valid agent");
-                    }
-                    self.metrics
-                        .dropped
-                        .get_or_create(&DropLabels {
-                            source: id.to_owned(),
-                            reason: reason.as_str(),
-                        })
-                        .inc();
-                }
-            }
+        let read = source.read.next(&spec, &base, discovered, |error| {
+            tracing::debug!(source = id, error = %error, "discovered target is no valid agent");
+        });
+        self.succeeded(source, read.targets, &read.drops);
+        let same = read.same_agents(&source.read);
+        source.read = read;
+        source.reread = false;
+        if same {
+            // The fleet it makes is the one running.
+            return;
         }
-        source.cache = cache;
-        source.agents = agents;
         let summary = self.compose(&mut state);
         if !summary.is_noop() {
             tracing::info!(
@@ -266,28 +239,85 @@ impl Discovery {
         }
     }
 
+    /// Takes a refresh whose answer was the same as the source's last good one, unless that
+    /// one must be read again (`Source::reread`): then answers false, and the source sends the
+    /// refresh whole.
+    fn update_unchanged(&self, id: &str, generation: u64) -> bool {
+        let mut state = self.state();
+        let Some(source) = state
+            .sources
+            .iter_mut()
+            .find(|s| s.spec.id == id && s.generation == generation)
+        else {
+            // A source replaced by a reload: its task is being stopped.
+            return true;
+        };
+        if source.reread {
+            return false;
+        }
+        let (targets, drops) = (source.read.targets, source.read.drops.clone());
+        self.succeeded(source, targets, &drops);
+        true
+    }
+
+    /// A good refresh of `targets` raw targets, of which `drops` were dropped: its metrics, and
+    /// the log line when the source recovers.
+    fn succeeded(&self, source: &mut Source, targets: usize, drops: &[(DropReason, u64)]) {
+        let id = source.spec.id.as_str();
+        if source.failing == Some(true) {
+            tracing::info!(source = id, "discovery refresh succeeded again");
+        }
+        source.failing = Some(false);
+        let labels = SourceLabels {
+            source: id.to_owned(),
+        };
+        self.metrics
+            .targets
+            .get_or_create(&labels)
+            .set(targets as i64);
+        self.metrics
+            .last_success
+            .get_or_create(&labels)
+            .set(unix_seconds(SystemTime::now()));
+        for (reason, count) in drops {
+            self.metrics
+                .dropped
+                .get_or_create(&DropLabels {
+                    source: id.to_owned(),
+                    reason: reason.as_str(),
+                })
+                .inc_by(*count);
+        }
+    }
+
     /// Static agents first, then each source's in order; a name already taken is dropped.
     fn compose(&self, state: &mut State) -> ReloadSummary {
         let Some(base) = state.base.clone() else {
             return ReloadSummary::default();
         };
-        let total =
-            state.static_agents.len() + state.sources.iter().map(|s| s.agents.len()).sum::<usize>();
+        let total = state.static_agents.len()
+            + state
+                .sources
+                .iter()
+                .map(|s| s.read.agents.len())
+                .sum::<usize>();
         let mut agents: Vec<ResolvedAgent> = Vec::with_capacity(total);
-        let mut taken: HashMap<&str, &str> = HashMap::with_capacity(total);
-        let mut origins = HashMap::new();
+        // Two maps of the whole fleet: a fast hash keeps them cheap at 50,000 agents.
+        let mut taken: HashMap<&str, &str, Seeded> =
+            HashMap::with_capacity_and_hasher(total, Seeded::default());
+        let mut origins = HashMap::with_capacity_and_hasher(total, Seeded::default());
         let mut duplicates = HashSet::new();
         for agent in &state.static_agents {
             taken.insert(agent.spec.name.as_str(), "static");
             agents.push(agent.clone());
         }
         for source in &state.sources {
-            for Found {
-                agent,
-                origin: from,
-                ..
-            } in &source.agents
-            {
+            for found in &source.read.agents {
+                let Found {
+                    agent,
+                    origin: from,
+                    ..
+                } = &**found;
                 let name = agent.spec.name.as_str();
                 if let Some(first) = taken.get(name) {
                     let key = (source.spec.id.clone(), name.to_owned());
@@ -325,55 +355,6 @@ impl Discovery {
     }
 }
 
-/// Relabels one target and resolves it, reusing the agent of an earlier refresh when its
-/// fields did not change.
-fn read_target(
-    spec: &SourceSpec,
-    base: &Templates,
-    target: Discovered,
-    previous: &mut HashMap<AgentFields, ResolvedAgent>,
-    next: &mut HashMap<AgentFields, ResolvedAgent>,
-) -> Result<Found, (DropReason, Option<String>)> {
-    let labels =
-        crate::relabel::process(target.labels, &spec.relabel).ok_or((DropReason::Relabel, None))?;
-    let fields =
-        target::fields_from_labels(&labels, spec.agent_type.as_deref(), spec.check.as_deref())
-            .map_err(|r| (r, None))?;
-    let origin: Arc<str> = format!("{} {}", spec.id, target.from).into();
-    let agent = match previous
-        .remove(&fields)
-        .or_else(|| next.get(&fields).cloned())
-    {
-        Some(agent) => agent,
-        None => to_agent(base, &fields, &origin).map_err(|e| (DropReason::Invalid, Some(e)))?,
-    };
-    next.insert(fields.clone(), agent.clone());
-    Ok(Found {
-        fields,
-        agent,
-        origin,
-    })
-}
-
-/// Resolves one relabeled target as an agent of the file with these keys would be (its check
-/// included); the error says why it is no valid agent.
-fn to_agent(base: &Templates, fields: &AgentFields, origin: &str) -> Result<ResolvedAgent, String> {
-    resolve_agent(fields, base, origin).map_err(|issues| {
-        issues
-            .iter()
-            .map(|i| i.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
-}
-
-/// A target that became an agent.
-struct Found {
-    fields: AgentFields,
-    agent: ResolvedAgent,
-    origin: Arc<str>,
-}
-
 /// How a source task hands its refreshes back.
 pub struct Sink {
     discovery: Weak<Discovery>,
@@ -391,5 +372,13 @@ impl Sink {
             }
             None => false,
         }
+    }
+
+    /// Tells that the source's answer is the same as its last good one, which then need not
+    /// be parsed: `Some(true)` when that was taken, `Some(false)` when the refresh must be
+    /// sent whole all the same, `None` once the exporter is gone.
+    pub fn unchanged(&self) -> Option<bool> {
+        let discovery = self.discovery.upgrade()?;
+        Some(discovery.update_unchanged(&self.id, self.generation))
     }
 }

@@ -19,7 +19,8 @@ pub struct TargetGroup {
 }
 
 /// A discovered target before relabeling, and where it came from (a file, URL or DNS name).
-#[derive(Debug, Clone)]
+/// Equal raw targets become equal agents: discovery reads each only once (`read.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Discovered {
     pub labels: Labels,
     pub from: String,
