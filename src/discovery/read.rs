@@ -6,9 +6,9 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::relabel;
 use super::target::{self, Discovered, DropReason};
 use crate::config::{AgentFields, BatchResolver, ResolvedAgent, SourceSpec, Templates};
+use crate::relabel;
 
 /// A target that became an agent.
 pub(super) struct Found {
