@@ -40,6 +40,11 @@ pub(super) fn encode(
 }
 
 fn escape_into(s: &mut String, value: &str) {
+    // Label values rarely hold these: copied whole, not one character at a time.
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        s.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => s.push_str("\\\\"),
