@@ -17,25 +17,16 @@ use crate::config::{DnsRecord, SourceKind, SourceSpec};
 
 /// Runs the source until its task is aborted.
 pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
-    let SourceKind::Dns {
-        names,
-        record,
-        port,
-        nameservers,
-    } = &spec.kind
-    else {
-        return;
-    };
-    let resolver = match resolver(nameservers, spec.refresh_interval) {
-        Ok(resolver) => resolver,
+    let source = match Prepared::from(&spec) {
+        Ok(Some(source)) => source,
+        Ok(None) => return,
         Err(error) => {
-            sink.send(Err(format!("resolver setup: {error}")));
+            sink.send(Err(error));
             return;
         }
     };
     loop {
-        let refresh = lookup(&resolver, names, *record, *port).await;
-        if !sink.send(refresh) {
+        if !sink.send(source.ask().await) {
             return;
         }
         tokio::time::sleep(spec.refresh_interval).await;
@@ -44,18 +35,45 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
 
 /// One lookup, for `--config.check`.
 pub async fn once(spec: &SourceSpec) -> Refresh {
-    let SourceKind::Dns {
-        names,
-        record,
-        port,
-        nameservers,
-    } = &spec.kind
-    else {
-        return Ok(Vec::new());
-    };
-    let resolver = resolver(nameservers, spec.refresh_interval)
-        .map_err(|error| format!("resolver setup: {error}"))?;
-    lookup(&resolver, names, *record, *port).await
+    match Prepared::from(spec)? {
+        Some(source) => source.ask().await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A dns_sd source's resolver and what it asks.
+struct Prepared<'a> {
+    resolver: TokioResolver,
+    names: &'a [String],
+    record: DnsRecord,
+    port: Option<u16>,
+}
+
+impl<'a> Prepared<'a> {
+    /// None for another kind of source.
+    fn from(spec: &'a SourceSpec) -> Result<Option<Prepared<'a>>, String> {
+        let SourceKind::Dns {
+            names,
+            record,
+            port,
+            nameservers,
+        } = &spec.kind
+        else {
+            return Ok(None);
+        };
+        let resolver = resolver(nameservers, spec.refresh_interval)
+            .map_err(|error| format!("resolver setup: {error}"))?;
+        Ok(Some(Prepared {
+            resolver,
+            names,
+            record: *record,
+            port: *port,
+        }))
+    }
+
+    async fn ask(&self) -> Refresh {
+        lookup(&self.resolver, self.names, self.record, self.port).await
+    }
 }
 
 fn resolver(
