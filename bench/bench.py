@@ -35,6 +35,16 @@ PROTOBUF = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFam
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 
 
+def print_table(header, rows):
+    """Prints rows as a Markdown table, columns padded to their widest cell."""
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+
+
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -467,12 +477,7 @@ def report(args, idle, ex, bb, wrk, binary_bytes):
                      f"{s['bytes'] / 1e6:.2f} MB{extra}", "", ""))
     rows.append(("release binary", f"{binary_bytes / 1e6:.2f} MB", "", ""))
     header = ("measure", "agent-health-exporter", "blackbox_exporter", "wrk -H 'Connection: close'")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
+    print_table(header, rows)
     print("\nDelay quantiles: linear interpolation inside the classic buckets of "
           "agent_exporter_probe_start_delay_seconds, over the increase across the window.")
     if ex["probes"] == 0:

@@ -28,8 +28,8 @@ import sys
 import tempfile
 import time
 
-from bench import (cpu_seconds, duration, free_port, log, quantile, spawn, start_target, stop,
-                   thread_cpu_seconds, wait_ready, scrape_text, delay_buckets)
+from bench import (cpu_seconds, duration, free_port, log, print_table, quantile, spawn,
+                   start_target, stop, thread_cpu_seconds, wait_ready, scrape_text, delay_buckets)
 
 TOKEN = "bench-heartbeat-token-0123456789"
 HB_TYPE = "heartbeat"
@@ -232,12 +232,7 @@ def report(args, windows, missed):
     print(f"{args.heartbeat_agents:,} heartbeat agents, {args.probed_agents:,} probed agents every "
           f"{args.interval:g} s, {args.threads} wrk threads, windows of {args.duration:g} s; "
           f"missed probe slots over the run: {missed}\n")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
+    print_table(header, rows)
     print("\nDelay quantiles: linear interpolation inside the classic buckets of "
           "agent_exporter_probe_start_delay_seconds, over the increase across each window. "
           "wrk measures latency from sending a request to its answer, so a paced run does not "

@@ -20,19 +20,6 @@ for arg in "$@"; do
   fi
 done
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v python3 >/dev/null || need+=(python3)
-if ((${#need[@]})); then
-  echo "installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-
-# The exporter measured is the binary `cargo build --release` ships; the example is built apart
-# since it pulls in the dev-dependencies' features.
-cargo build --release --locked --quiet
-cargo build --release --locked --quiet --example bench_target
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+source bench/prepare.sh
+bench_prepare wrk=wrk python3=python3
 exec python3 bench/heartbeats.py "${args[@]}"

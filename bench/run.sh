@@ -22,22 +22,7 @@ for arg in "$@"; do
   fi
 done
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-[[ -x /usr/bin/prometheus-blackbox-exporter ]] || need+=(prometheus-blackbox-exporter)
-command -v curl >/dev/null || need+=(curl)
-command -v python3 >/dev/null || need+=(python3)
-if ((${#need[@]})); then
-  echo "installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-
-# Two builds: an example pulls in the dev-dependencies' features, and the exporter measured must
-# be the binary that `cargo build --release` ships.
-cargo build --release --locked --quiet
-cargo build --release --locked --quiet --example bench_target
-# Many probes in flight mean many sockets at once.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+source bench/prepare.sh
+bench_prepare wrk=wrk curl=curl python3=python3 \
+  /usr/bin/prometheus-blackbox-exporter=prometheus-blackbox-exporter
 exec python3 bench/bench.py "${args[@]}"
