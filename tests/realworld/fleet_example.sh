@@ -10,14 +10,7 @@
 set -euo pipefail
 bin=$(realpath "${1:?usage: $0 path/to/agent-health-exporter}")
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/workdir.sh"
 
 dnsmasq=$(command -v dnsmasq || ls /usr/sbin/dnsmasq 2>/dev/null || true)
 if [ -z "$dnsmasq" ]; then

@@ -290,24 +290,24 @@ def find_alert(alerts_file, alertname, agent, status, since):
     return 1
 
 
-def last_probe(exporter, agent):
-    """agent_last_probe_timestamp_seconds of one agent, read from the exporter's text exposition."""
+def agent_sample(exporter, family, agent):
+    """The value of one agent's series of `family`, read from the exporter's text exposition."""
     with urllib.request.urlopen(exporter + "/metrics", timeout=5) as response:
         text = response.read().decode()
     for line in text.splitlines():
-        if line.startswith("agent_last_probe_timestamp_seconds{") and f'agent="{agent}"' in line:
+        if line.startswith(family + "{") and f'agent="{agent}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def last_probe(exporter, agent):
+    """agent_last_probe_timestamp_seconds of one agent."""
+    return agent_sample(exporter, "agent_last_probe_timestamp_seconds", agent)
 
 
 def last_success(exporter, agent):
     """agent_last_success_timestamp_seconds of one agent (a heartbeat agent: its last heartbeat)."""
-    with urllib.request.urlopen(exporter + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    for line in text.splitlines():
-        if line.startswith("agent_last_success_timestamp_seconds{") and f'agent="{agent}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return agent_sample(exporter, "agent_last_success_timestamp_seconds", agent)
 
 
 def wait_fresh_probe(exporter, agent, seconds):

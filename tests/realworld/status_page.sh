@@ -12,14 +12,7 @@ bin=$(realpath "${1:?usage: $0 path/to/agent-health-exporter}")
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable"; exit 1; }
 root=$(cd "$(dirname "$0")/../.." && pwd)
 browser="$root/tests/browser"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/workdir.sh"
 
 for tool in node npm python3 curl; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }

@@ -10,14 +10,7 @@ blackbox=${BLACKBOX:-/usr/bin/prometheus-blackbox-exporter}
 command -v openssl >/dev/null || { echo "FAIL: openssl is not installed"; exit 1; }
 [ -x "$blackbox" ] || { echo "FAIL: $blackbox is not installed (prometheus-blackbox-exporter)"; exit 1; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/workdir.sh"
 cd "$work"
 
 free_port() {
