@@ -150,20 +150,29 @@ fn watch_reconnects_after_the_server_comes_back_and_stops_on_reload() {
             .then_some(())
     });
     assert!(ended.is_some(), "{}", exporter.logs());
-    // A new server on the same port pushes NOT_SERVING at once when the stream comes back.
+    // A new server on the same port: the stream comes back, one per agent however many
+    // reconnects came before.
     let mut back = Peer::start(
         &python,
         "grpc_health_server.py",
         &["--port", &port.to_string()],
     );
+    let reconnected = wait_for(Duration::from_secs(15), || {
+        (back.command("watchers") == "1").then_some(())
+    });
+    assert!(reconnected.is_some(), "the Watch stream did not come back");
+    // The scheduled probe (30 s) may have met the server down: a probe now makes the agent
+    // healthy again, so that only the stream can turn it unhealthy within the next second.
+    assert!(probe_now(exporter.addr).contains("\"healthy\""));
     assert_eq!(back.command("set - NOT_SERVING"), "ok");
-    let unhealthy = wait_for(Duration::from_secs(10), || {
+    let unhealthy = wait_for(Duration::from_secs(2), || {
         let agent = get(exporter.addr, "/api/v1/agents/g").ok()?.text();
         agent.contains("\"status\":\"unhealthy\"").then_some(())
     });
-    assert!(unhealthy.is_some(), "the Watch stream did not come back");
-
-    // One stream per agent, however many reconnects came before.
+    assert!(
+        unhealthy.is_some(),
+        "the came-back stream did not carry the push"
+    );
     assert_eq!(back.command("watchers"), "1");
 
     // Removed on reload: its stream ends, the server sees no more Watch calls.
