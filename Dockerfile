@@ -2,7 +2,8 @@
 # CI runs the same `cargo build --release --locked` and checks the example config with the
 # binary it builds (see .ci/run), since no container engine runs there.
 
-FROM rust:1-bookworm AS build
+# The same toolchain version as `rust-version` in Cargo.toml (.ci/run checks the lock needs no newer).
+FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY . .
 # The revision is passed in because .git is not part of the build context.
