@@ -1,7 +1,8 @@
 //! Heartbeat agents report in instead of being probed. Each report (success, run start,
 //! failure) becomes a `ProbeResult` that the monitor records like any probe, and a deadline
-//! timer of the scheduler's records `missed` when an agent stays silent past `period + grace`
-//! and `timeout` when a started run overruns `max_run_time`, at that moment, not at a scrape.
+//! timer records `missed` when an agent stays silent past `period + grace` and `timeout` when a
+//! started run overruns `max_run_time` (while such a run is open, silence alone is no miss), at
+//! that moment, not at a scrape.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -55,7 +56,7 @@ pub enum Refusal {
 #[derive(Debug, Clone, Copy)]
 pub struct Accepted {
     pub status: Status,
-    /// When silence will count as missed.
+    /// When silence will count as missed, or, while a bounded run is open, when it times out.
     pub deadline: SystemTime,
 }
 
@@ -87,7 +88,7 @@ struct Beat {
     agent: Arc<Agent>,
     /// Tells this agent's timers from those of an agent of the same name a reload replaced.
     generation: u64,
-    /// Silence until then is fine.
+    /// Silence until then is fine; while a run bounded by `max_run_time` is open, it waits.
     deadline: Instant,
     /// When the run under way started.
     run: Option<Instant>,
@@ -100,12 +101,17 @@ struct Beat {
 }
 
 impl Beat {
-    fn next_event(&self) -> Instant {
-        let run_end = self
-            .run
+    /// When the run under way must end, if one is open and bounded by `max_run_time`.
+    fn run_end(&self) -> Option<Instant> {
+        self.run
             .zip(self.max_run_time())
-            .map(|(started, max)| started + max);
-        run_end.map_or(self.deadline, |end| end.min(self.deadline))
+            .map(|(started, max)| started + max)
+    }
+
+    /// The one deadline that counts: while a bounded run is open, its end (healthchecks.io's
+    /// semantics, so that a run may outlast `period + grace`); else the silence deadline.
+    fn next_event(&self) -> Instant {
+        self.run_end().unwrap_or(self.deadline)
     }
 
     fn allowed_silence(&self) -> Duration {
@@ -147,9 +153,9 @@ impl Beat {
         }
     }
 
-    /// Shows the deadline in the agent's state, for the gauge and the API.
+    /// Shows the deadline that counts in the agent's state, for the gauge, the API and events.
     fn publish_deadline(&self, now: Instant) -> SystemTime {
-        let wall = SystemTime::now() + self.deadline.saturating_duration_since(now);
+        let wall = SystemTime::now() + self.next_event().saturating_duration_since(now);
         self.agent.state().heartbeat_deadline = Some(wall);
         wall
     }
@@ -349,37 +355,43 @@ impl Heartbeats {
                 if beat.generation != timer.generation || beat.armed != timer.at {
                     continue;
                 }
-                let overrun = beat
-                    .run
-                    .zip(beat.max_run_time())
-                    .filter(|(started, max)| now >= *started + *max);
-                if let Some((started, max)) = overrun {
-                    beat.run = None;
-                    let error = format!(
-                        "the run exceeded max_run_time {}",
-                        humantime::format_duration(max)
-                    );
-                    let outcome = Outcome::Failed {
-                        reason: FailureReason::Timeout,
-                        error,
-                    };
-                    fired.push((beat.agent.clone(), result(outcome, now - started)));
-                } else if now >= beat.deadline {
-                    let silence = beat.allowed_silence();
-                    let error = format!(
-                        "no heartbeat within period + grace ({})",
-                        humantime::format_duration(silence)
-                    );
-                    let outcome = Outcome::Failed {
-                        reason: FailureReason::Missed,
-                        error,
-                    };
-                    fired.push((beat.agent.clone(), result(outcome, Duration::ZERO)));
-                    // Each further period of silence is one more miss, so that thresholds
-                    // above 1 count silence as they count failed probes.
-                    beat.deadline =
-                        (beat.deadline + beat.period()).max(now + Duration::from_millis(1));
-                    beat.publish_deadline(now);
+                match beat.run_end() {
+                    Some(end) if now >= end => {
+                        let started = beat.run.take().unwrap_or(end);
+                        let max = end.saturating_duration_since(started);
+                        let error = format!(
+                            "the run exceeded max_run_time {}",
+                            humantime::format_duration(max)
+                        );
+                        let outcome = Outcome::Failed {
+                            reason: FailureReason::Timeout,
+                            error,
+                        };
+                        fired.push((beat.agent.clone(), result(outcome, now - started)));
+                        // The run is over; silence counts again, one period on, as after a miss.
+                        beat.deadline = now + beat.period();
+                        beat.publish_deadline(now);
+                    }
+                    // A bounded run is open: silence does not count until it ends.
+                    Some(_) => {}
+                    None if now >= beat.deadline => {
+                        let silence = beat.allowed_silence();
+                        let error = format!(
+                            "no heartbeat within period + grace ({})",
+                            humantime::format_duration(silence)
+                        );
+                        let outcome = Outcome::Failed {
+                            reason: FailureReason::Missed,
+                            error,
+                        };
+                        fired.push((beat.agent.clone(), result(outcome, Duration::ZERO)));
+                        // Each further period of silence is one more miss, so that thresholds
+                        // above 1 count silence as they count failed probes.
+                        beat.deadline =
+                            (beat.deadline + beat.period()).max(now + Duration::from_millis(1));
+                        beat.publish_deadline(now);
+                    }
+                    None => {}
                 }
                 beat.armed = beat.next_event();
                 timers.push(Reverse(Timer {

@@ -62,6 +62,8 @@ pub struct AgentState {
     pub history: VecDeque<HistoryEntry>,
     /// Heartbeat agents: when silence will count as missed (kept by `heartbeat.rs`).
     pub heartbeat_deadline: Option<SystemTime>,
+    /// gRPC agents with `watch: true`: whether the Watch stream is open (kept by its task).
+    pub grpc_watch_up: bool,
 }
 
 /// A change of status, as logged and streamed.
@@ -132,6 +134,7 @@ impl Agent {
                 duration_sum: 0.0,
                 history: VecDeque::with_capacity(history_limit.min(PREALLOCATED_HISTORY)),
                 heartbeat_deadline: None,
+                grpc_watch_up: false,
             }),
             probe_lock: tokio::sync::Mutex::new(()),
             spec,

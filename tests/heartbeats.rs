@@ -488,3 +488,181 @@ async fn api_and_event_stream_show_the_heartbeat_deadline_as_it_moves() {
     );
     served.shutdown().await;
 }
+
+/// The deadline as the gauge, the API and the report's answer show it, in seconds since 1970.
+fn shown_deadline(served: &Served) -> f64 {
+    let text = served.scrape();
+    let gauge = "agent_heartbeat_deadline_timestamp_seconds{agent=\"worker\",agent_type=\"batch\"}";
+    let at = metric(&text, gauge).unwrap_or_else(|| panic!("no deadline gauge: {text}"));
+    let api = harness::get(served.addr, "/api/v1/agents/worker").expect("api");
+    let text = api.json()["heartbeat_deadline"].clone();
+    let text = text
+        .as_str()
+        .unwrap_or_else(|| panic!("no deadline: {}", api.text()));
+    let api_at = humantime::parse_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    assert!((at - api_at).abs() < 0.01, "gauge {at}, API {api_at}");
+    at
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_longer_than_period_plus_grace_stays_healthy_until_max_run_time_then_times_out() {
+    let served = start("period: 300ms, grace: 100ms, max_run_time: 2s").await;
+    assert_eq!(beat(served.addr, "").await.status, 200);
+    assert_eq!(served.state("worker").status, Status::Healthy);
+    let answer = beat(served.addr, "/start").await;
+    let started = Instant::now();
+    let started_unix = unix_now();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // While the run is open its deadline is start + max_run_time, everywhere it is shown.
+    let deadline = shown_deadline(&served);
+    assert!(
+        (started_unix + 1.9..started_unix + 2.1).contains(&deadline),
+        "deadline {:.3} s after the start; max_run_time is 2 s",
+        deadline - started_unix
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let state = served.state("worker");
+    assert_eq!(
+        state.status,
+        Status::Healthy,
+        "a run of 1 s is within max_run_time 2 s, though period + grace is 400 ms: {:?}",
+        state.last.map(|l| l.outcome)
+    );
+    assert_eq!(state.failures_by_reason[FailureReason::Missed.index()], 0);
+    let timed_out = wait_until(Duration::from_secs(3), || {
+        served.state("worker").status == Status::Unhealthy
+    })
+    .await;
+    assert!(
+        timed_out,
+        "no timeout {:?} after the start",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1950),
+        "{:?}",
+        started.elapsed()
+    );
+    let state = served.state("worker");
+    assert_eq!(
+        state.last.expect("a result").outcome.reason(),
+        Some(FailureReason::Timeout)
+    );
+    assert_eq!(state.failures_by_reason[FailureReason::Missed.index()], 0);
+    // After the run, silence counts again: the next miss is due, not the run's deadline.
+    assert!(
+        shown_deadline(&served) > deadline,
+        "the deadline did not move on"
+    );
+    served.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_during_a_run_ends_it_and_silence_counts_from_the_report_again() {
+    let served = start("period: 300ms, grace: 100ms, max_run_time: 2s").await;
+    assert_eq!(beat(served.addr, "/start").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        served.state("worker").status,
+        Status::Unknown,
+        "a run is open"
+    );
+    assert_eq!(beat(served.addr, "").await.status, 200);
+    let ended = Instant::now();
+    let state = served.state("worker");
+    assert_eq!(state.status, Status::Healthy);
+    let run = state.last.expect("a result").duration;
+    assert!(run >= Duration::from_millis(800), "run lasted {run:?}");
+    // Without a run, silence past period + grace is missed.
+    let missed = wait_until(Duration::from_secs(2), || {
+        served.state("worker").status == Status::Unhealthy
+    })
+    .await;
+    let after = ended.elapsed();
+    assert!(missed, "no miss {after:?} after the report");
+    assert!(
+        after >= Duration::from_millis(380) && after < Duration::from_millis(1500),
+        "{after:?}"
+    );
+    let state = served.state("worker");
+    assert_eq!(
+        state.last.expect("a result").outcome.reason(),
+        Some(FailureReason::Missed)
+    );
+    served.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_run_time_shorter_than_period_plus_grace_times_the_run_out_at_max_run_time() {
+    let served = start("period: 2s, grace: 1s, max_run_time: 400ms").await;
+    assert_eq!(beat(served.addr, "").await.status, 200);
+    assert_eq!(beat(served.addr, "/start").await.status, 200);
+    let started = Instant::now();
+    let started_unix = unix_now();
+    let deadline = shown_deadline(&served);
+    assert!(
+        (started_unix + 0.3..started_unix + 0.5).contains(&deadline),
+        "deadline {:.3} s after the start; max_run_time is 400 ms",
+        deadline - started_unix
+    );
+    let timed_out = wait_until(Duration::from_secs(2), || {
+        served.state("worker").status == Status::Unhealthy
+    })
+    .await;
+    let after = started.elapsed();
+    assert!(timed_out, "no timeout {after:?} after the start");
+    assert!(
+        after >= Duration::from_millis(380) && after < Duration::from_millis(1500),
+        "{after:?}"
+    );
+    let state = served.state("worker");
+    assert_eq!(
+        state.last.expect("a result").outcome.reason(),
+        Some(FailureReason::Timeout)
+    );
+    served.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_start_during_a_run_restarts_it() {
+    let served = start("period: 300ms, grace: 100ms, max_run_time: 1s").await;
+    assert_eq!(beat(served.addr, "").await.status, 200);
+    assert_eq!(beat(served.addr, "/start").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(beat(served.addr, "/start").await.status, 200);
+    let restarted = Instant::now();
+    let restarted_unix = unix_now();
+    let deadline = shown_deadline(&served);
+    assert!(
+        (restarted_unix + 0.9..restarted_unix + 1.1).contains(&deadline),
+        "deadline {:.3} s after the second start",
+        deadline - restarted_unix
+    );
+    // 1.3 s after the first start: that run would have timed out, the restarted one has not.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(served.state("worker").status, Status::Healthy);
+    let timed_out = wait_until(Duration::from_secs(2), || {
+        served.state("worker").status == Status::Unhealthy
+    })
+    .await;
+    let after = restarted.elapsed();
+    assert!(timed_out, "no timeout {after:?} after the second start");
+    assert!(after >= Duration::from_millis(950), "{after:?}");
+    let state = served.state("worker");
+    assert_eq!(
+        state.last.expect("a result").outcome.reason(),
+        Some(FailureReason::Timeout)
+    );
+    served.shutdown().await;
+}

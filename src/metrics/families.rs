@@ -281,6 +281,17 @@ pub(super) const FAMILIES: &[Family] = &[
         }),
     },
     Family {
+        name: "agent_grpc_watch_up",
+        help: "1 while the gRPC agent's Health/Watch stream is open, else 0.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if crate::probe::wants_watch(&row.agent.spec) {
+                out.int(row.state.grpc_watch_up);
+            }
+        }),
+    },
+    Family {
         name: "agent_protocol_info",
         help: "What a grpc, mcp or a2a agent reports of itself; value 1.",
         unit: None,
@@ -315,7 +326,7 @@ pub(super) const FAMILIES: &[Family] = &[
     },
     Family {
         name: "agent_heartbeat_deadline_timestamp_seconds",
-        help: "When a heartbeat agent's silence will count as missed.",
+        help: "When a heartbeat agent's silence will count as missed, or its open run time out.",
         unit: None,
         extra: None,
         values: Values::Gauge(|row, out| {

@@ -8,14 +8,14 @@ use crate::probe::{FailureReason, Outcome, Phases, ProbeResult};
 
 /// Six agents: one never probed, one healthy (over several buckets, with labels that need
 /// escaping), one failing, a grpc agent never probed (status -1), one with a non-OK gRPC
-/// status, and an MCP agent whose self-description needs escaping.
+/// status and an open Watch stream, and an MCP agent whose self-description needs escaping.
 fn fleet() -> Arc<Monitor> {
     let yaml = "defaults:\n  labels: {team: \"a\\\\b\\\"c\\nd\"}\nagents:\n\
         - {name: idle, type: t, url: 'http://127.0.0.1:1/'}\n\
         - {name: ok, type: t, url: 'https://127.0.0.1:1/', labels: {zone: x}}\n\
         - {name: down, type: u, url: 'tcp://127.0.0.1:1', interval: 1500ms}\n\
         - {name: rpc, type: g, url: 'grpc://127.0.0.1:1'}\n\
-        - {name: rpc2, type: g, url: 'grpc://127.0.0.1:2'}\n\
+        - {name: rpc2, type: g, url: 'grpc://127.0.0.1:2', grpc: {watch: true}}\n\
         - {name: tools, type: m, url: 'http://127.0.0.1:1/mcp', protocol: mcp}\n";
     let config = crate::config::parse(yaml, "t.yaml", Path::new(".")).expect("valid config");
     let monitor = Arc::new(Monitor::new(10));
@@ -45,6 +45,7 @@ fn fleet() -> Arc<Monitor> {
     let mut unimplemented = probe(8, Outcome::Healthy);
     unimplemented.protocol.grpc_status = Some(12);
     monitor.record(&agents[4], unimplemented);
+    agents[4].state().grpc_watch_up = true;
     // What an agent says of itself ends up in labels: quotes and backslashes are escaped.
     let mut reported = probe(9, Outcome::Healthy);
     reported.protocol.info = Some(Arc::new(crate::probe::ProtocolInfo::reported(
@@ -192,6 +193,13 @@ fn grpc_status_and_protocol_info_show_what_protocol_agents_reported() {
     assert!(
         info.contains(r#"protocol="mcp",server_name="tools \"x\"\\y",server_version="1.0beta",protocol_version="2025-06-18"} 1"#),
         "{info}"
+    );
+    let watch = line("rpc2", "agent_grpc_watch_up{").expect("a watching agent has the gauge");
+    assert!(watch.ends_with(" 1"), "{watch}");
+    assert_eq!(
+        line("rpc", "agent_grpc_watch_up{"),
+        None,
+        "grpc agents without watch have none"
     );
     let bare = line("rpc", "agent_protocol_info{").expect("grpc agent has info");
     assert!(bare.contains(r#"protocol="grpc",server_name="""#), "{bare}");

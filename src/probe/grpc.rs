@@ -59,7 +59,7 @@ async fn check(
     grpc_status: &mut Option<i32>,
 ) -> Result<(), Failure> {
     let tap: SharedTap = Arc::new(Mutex::new(Tap::default()));
-    let (service, mut driver) = open(spec, grpc, setup, &tap).await?;
+    let (service, mut driver) = open(spec, grpc, setup, &tap, None).await?;
     setup.stage = "first_byte";
     let sent = Instant::now();
     let mut client = HealthClient::with_origin(service.clone(), service.origin());

@@ -7,13 +7,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -97,15 +97,26 @@ impl tower_service::Service<Request<tonic::body::Body>> for H2Service {
     }
 }
 
+/// HTTP/2 PINGs on a long-lived connection: one after `time` without a frame from the peer, and
+/// the connection ends when its answer has not come within `timeout`. That is how a peer gone
+/// without FIN or RST (host down, a proxy that blackholes) is noticed at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct KeepAlive {
+    pub time: Duration,
+    pub timeout: Duration,
+}
+
 /// The connection future; poll it alongside the calls (see `drive`).
 pub(super) type Driver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
 
-/// Resolves, connects, shakes hands (TLS with ALPN h2 for grpcs) and opens HTTP/2.
+/// Resolves, connects, shakes hands (TLS with ALPN h2 for grpcs) and opens HTTP/2, with PINGs
+/// when `keep_alive` is given (a probe's connection is bounded by its timeout and needs none).
 pub(super) async fn open(
     spec: &AgentSpec,
     grpc: &GrpcTarget,
     setup: &mut Setup,
     tap: &SharedTap,
+    keep_alive: Option<KeepAlive>,
 ) -> Result<(H2Service, Driver), Failure> {
     setup.stage = "dns";
     let addrs = resolve(&grpc.host, grpc.port, &mut setup.phases).await?;
@@ -136,9 +147,9 @@ pub(super) async fn open(
     if grpc.secure {
         setup.stage = "tls";
         let tls = handshake(spec, grpc, tcp, setup).await?;
-        h2(tls, origin, tap).await
+        h2(tls, origin, tap, keep_alive).await
     } else {
-        h2(tcp, origin, tap).await
+        h2(tcp, origin, tap, keep_alive).await
     }
 }
 
@@ -172,11 +183,24 @@ async fn handshake(
     stream
 }
 
-async fn h2<IO>(io: IO, origin: Uri, tap: &SharedTap) -> Result<(H2Service, Driver), Failure>
+async fn h2<IO>(
+    io: IO,
+    origin: Uri,
+    tap: &SharedTap,
+    keep_alive: Option<KeepAlive>,
+) -> Result<(H2Service, Driver), Failure>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    if let Some(keep_alive) = keep_alive {
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(keep_alive.time)
+            .keep_alive_timeout(keep_alive.timeout)
+            .keep_alive_while_idle(true);
+    }
+    let (sender, conn) = builder
         .handshake(TokioIo::new(io))
         .await
         .map_err(|e| transport_failure(&e))?;

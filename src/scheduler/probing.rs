@@ -37,10 +37,15 @@ impl Scheduler {
         }
         let probing = self.probing.lock().unwrap_or_else(PoisonError::into_inner);
         let handle = probing.as_ref()?.handle.clone();
-        let (monitor, pushed) = (self.shared.monitor.clone(), agent.clone());
-        let task = probe::grpc_watch(agent.spec.clone(), move |reason, error| {
-            monitor.record_push(&pushed, reason, error);
-        });
+        let (monitor, pushed, watched) =
+            (self.shared.monitor.clone(), agent.clone(), agent.clone());
+        let task = probe::grpc_watch(
+            agent.spec.clone(),
+            move |reason, error| {
+                monitor.record_push(&pushed, reason, error);
+            },
+            move |up| watched.state().grpc_watch_up = up,
+        );
         Some(handle.spawn(task).abort_handle())
     }
 }

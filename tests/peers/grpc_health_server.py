@@ -5,12 +5,15 @@ Prints "ready PORT" once listening. Commands, one per line on stdin:
   set SERVICE STATUS   STATUS is SERVING, NOT_SERVING, UNKNOWN or SERVICE_UNKNOWN; SERVICE "" is
                        written as -
   watchers             prints how many Watch streams are open
+  watch_calls          prints how many Watch calls came (with --no-watch)
   stop                 stops serving (connections are refused from then on)
-Options: --no-health (no health service at all), --cert/--key (TLS), --client-ca (mTLS),
+Options: --no-health (no health service at all), --no-watch (Check only: Watch ends
+UNIMPLEMENTED, as on servers that predate it), --cert/--key (TLS), --client-ca (mTLS),
 --require-metadata key=value (calls without it end UNAUTHENTICATED).
 """
 import argparse
 import sys
+import threading
 from concurrent import futures
 
 import grpc
@@ -34,10 +37,26 @@ class RequireMetadata(grpc.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
+class CheckOnly(health.HealthServicer):
+    """grpcio's health service without Watch, counting the Watch calls it refuses."""
+
+    def __init__(self):
+        # Blocking mode: grpcio then calls Watch as a plain stream handler.
+        super().__init__(experimental_non_blocking=False)
+        self.watch_calls = 0
+        self.calls_lock = threading.Lock()
+
+    def Watch(self, request, context, send_response_callback=None):
+        with self.calls_lock:
+            self.watch_calls += 1
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--no-health", action="store_true")
+    parser.add_argument("--no-watch", action="store_true")
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--client-ca")
@@ -52,7 +71,7 @@ def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=interceptors)
     servicer = None
     if not args.no_health:
-        servicer = health.HealthServicer()
+        servicer = CheckOnly() if args.no_watch else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
         servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         for name in args.serving:
@@ -91,6 +110,8 @@ def main():
                 with servicer._lock:
                     count = sum(len(s) for s in servicer._send_response_callbacks.values())
             print(count, flush=True)
+        elif words[0] == "watch_calls":
+            print(getattr(servicer, "watch_calls", 0), flush=True)
         elif words[0] == "stop":
             server.stop(grace=None).wait()
             print("stopped", flush=True)
