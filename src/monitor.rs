@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 use crate::config::{AgentSpec, ResolvedAgent};
-use crate::probe::{FailureReason, Outcome, ProbeResult};
+use crate::probe::{FailureReason, Outcome, ProbeResult, ProtocolInfo};
 
 mod history;
 mod native_buckets;
@@ -62,6 +62,9 @@ pub struct AgentState {
     pub history: VecDeque<HistoryEntry>,
     /// Heartbeat agents: when silence will count as missed (kept by `heartbeat.rs`).
     pub heartbeat_deadline: Option<SystemTime>,
+    /// What a grpc, mcp or a2a agent last said about itself, kept through failed probes that
+    /// learnt nothing: `agent_protocol_info` tells what the agent runs, not whether it answers.
+    pub protocol_info: Option<Arc<ProtocolInfo>>,
 }
 
 /// A change of status, as logged and streamed.
@@ -132,6 +135,7 @@ impl Agent {
                 duration_sum: 0.0,
                 history: VecDeque::with_capacity(history_limit.min(PREALLOCATED_HISTORY)),
                 heartbeat_deadline: None,
+                protocol_info: None,
             }),
             probe_lock: tokio::sync::Mutex::new(()),
             spec,
@@ -160,6 +164,9 @@ impl Agent {
     }
 }
 
+/// The labels every series of an agent starts with, before the agent's own.
+pub const AGENT_LABEL_NAMES: [&str; 2] = ["agent", "agent_type"];
+
 /// The label set of an agent's series; see `Agent::labels`.
 #[derive(Debug, Clone, Copy)]
 pub struct AgentLabels<'a>(&'a AgentSpec);
@@ -169,8 +176,8 @@ impl<'a> AgentLabels<'a> {
     pub fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> {
         let spec = self.0;
         [
-            ("agent", spec.name.as_str()),
-            ("agent_type", spec.agent_type.as_str()),
+            (AGENT_LABEL_NAMES[0], spec.name.as_str()),
+            (AGENT_LABEL_NAMES[1], spec.agent_type.as_str()),
         ]
         .into_iter()
         .chain(spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -372,6 +379,9 @@ fn apply(
         }
     }
     history::push(&mut state.history, history_limit, result);
+    if let Some(info) = &result.protocol.info {
+        state.protocol_info = Some(info.clone());
+    }
     state.last = Some(result.clone());
     let change = change?;
     if change.counted {
