@@ -634,3 +634,46 @@ fn readme_lists_exactly_the_reserved_label_names() {
         "update the README's list to the names the families set"
     );
 }
+
+#[test]
+fn reserved_discovered_labels_are_logged_once_per_refresh_not_once_per_target() {
+    use harness::{metric, wait_for, Binary};
+    let targets = |n: usize| {
+        let groups: Vec<serde_json::Value> = (0..n)
+            .map(|i| serde_json::json!({"targets": ["127.0.0.1:9"], "labels": {"agent": format!("w{i}"), "status": "x", "phase": "y"}}))
+            .collect();
+        serde_json::Value::Array(groups).to_string()
+    };
+    let config = "discovery:\n  - file_sd: {files: [t.json]}\n    type: worker\n";
+    let exporter = Binary::launch(config).file("t.json", &targets(3)).start();
+    let counted = |want: f64| {
+        wait_for(Duration::from_secs(10), || {
+            let m = exporter.metrics();
+            (metric(&m, "agent_exporter_discovery_dropped_targets_total{source=\"file_sd/0\",reason=\"reserved_label\"}") == Some(want)).then_some(())
+        })
+    };
+    counted(3.0).expect("three targets counted");
+    let lines = || -> Vec<String> {
+        exporter
+            .logs()
+            .lines()
+            .filter(|l| l.contains("dropped from their targets"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let first = wait_for(Duration::from_secs(2), || lines().first().cloned()).expect("a log line");
+    for field in [
+        "level=warn",
+        "source=file_sd/0",
+        "targets=3",
+        "labels=phase,status",
+    ] {
+        assert!(first.contains(field), "{field} missing in {first}");
+    }
+    // A new refresh (the file changed) logs again, once.
+    let dir = exporter.config_path().parent().expect("dir").to_owned();
+    harness::discovery::replace_atomically(&dir.join("t.json"), &targets(4));
+    counted(7.0).expect("four more targets counted");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(lines().len(), 2, "{:?}", lines());
+}
