@@ -105,6 +105,15 @@ macro_rules! register_own {
 }
 pub(crate) use register_own;
 
+/// Label names the exporter sets on an agent's series, sorted, derived from the family table:
+/// a family with a new label reserves it. The config refuses them as agent labels and
+/// discovery drops them from targets.
+pub fn reserved_label_names() -> &'static [&'static str] {
+    static NAMES: std::sync::LazyLock<Vec<&'static str>> =
+        std::sync::LazyLock::new(families::reserved_label_names);
+    &NAMES
+}
+
 /// The registries behind `/metrics`.
 #[derive(Debug)]
 pub struct Metrics {

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 use crate::config::{AgentSpec, ResolvedAgent};
-use crate::probe::{FailureReason, Outcome, ProbeResult};
+use crate::probe::{FailureReason, Outcome, ProbeResult, ProtocolInfo};
 
 mod history;
 mod native_buckets;
@@ -64,6 +64,9 @@ pub struct AgentState {
     pub heartbeat_deadline: Option<SystemTime>,
     /// gRPC agents with `watch: true`: whether the Watch stream is open (kept by its task).
     pub grpc_watch_up: bool,
+    /// What a grpc, mcp or a2a agent last said about itself, kept through failed probes that
+    /// learnt nothing: `agent_protocol_info` tells what the agent runs, not whether it answers.
+    pub protocol_info: Option<Arc<ProtocolInfo>>,
 }
 
 /// A change of status, as logged and streamed.
@@ -135,6 +138,7 @@ impl Agent {
                 history: VecDeque::with_capacity(history_limit.min(PREALLOCATED_HISTORY)),
                 heartbeat_deadline: None,
                 grpc_watch_up: false,
+                protocol_info: None,
             }),
             probe_lock: tokio::sync::Mutex::new(()),
             spec,
@@ -163,6 +167,9 @@ impl Agent {
     }
 }
 
+/// The labels every series of an agent starts with, before the agent's own.
+pub const AGENT_LABEL_NAMES: [&str; 2] = ["agent", "agent_type"];
+
 /// The label set of an agent's series; see `Agent::labels`.
 #[derive(Debug, Clone, Copy)]
 pub struct AgentLabels<'a>(&'a AgentSpec);
@@ -172,8 +179,8 @@ impl<'a> AgentLabels<'a> {
     pub fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> {
         let spec = self.0;
         [
-            ("agent", spec.name.as_str()),
-            ("agent_type", spec.agent_type.as_str()),
+            (AGENT_LABEL_NAMES[0], spec.name.as_str()),
+            (AGENT_LABEL_NAMES[1], spec.agent_type.as_str()),
         ]
         .into_iter()
         .chain(spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -375,6 +382,9 @@ fn apply(
         }
     }
     history::push(&mut state.history, history_limit, result);
+    if let Some(info) = &result.protocol.info {
+        state.protocol_info = Some(info.clone());
+    }
     state.last = Some(result.clone());
     let change = change?;
     if change.counted {

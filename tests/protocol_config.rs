@@ -139,3 +139,35 @@ fn a_rotated_metadata_file_keeps_the_spec_equal_and_is_adopted_in_place() {
     assert_eq!(value.to_str().expect("ascii"), "Bearer two");
     assert!(!first.agents[0].spec.adopt_secrets(&changed.agents[0].spec));
 }
+
+#[test]
+fn degraded_json_on_an_mcp_agent_is_an_error_at_its_place_and_latency_above_is_kept() {
+    let json_on_mcp = errors(
+        "checks:\n  tools:\n    protocol: mcp\n    degraded:\n      json: {/status: slow}\n\
+         agents:\n  - {name: m, type: tools, url: 'http://127.0.0.1:1/mcp'}\n",
+    );
+    assert!(
+        json_on_mcp.contains("fleet.yaml:5:")
+            && json_on_mcp.contains("`degraded.json` does not apply to `protocol: mcp`"),
+        "{json_on_mcp}"
+    );
+    for protocol in ["mcp", "a2a"] {
+        let config = parse(&format!(
+            "agents:\n  - {{name: p, type: t, url: 'http://127.0.0.1:1/', protocol: {protocol}, degraded: {{latency_above: 1s}}}}\n"
+        ));
+        let spec = &config.agents[0].spec;
+        assert_eq!(
+            spec.degraded.latency_above,
+            Some(std::time::Duration::from_secs(1)),
+            "{protocol}"
+        );
+    }
+    let card = parse(
+        "agents:\n  - {name: c, type: t, url: 'http://127.0.0.1:1/', protocol: a2a, degraded: {json: {/version: '0.9'}}}\n",
+    );
+    assert_eq!(
+        card.agents[0].spec.degraded.json.len(),
+        1,
+        "the card's JSON rules stay"
+    );
+}

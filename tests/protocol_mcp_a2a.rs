@@ -5,6 +5,7 @@
 mod harness;
 
 use std::path::Path;
+use std::time::Duration;
 
 use agent_health_exporter::probe::{self, FailureReason, Outcome, ProbeResult};
 use harness::peers::{agent, python, Peer};
@@ -173,4 +174,72 @@ async fn a2a_without_a_card_is_http_status() {
     let (reason, error) = failed(&result);
     assert_eq!(reason, FailureReason::HttpStatus);
     assert!(error.starts_with("no agent card at"), "{error}");
+}
+
+#[tokio::test]
+async fn mcp_and_a2a_successes_slower_than_latency_above_are_degraded() {
+    let slow = "    degraded: {latency_above: 1us}\n";
+    if let Some(server) = mcp_peer("mcp_degraded_by_latency", "mcp_server.py", &["--json"]) {
+        let url = format!("http://127.0.0.1:{}/mcp", server.port);
+        let result = probe_yaml(&url, "mcp", slow).await;
+        let Outcome::Degraded(why) = &result.outcome else {
+            panic!("expected degraded, got {result:?}");
+        };
+        assert!(why.starts_with("latency "), "{why}");
+    }
+    if let Some(server) = a2a_peer("a2a_degraded_by_latency", &[]) {
+        let url = format!("http://127.0.0.1:{}/", server.port);
+        let result = probe_yaml(&url, "a2a", slow).await;
+        assert!(
+            matches!(&result.outcome, Outcome::Degraded(why) if why.starts_with("latency ")),
+            "{result:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a2a_card_matching_a_degraded_json_rule_is_degraded_naming_it() {
+    let Some(server) = a2a_peer("a2a_degraded_by_card", &[]) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let matching = "    degraded: {json: {/version: '1.4.2'}}\n";
+    let result = probe_yaml(&url, "a2a", matching).await;
+    assert_eq!(
+        result.outcome,
+        Outcome::Degraded(r#"JSON at /version is "1.4.2""#.into())
+    );
+    let other = "    degraded: {json: {/version: '0.9'}}\n";
+    let result = probe_yaml(&url, "a2a", other).await;
+    assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+}
+
+/// Point of the info series: what the agent runs, also while it does not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_info_keeps_the_last_reported_server_through_failed_probes() {
+    let Some(server) = a2a_peer("a2a_info_kept", &[]) else {
+        return;
+    };
+    let port = server.port;
+    let yaml = format!(
+        "agents:\n  - {{name: card, type: t, url: 'http://127.0.0.1:{port}/', protocol: a2a, interval: 200ms, timeout: 150ms}}\n"
+    );
+    let served = harness::Served::start(&yaml).await;
+    let info = "agent_protocol_info{agent=\"card\",agent_type=\"t\",protocol=\"a2a\",server_name=\"Peer Travel Agent\",server_version=\"1.4.2\",protocol_version=\"1.0\"}";
+    let answered = harness::wait_until(Duration::from_secs(10), || {
+        harness::metric(&served.scrape(), info) == Some(1.0)
+    })
+    .await;
+    assert!(answered, "{}", served.scrape());
+    drop(server);
+    let down = harness::wait_until(Duration::from_secs(10), || {
+        harness::metric(
+            &served.scrape(),
+            "agent_up{agent=\"card\",agent_type=\"t\"}",
+        ) == Some(0.0)
+    })
+    .await;
+    assert!(down, "the agent never failed: {}", served.scrape());
+    let text = served.scrape();
+    assert_eq!(harness::metric(&text, info), Some(1.0), "{text}");
 }

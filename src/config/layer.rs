@@ -226,6 +226,9 @@ impl Resolver {
         }
         if let Some(degraded) = raw.degraded {
             layer.sections.push(("degraded", degraded.referenced));
+            if let Some(json) = &degraded.value.json {
+                layer.sections.push(("degraded.json", json.referenced));
+            }
             layer.degraded = self.degraded_layer(degraded.value);
         }
         if let Some(heartbeat) = raw.heartbeat {

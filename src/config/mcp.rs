@@ -91,6 +91,13 @@ pub(super) fn section_misplaced(section: &str, target: &Target) -> Option<(Strin
             format!("`{section}` applies only with `protocol: {section}`"),
             format!("add `protocol: {section}` or remove `{section}`"),
         ),
+        // An MCP answer has no document of the agent's to read JSON rules on; an a2a agent's
+        // are read on its card. Elsewhere `degraded` itself is reported.
+        "degraded.json" => (
+            !matches!(target, Target::Mcp(_)),
+            "`degraded.json` does not apply to `protocol: mcp`: its answers hold no document of the agent's".to_owned(),
+            "remove `degraded.json`; `degraded.latency_above` applies to mcp".to_owned(),
+        ),
         "expect" if over_http && !matches!(target, Target::Http(_)) => {
             let protocol = if matches!(target, Target::Mcp(_)) {
                 "mcp"

@@ -11,16 +11,11 @@ use super::raw::{RawSize, RawStatus};
 use super::resolve::Resolver;
 use super::spec::StatusMatch;
 
-/// Label names the exporter sets itself; a user label of the same name would clash.
-const RESERVED_LABELS: [&str; 7] = [
-    "agent",
-    "agent_type",
-    "status",
-    "result",
-    "reason",
-    "phase",
-    "le",
-];
+/// Whether the exporter sets label `name` on an agent's series itself (derived from the
+/// metric families): a user label of that name would appear twice in a series.
+fn reserved_label(name: &str) -> bool {
+    crate::metrics::reserved_label_names().contains(&name)
+}
 
 /// The longest `interval` or `timeout`: beyond a day a health check is not one, and a typo
 /// such as `400000000000y` would otherwise schedule the first probe after the sun is gone.
@@ -137,11 +132,16 @@ impl Resolver {
                     format!("label name {name:?} is not a valid Prometheus label name"),
                     "use letters, digits and underscores, not starting with a digit or `__`",
                 );
-            } else if RESERVED_LABELS.contains(&name.as_str()) {
+            } else if reserved_label(name) {
                 self.issue(
                     labels.referenced,
-                    format!("label name {name:?} is set by the exporter itself"),
-                    "rename the label, e.g. to `agent_group`",
+                    format!(
+                        "label name {name:?} is set by the exporter itself; a series would carry it twice and Prometheus would reject the whole scrape"
+                    ),
+                    format!(
+                        "rename the label, e.g. to `{name}_label`; the reserved names are {}",
+                        crate::metrics::reserved_label_names().join(", ")
+                    ),
                 );
             }
         }
@@ -158,7 +158,7 @@ fn valid_label_name(name: &str) -> bool {
 
 /// Whether an agent may carry label `name`: `check_labels` has no issue with it.
 pub(super) fn allowed_label(name: &str) -> bool {
-    valid_label_name(name) && !name.starts_with("__") && !RESERVED_LABELS.contains(&name)
+    valid_label_name(name) && !name.starts_with("__") && !reserved_label(name)
 }
 
 /// `1024`, `64KiB`, `1MiB`, `1MB`, `1 GiB`.

@@ -71,12 +71,13 @@ impl Drop for Source {
     }
 }
 
-const REASONS: [DropReason; 5] = [
+const REASONS: [DropReason; 6] = [
     DropReason::Relabel,
     DropReason::MissingName,
     DropReason::MissingType,
     DropReason::Invalid,
     DropReason::DuplicateName,
+    DropReason::ReservedLabel,
 ];
 
 impl Discovery {
@@ -172,6 +173,13 @@ impl Discovery {
             id: spec.id.clone(),
             generation,
         };
+        // Every reason's series exists from the source's start, so `increase()` sees the first.
+        for reason in REASONS {
+            drop(self.metrics.dropped.get_or_create(&DropLabels {
+                source: spec.id.clone(),
+                reason: reason.as_str(),
+            }));
+        }
         let task = match &spec.kind {
             SourceKind::File { .. } => tokio::spawn(file_sd::run(spec.clone(), sink)),
             SourceKind::Http { .. } => tokio::spawn(http_sd::run(spec.clone(), sink)),
@@ -219,6 +227,7 @@ impl Discovery {
             tracing::debug!(source = id, error = %error, "discovered target is no valid agent");
         });
         self.succeeded(source, read.targets, &read.drops);
+        log_reserved(id, &read);
         let same = read.same_agents(&source.read);
         source.read = read;
         source.reread = false;
@@ -257,6 +266,7 @@ impl Discovery {
         }
         let (targets, drops) = (source.read.targets, source.read.drops.clone());
         self.succeeded(source, targets, &drops);
+        log_reserved(id, &source.read);
         true
     }
 
@@ -352,6 +362,24 @@ impl Discovery {
             discovery: Vec::new(),
         };
         self.scheduler.apply(&config)
+    }
+}
+
+/// One line per refresh (not per target) when targets lost labels of reserved names.
+fn log_reserved(source: &str, read: &Readings) {
+    let cut = read
+        .drops
+        .iter()
+        .find(|(r, _)| *r == DropReason::ReservedLabel)
+        .map_or(0, |(_, n)| *n);
+    if cut > 0 {
+        let names: Vec<&str> = read.reserved.iter().map(String::as_str).collect();
+        tracing::warn!(
+            source,
+            targets = cut,
+            labels = %names.join(","),
+            "discovered labels named like labels the exporter sets were dropped from their targets; rename them in the source or with relabel_configs"
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 //! until the next refresh, which then pays only for the targets that changed.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::target::{self, Discovered, DropReason};
@@ -15,6 +15,8 @@ pub(super) struct Found {
     pub fields: AgentFields,
     pub agent: ResolvedAgent,
     pub origin: Arc<str>,
+    /// Labels of the target left out of the agent's because the exporter sets them itself.
+    pub reserved: Vec<String>,
 }
 
 /// What one raw target became: an agent, or why it was dropped (and the error, for the log).
@@ -35,6 +37,20 @@ pub(super) struct Readings {
     pub targets: usize,
     /// How many were dropped, by reason (duplicate names are settled later, in `compose`).
     pub drops: Vec<(DropReason, u64)>,
+    /// Names of the labels left out as reserved (`DropReason::ReservedLabel`), at most
+    /// `SHOWN_RESERVED`, for the refresh's one log line.
+    pub reserved: BTreeSet<String>,
+}
+
+/// Reserved label names a refresh's log line shows at most: the names come from the source.
+const SHOWN_RESERVED: usize = 8;
+
+/// Counts one more target dropped (or cut) for `reason`.
+fn count(drops: &mut Vec<(DropReason, u64)>, reason: DropReason) {
+    match drops.iter_mut().find(|(r, _)| *r == reason) {
+        Some((_, n)) => *n += 1,
+        None => drops.push((reason, 1)),
+    }
 }
 
 impl Readings {
@@ -52,6 +68,7 @@ impl Readings {
             seen: HashMap::with_capacity_and_hasher(discovered.len(), *self.seen.hasher()),
             targets: discovered.len(),
             drops: Vec::new(),
+            reserved: BTreeSet::new(),
         };
         let mut resolver = BatchResolver::new(base);
         // Targets of one file or URL share where they came from: one string for all of them.
@@ -83,15 +100,22 @@ impl Readings {
                 }
             };
             match &reading {
-                Ok(found) => next.agents.push(found.clone()),
+                Ok(found) => {
+                    if !found.reserved.is_empty() {
+                        count(&mut next.drops, DropReason::ReservedLabel);
+                        for name in &found.reserved {
+                            if next.reserved.len() < SHOWN_RESERVED {
+                                next.reserved.insert(name.clone());
+                            }
+                        }
+                    }
+                    next.agents.push(found.clone());
+                }
                 Err((reason, error)) => {
                     if let Some(error) = error {
                         log(error);
                     }
-                    match next.drops.iter_mut().find(|(r, _)| r == reason) {
-                        Some((_, n)) => *n += 1,
-                        None => next.drops.push((*reason, 1)),
-                    }
+                    count(&mut next.drops, *reason);
                 }
             }
         }
@@ -123,6 +147,7 @@ impl Readings {
                     fields: found.fields.clone(),
                     agent,
                     origin: found.origin.clone(),
+                    reserved: found.reserved.clone(),
                 }))
             })
             .collect();
@@ -153,6 +178,7 @@ fn read_target(
         fields,
         agent,
         origin,
+        reserved: target::reserved_labels(labels).map(str::to_owned).collect(),
     }))
 }
 

@@ -39,6 +39,8 @@ pub enum DropReason {
     Invalid,
     /// Another agent, earlier in config order, has its name.
     DuplicateName,
+    /// Not dropped itself: it lost labels whose names the exporter sets (`status`, …).
+    ReservedLabel,
 }
 
 impl DropReason {
@@ -49,6 +51,7 @@ impl DropReason {
             DropReason::MissingType => "missing_type",
             DropReason::Invalid => "invalid",
             DropReason::DuplicateName => "duplicate_name",
+            DropReason::ReservedLabel => "reserved_label",
         }
     }
 }
@@ -99,6 +102,20 @@ pub fn expand_groups(
     out
 }
 
+fn reserved(name: &str) -> bool {
+    crate::metrics::reserved_label_names().contains(&name)
+}
+
+/// The labels of a relabeled label set that `fields_from_labels` leaves out of the agent's
+/// because the exporter sets labels of these names itself (`agent` and `agent_type` are read
+/// as the name and type instead).
+pub fn reserved_labels(labels: &Labels) -> impl Iterator<Item = &str> {
+    labels
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "agent" && *k != "agent_type" && reserved(k))
+}
+
 /// Reads an agent from a relabeled label set. The source's `type:` and `check:` fill in what
 /// the labels leave out.
 pub fn fields_from_labels(
@@ -133,9 +150,10 @@ pub fn fields_from_labels(
         .map(String::as_str)
         .or(source_check)
         .map(str::to_owned);
+    // A label the exporter sets itself is left out: the agent's series would carry it twice.
     let plain = labels
         .iter()
-        .filter(|(k, _)| !k.starts_with("__") && *k != "agent" && *k != "agent_type")
+        .filter(|(k, _)| !k.starts_with("__") && !reserved(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok(AgentFields {

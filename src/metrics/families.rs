@@ -4,7 +4,7 @@
 //! here.
 
 use crate::config::Target;
-use crate::monitor::{unix_seconds, NativeBuckets, Status, DURATION_BUCKETS};
+use crate::monitor::{unix_seconds, NativeBuckets, Status, AGENT_LABEL_NAMES, DURATION_BUCKETS};
 use crate::probe::{FailureReason, Phases, NO_GRPC_STATUS};
 
 use super::walk::{Fleet, Row};
@@ -39,9 +39,12 @@ pub(super) enum Values {
     /// such series (yet).
     Gauge(fn(&Row, &mut Samples)),
     Counter(fn(&Row, &mut Samples)),
-    /// An info series: value 1 under labels the agent reported (escaped by the encoders), or
-    /// none when the agent has no such series.
-    Info(for<'a> fn(&'a Row) -> Option<InfoLabels<'a>>),
+    /// An info series: value 1 under `labels` with values the agent reported (escaped by the
+    /// encoders), or none when the agent has no such series.
+    Info {
+        labels: [&'static str; INFO_LABELS],
+        values: for<'a> fn(&'a Row) -> Option<[&'a str; INFO_LABELS]>,
+    },
     /// One histogram per agent over `bounds` (the `+Inf` bucket comes on top).
     Histogram {
         bounds: &'static [f64],
@@ -60,15 +63,53 @@ pub(super) enum Kind {
 impl Family {
     pub(super) fn kind(&self) -> Kind {
         match self.values {
-            Values::FleetGauge(_) | Values::Gauge(_) | Values::Info(_) => Kind::Gauge,
+            Values::FleetGauge(_) | Values::Gauge(_) | Values::Info { .. } => Kind::Gauge,
             Values::Counter(_) => Kind::Counter,
             Values::Histogram { .. } => Kind::Histogram,
         }
     }
+
+    /// The label names this family's series carry after the agent's own labels: its extra
+    /// label, its info labels, `le` for a histogram's buckets.
+    pub(super) fn label_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.extra.iter().map(|e| e.key).collect();
+        match self.values {
+            Values::Info { labels, .. } => names.extend(labels),
+            Values::Histogram { .. } => names.push("le"),
+            Values::FleetGauge(_) | Values::Gauge(_) | Values::Counter(_) => {}
+        }
+        names
+    }
 }
 
-/// The labels of `agent_protocol_info` after the agent's, in order.
-pub(super) type InfoLabels<'a> = [(&'static str, &'a str); 4];
+/// Every label name the exporter writes on an agent's series, sorted: the agent's `agent` and
+/// `agent_type`, then each family's own. An agent label of one of these names would give a
+/// series the name twice, and Prometheus rejects the whole scrape for it.
+pub(super) fn reserved_label_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = AGENT_LABEL_NAMES.to_vec();
+    for family in FAMILIES {
+        names.extend(family.label_names());
+    }
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// How many labels `agent_protocol_info` has after the agent's.
+pub(super) const INFO_LABELS: usize = 4;
+
+/// The labels of an info series after the agent's, as the encoders take them.
+pub(super) type InfoLabels<'a> = [(&'static str, &'a str); INFO_LABELS];
+
+impl Values {
+    /// `labels` paired with the values an info series reported.
+    pub(super) fn info_pairs<'a>(
+        labels: [&'static str; INFO_LABELS],
+        values: [&'a str; INFO_LABELS],
+    ) -> InfoLabels<'a> {
+        std::array::from_fn(|i| (labels[i], values[i]))
+    }
+}
 
 /// A sample's value: integers and floats are written differently in text.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -296,33 +337,33 @@ pub(super) const FAMILIES: &[Family] = &[
         help: "What a grpc, mcp or a2a agent reports of itself; value 1.",
         unit: None,
         extra: None,
-        values: Values::Info(|row| {
-            let protocol = match &row.agent.spec.target {
-                Target::Grpc(_) => "grpc",
-                Target::Mcp(_) => "mcp",
-                Target::A2a(_) => "a2a",
-                _ => return None,
-            };
-            // Before the agent said anything, only the protocol is known.
-            let info = row
-                .state
-                .last
-                .as_ref()
-                .and_then(|r| r.protocol.info.as_deref());
-            let (name, version, protocol_version) = info.map_or(("", "", ""), |i| {
-                (
-                    i.server_name.as_str(),
-                    i.server_version.as_str(),
-                    i.protocol_version.as_str(),
-                )
-            });
-            Some([
-                ("protocol", protocol),
-                ("server_name", name),
-                ("server_version", version),
-                ("protocol_version", protocol_version),
-            ])
-        }),
+        values: Values::Info {
+            labels: [
+                "protocol",
+                "server_name",
+                "server_version",
+                "protocol_version",
+            ],
+            values: |row| {
+                let protocol = match &row.agent.spec.target {
+                    Target::Grpc(_) => "grpc",
+                    Target::Mcp(_) => "mcp",
+                    Target::A2a(_) => "a2a",
+                    _ => return None,
+                };
+                // Before the agent said anything, only the protocol is known; after, what it
+                // said last, also while it fails: the series tells what the agent runs.
+                let info = row.state.protocol_info.as_deref();
+                let (name, version, protocol_version) = info.map_or(("", "", ""), |i| {
+                    (
+                        i.server_name.as_str(),
+                        i.server_version.as_str(),
+                        i.protocol_version.as_str(),
+                    )
+                });
+                Some([protocol, name, version, protocol_version])
+            },
+        },
     },
     Family {
         name: "agent_heartbeat_deadline_timestamp_seconds",

@@ -97,9 +97,10 @@ impl Collector for FleetCollector {
             let extra = family.extra.map(|e| (e.values)()).unwrap_or_default();
             match family.values {
                 Values::FleetGauge(value) => m.encode_gauge(&(value(&fleet) as i64))?,
-                Values::Info(info) => {
+                Values::Info { labels, values } => {
                     for row in &rows {
-                        if let Some(pairs) = info(row) {
+                        if let Some(reported) = values(row) {
+                            let pairs = Values::info_pairs(labels, reported);
                             let labels = (Labels(row.agent.labels()), pairs);
                             m.encode_family(&labels)?.encode_gauge(&1i64)?;
                         }

@@ -209,3 +209,104 @@ fn grpc_status_and_protocol_info_show_what_protocol_agents_reported() {
         "tcp agents have none"
     );
 }
+
+/// The label names of a text series line, in order (values may hold escaped quotes).
+fn label_names(line: &str) -> Vec<String> {
+    let Some(open) = line.find('{') else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    let mut rest = &line[open + 1..];
+    while let Some(eq) = rest.find("=\"") {
+        names.push(rest[..eq].trim_start_matches(',').to_owned());
+        rest = &rest[eq + 2..];
+        let mut escaped = false;
+        let end = rest
+            .char_indices()
+            .find(|(_, c)| {
+                let quote = *c == '"' && !escaped;
+                escaped = *c == '\\' && !escaped;
+                quote
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        rest = &rest[(end + 1).min(rest.len())..];
+        if rest.starts_with('}') {
+            break;
+        }
+    }
+    names
+}
+
+#[test]
+fn every_label_name_a_family_writes_is_reserved_and_every_reserved_name_is_written() {
+    let monitor = fleet();
+    let mut text = String::new();
+    fleet_text::encode(
+        &mut text,
+        &rows(&monitor, false),
+        0,
+        Dialect::OpenMetrics,
+        &mut |_| {},
+    );
+    // The fixture's own labels are the user's, not the exporter's.
+    let user = ["team", "zone"];
+    let mut written: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(label_names)
+        .filter(|n| !user.contains(&n.as_str()))
+        .collect();
+    written.sort();
+    written.dedup();
+    assert_eq!(written, reserved_label_names(), "{text}");
+    for family in families::FAMILIES {
+        for name in family.label_names() {
+            assert!(
+                reserved_label_names().contains(&name),
+                "{}: {name}",
+                family.name
+            );
+        }
+    }
+}
+
+#[test]
+fn protocol_info_keeps_what_the_agent_said_last_through_failed_probes() {
+    let monitor = fleet();
+    let tools = monitor.agent("tools").expect("the mcp agent");
+    monitor.record(
+        &tools,
+        ProbeResult {
+            ended_at: SystemTime::now(),
+            duration: Duration::from_millis(5),
+            phases: Phases::default(),
+            http_status: None,
+            cert_expiry: None,
+            protocol: Default::default(),
+            outcome: Outcome::Failed {
+                reason: FailureReason::Connect,
+                error: "refused".into(),
+            },
+        },
+    );
+    let mut text = String::new();
+    fleet_text::encode(
+        &mut text,
+        &rows(&monitor, false),
+        0,
+        Dialect::Prometheus,
+        &mut |_| {},
+    );
+    let info = text
+        .lines()
+        .find(|l| l.starts_with("agent_protocol_info{agent=\"tools\""))
+        .expect("the mcp agent's info series");
+    assert!(
+        info.contains(r#"server_name="tools \"x\"\\y",server_version="1.0beta",protocol_version="2025-06-18"} 1"#),
+        "{info}"
+    );
+    assert!(
+        text.contains("agent_up{agent=\"tools\",agent_type=\"m\",team=\"a\\\\b\\\"c\\nd\"} 0"),
+        "the failure is recorded"
+    );
+}

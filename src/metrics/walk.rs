@@ -103,9 +103,13 @@ pub(super) fn walk<S: Sink>(sink: &mut S, rows: &[Row], subscribers: usize) {
                     }
                 }
             }
-            Values::Info(info) => {
+            Values::Info {
+                labels: names,
+                values,
+            } => {
                 for (row, l) in rows.iter().zip(&labels) {
-                    if let Some(pairs) = info(row) {
+                    if let Some(reported) = values(row) {
+                        let pairs = Values::info_pairs(names, reported);
                         sink.sample(l, &sink.info_labels(&pairs), Sample::Int(1));
                     }
                 }

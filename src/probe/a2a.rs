@@ -9,10 +9,11 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
+use super::expect::succeeded;
 use super::http_session::Session;
 use super::progress::Progress;
 use super::Failure;
-use super::{FailureReason, Outcome, ProbeResult, ProtocolInfo};
+use super::{FailureReason, ProbeResult, ProtocolInfo};
 use crate::config::{A2aTarget, AgentSpec};
 
 /// Newest first: a2a-sdk moved the card from agent.json to agent-card.json.
@@ -23,7 +24,10 @@ pub(super) async fn probe(spec: &AgentSpec, a2a: &A2aTarget) -> ProbeResult {
     let mut progress = Progress::default();
     let exchange = fetch(spec, a2a, &mut progress);
     let attempt = tokio::time::timeout(spec.timeout, exchange).await;
-    progress.finish(started, spec.timeout, attempt, |(), _| Outcome::Healthy)
+    // `degraded.json` reads the card, as it reads an http agent's body.
+    progress.finish(started, spec.timeout, attempt, |card, duration| {
+        succeeded(&spec.degraded, duration, Some(&card))
+    })
 }
 
 /// The card's URL for one well-known path: under the base URL's path, as a2a-sdk resolves it.
@@ -35,7 +39,12 @@ fn card_url(base: &url::Url, path: &str) -> url::Url {
     url
 }
 
-async fn fetch(spec: &AgentSpec, a2a: &A2aTarget, progress: &mut Progress) -> Result<(), Failure> {
+/// The agent card, once it holds what the specification and the config require.
+async fn fetch(
+    spec: &AgentSpec,
+    a2a: &A2aTarget,
+    progress: &mut Progress,
+) -> Result<Value, Failure> {
     let mut session = Session::open(spec, &a2a.url, progress).await?;
     let accept = [(header::ACCEPT, HeaderValue::from_static("application/json"))];
     let mut last_status = StatusCode::NOT_FOUND;
@@ -70,9 +79,10 @@ async fn fetch(spec: &AgentSpec, a2a: &A2aTarget, progress: &mut Progress) -> Re
             text("version"),
             &protocol_version(&card),
         ));
-        return check_card(&card, &a2a.expect_skills).map_err(|why| {
+        check_card(&card, &a2a.expect_skills).map_err(|why| {
             Failure::new(FailureReason::BodyMismatch, format!("agent card: {why}"))
-        });
+        })?;
+        return Ok(card);
     }
     Err(Failure::new(
         FailureReason::HttpStatus,

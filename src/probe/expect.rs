@@ -60,7 +60,17 @@ pub(super) fn judge_body(spec: &AgentSpec, body: &[u8], duration: Duration) -> O
             error,
         };
     }
-    match degraded_by(&spec.degraded, duration, parsed) {
+    succeeded(&spec.degraded, duration, parsed)
+}
+
+/// The outcome of a probe whose checks all held: `degraded` when a degraded condition holds
+/// (`json` is the document the JSON rules read, if the protocol has one), else healthy.
+pub(super) fn succeeded(
+    degraded: &DegradedSpec,
+    duration: Duration,
+    json: Option<&Value>,
+) -> Outcome {
+    match degraded_by(degraded, duration, json) {
         Some(why) => Outcome::Degraded(why),
         None => Outcome::Healthy,
     }

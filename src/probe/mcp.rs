@@ -9,10 +9,11 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
 use serde_json::{json, Value};
 
+use super::expect::succeeded;
 use super::http_session::{Reply, Session};
 use super::progress::Progress;
 use super::Failure;
-use super::{FailureReason, Outcome, ProbeResult, ProtocolInfo};
+use super::{FailureReason, ProbeResult, ProtocolInfo};
 use crate::config::{AgentSpec, McpTarget};
 
 /// Protocol versions of the streamable-HTTP transport we speak, newest first; we ask for the
@@ -26,7 +27,10 @@ pub(super) async fn probe(spec: &AgentSpec, mcp: &McpTarget) -> ProbeResult {
     let mut progress = Progress::default();
     let exchange = exchange(spec, mcp, &mut progress);
     let attempt = tokio::time::timeout(spec.timeout, exchange).await;
-    progress.finish(started, spec.timeout, attempt, |(), _| Outcome::Healthy)
+    // No document to read JSON rules on (the config refuses `degraded.json` here): latency only.
+    progress.finish(started, spec.timeout, attempt, |(), duration| {
+        succeeded(&spec.degraded, duration, None)
+    })
 }
 
 /// The JSON-RPC conversation over one session.
