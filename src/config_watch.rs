@@ -170,6 +170,13 @@ mod tests {
     }
 
     #[test]
+    fn files_named_through_an_anchor_are_watched() {
+        let yaml = b"checks:\n  api:\n    http: &auth {bearer_token_file: /s/api}\nagents:\n  - name: a\n    url: http://x/\n    http: *auth\n";
+        let files = named_files(yaml, Path::new("/"));
+        assert_eq!(files, vec![PathBuf::from("/s/api"); 2]);
+    }
+
+    #[test]
     fn text_that_is_not_yaml_names_no_files() {
         assert!(named_files(b"agents: [", Path::new("/")).is_empty());
     }
