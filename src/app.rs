@@ -5,7 +5,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::config_watch::ConfigWatch;
 use crate::metrics::{BuildInfo, ExporterMetrics, Metrics};
 use crate::monitor::Monitor;
 use crate::reload::Reloader;
@@ -37,6 +39,9 @@ pub struct Options {
     pub shard: Shard,
     /// Which state-changing endpoints are on.
     pub endpoints: Endpoints,
+    /// `--config.auto-reload-interval`: how often the config's files are checked for a
+    /// change; zero (the default) never.
+    pub auto_reload_interval: Duration,
 }
 
 impl Default for Options {
@@ -50,6 +55,7 @@ impl Default for Options {
             limits: Limits::default(),
             shard: Shard::default(),
             endpoints: Endpoints::default(),
+            auto_reload_interval: Duration::ZERO,
         }
     }
 }
@@ -125,6 +131,9 @@ impl Exporter {
             )
             .with_shard(options.shard),
         );
+        // Primed before the first load, so a change made during it is not missed.
+        let watch = (!options.auto_reload_interval.is_zero())
+            .then(|| Arc::new(ConfigWatch::new(reloader.clone())));
         reloader.reload()?;
         let state = Arc::new(ServerState {
             monitor: monitor.clone(),
@@ -141,6 +150,10 @@ impl Exporter {
             endpoints: options.endpoints,
         });
         state.ready.store(true, Ordering::Release);
+        if let Some(watch) = watch {
+            // Ends when the server sends its shutdown.
+            watch.spawn(options.auto_reload_interval, state.shutdown.subscribe());
+        }
         Ok(Exporter {
             monitor,
             scheduler,

@@ -1,6 +1,7 @@
 //! Command-line flags, in the dotted style of Prometheus exporters.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -16,6 +17,11 @@ pub struct Cli {
     /// Validate the config file, print a summary or every error, and exit 0 or 1.
     #[arg(long = "config.check")]
     pub config_check: bool,
+
+    /// Check the config file and the files it names on this interval and reload the config
+    /// when one changed (as Prometheus 3); `0s` never.
+    #[arg(long = "config.auto-reload-interval", default_value = "0s", value_parser = parse_interval)]
+    pub auto_reload_interval: Duration,
 
     /// Address to serve on; `:10056` means every interface.
     #[arg(long = "web.listen-address", default_value = ":10056")]
@@ -70,6 +76,12 @@ pub struct Cli {
     /// Print the version, git revision and rustc version, then exit.
     #[arg(long = "version")]
     pub version: bool,
+}
+
+/// A duration as Prometheus writes it (`30s`, `1m`, `0s`).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write a duration such as 30s or 1m; 0s turns it off)"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

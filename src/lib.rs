@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod config_watch;
 pub mod discovery;
 pub mod heartbeat;
 pub mod logging;

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
             lifecycle: cli.enable_lifecycle,
             probe_api: cli.enable_probe_api,
         },
+        auto_reload_interval: cli.auto_reload_interval,
     };
     match runtime.block_on(app::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,6 +44,11 @@ impl Reloader {
         self
     }
 
+    /// The config file this reloader reads.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Discovered agents and their origins.
     pub fn discovery(&self) -> &Arc<Discovery> {
         &self.discovery
