@@ -43,6 +43,12 @@ pub enum HealthcheckError {
     WebConfig(#[from] WebConfigError),
     #[error("cert_file of the web config holds no PEM certificate")]
     NoCertificate,
+    #[error("cannot set up TLS: {0}")]
+    TlsSetup(rustls::Error),
+    #[error(
+        "{address:?} is not a host:port to ask; give --web.listen-address as the exporter has it"
+    )]
+    Address { address: String },
     #[error("cannot resolve {address}: {source}")]
     Resolve {
         address: String,
@@ -58,7 +64,7 @@ pub enum HealthcheckError {
     },
     #[error("TLS handshake with {address} failed: {source}")]
     Tls {
-        address: SocketAddr,
+        address: String,
         #[source]
         source: std::io::Error,
     },
@@ -102,15 +108,19 @@ async fn check(listen_address: &str, web: &WebConfig) -> Result<(), HealthcheckE
     let url = format!("{scheme}://{target}{PATH}");
     let attempt = async {
         let tcp = connect(&target, listen_address).await?;
-        let peer = tcp.peer_addr().ok();
         match tls {
             Some(config) => {
-                let address = peer.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-                let name = ServerName::IpAddress(address.ip().into());
+                // The certificate is pinned, so the name is never checked; an IP sends no SNI.
+                let ip = tcp
+                    .peer_addr()
+                    .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
                 let stream = tokio_rustls::TlsConnector::from(config)
-                    .connect(name, tcp)
+                    .connect(ServerName::IpAddress(ip.into()), tcp)
                     .await
-                    .map_err(|source| HealthcheckError::Tls { address, source })?;
+                    .map_err(|source| HealthcheckError::Tls {
+                        address: target.clone(),
+                        source,
+                    })?;
                 get(stream, &target, &url).await
             }
             None => get(tcp, &target, &url).await,
@@ -209,13 +219,9 @@ where
         )
         .header(header::CONNECTION, "close")
         .body(Empty::<Bytes>::new());
-    // Every part is a constant or a host:port the connection was made to.
-    let Ok(request) = request else {
-        return Err(HealthcheckError::Status {
-            url: url.to_owned(),
-            status: StatusCode::BAD_REQUEST,
-        });
-    };
+    let request = request.map_err(|_| HealthcheckError::Address {
+        address: host.to_owned(),
+    })?;
     let response = sender.send_request(request).await.map_err(failed)?;
     conn.abort();
     Ok(Answer {
@@ -241,10 +247,7 @@ fn pinned_client(cert_pem: &[u8]) -> Result<Arc<ClientConfig>, HealthcheckError>
     };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| HealthcheckError::Tls {
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            source: std::io::Error::other(e),
-        })?
+        .map_err(HealthcheckError::TlsSetup)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
