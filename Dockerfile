@@ -1,22 +1,40 @@
-# Multi-stage build: compile with the Rust toolchain, ship only the binary on a slim Debian.
-# CI runs the same `cargo build --release --locked` and checks the example config with the
-# binary it builds (see .ci/run), since no container engine runs there.
+# The release image, the way Prometheus' own exporters build theirs: a binary built beforehand
+# (`cargo build --release --locked`) copied into a minimal base that runs as a non-root user and
+# has CA certificates and glibc, nothing else (no shell, no curl: `healthcheck` below stands in).
+#
+#   cargo build --release --locked
+#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse --short HEAD) \
+#     --build-arg SOURCE=<repository URL> -t agent-health-exporter:0.1.0 .
+#
+# No binary at hand? Dockerfile.source builds one from source, then ends as this file does.
+# CI builds this file with buildah against a stand-in base of the same layout
+# (tests/realworld/image.sh), since the base cannot be pulled there.
 
-# The same toolchain version as `rust-version` in Cargo.toml (.ci/run checks the lock needs no newer).
-FROM rust:1.89-bookworm AS build
-WORKDIR /src
-COPY . .
-# The revision is passed in because .git is not part of the build context.
+ARG BASE=gcr.io/distroless/cc-debian12:nonroot
+FROM ${BASE}
+
+# A path inside the build context (.dockerignore lets this one through from target/).
+ARG BINARY=target/release/agent-health-exporter
+ARG VERSION=unknown
 ARG REVISION=unknown
-ENV AGENT_HEALTH_EXPORTER_REVISION=${REVISION}
-RUN cargo build --release --locked \
- && ./target/release/agent-health-exporter --config.file=config.example.yaml --config.check
+ARG SOURCE=unknown
 
-FROM debian:bookworm-slim
-RUN useradd --system --uid 10056 --no-create-home --shell /usr/sbin/nologin exporter
-COPY --from=build /src/target/release/agent-health-exporter /usr/local/bin/agent-health-exporter
+COPY ${BINARY} /bin/agent-health-exporter
+# --- the same from here on in Dockerfile and Dockerfile.source (tests/realworld/image.sh checks) ---
 COPY config.example.yaml /etc/agent-health-exporter/agent-health-exporter.yaml
-USER 10056:10056
+LABEL org.opencontainers.image.title="agent-health-exporter" \
+      org.opencontainers.image.description="Prometheus exporter that probes a fleet of agents on its own schedule and exposes their health" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+# Numeric, so that no base (BASE is a build argument) can turn it into root; 65532 is the
+# base's `nonroot`.
+USER 65532:65532
 EXPOSE 10056
-ENTRYPOINT ["/usr/local/bin/agent-health-exporter"]
+# Dials the default listen address on loopback; with other flags, give a health command of
+# your own with the same --web.listen-address and --web.config.file.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/bin/agent-health-exporter", "healthcheck"]
+ENTRYPOINT ["/bin/agent-health-exporter"]
 CMD ["--config.file=/etc/agent-health-exporter/agent-health-exporter.yaml"]

@@ -3,7 +3,8 @@
 
 Reads `cargo metadata --locked` (every locked package, dev and build dependencies included, since
 `cargo test` builds them too) and compares each package's declared `rust-version` with ours in
-Cargo.toml, and ours with the Dockerfile's build stage. Prints what it found either way.
+Cargo.toml, and ours with the build stage of Dockerfile.source (the release Dockerfile copies a
+prebuilt binary and has no toolchain). Prints what it found either way.
 """
 import json
 import re
@@ -42,13 +43,13 @@ def main():
     if too_new:
         for _, name, ver, rv in sorted(too_new, reverse=True):
             print(f"  {name} {ver} declares rust-version {rv}")
-        sys.exit(f"raise rust-version in Cargo.toml (and the Dockerfile's rust image) to {newest[3]}")
-    with open("Dockerfile", encoding="utf-8") as f:
+        sys.exit(f"raise rust-version in Cargo.toml (and Dockerfile.source's rust image) to {newest[3]}")
+    with open("Dockerfile.source", encoding="utf-8") as f:
         docker = re.search(r"^FROM rust:([0-9.]+)-", f.read(), re.M)
     if not docker or version(docker.group(1)) != version(claimed):
         found = docker.group(1) if docker else "no pinned version"
-        sys.exit(f"the Dockerfile's build stage uses rust {found}; pin rust:{claimed}-… as Cargo.toml says")
-    print(f"Dockerfile builds with rust {docker.group(1)}")
+        sys.exit(f"Dockerfile.source's build stage uses rust {found}; pin rust:{claimed}-… as Cargo.toml says")
+    print(f"Dockerfile.source builds with rust {docker.group(1)}")
 
 
 if __name__ == "__main__":

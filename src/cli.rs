@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Probes the agents listed in a YAML file on its own schedule and exposes their health to
 /// Prometheus at /metrics.
@@ -24,7 +24,7 @@ pub struct Cli {
     pub auto_reload_interval: Duration,
 
     /// Address to serve on; `:10056` means every interface.
-    #[arg(long = "web.listen-address", default_value = ":10056")]
+    #[arg(long = "web.listen-address", default_value = ":10056", global = true)]
     pub listen_address: String,
 
     /// Path under which the metrics are served.
@@ -32,7 +32,7 @@ pub struct Cli {
     pub telemetry_path: String,
 
     /// exporter-toolkit web config (TLS, basic auth, response headers) for every endpoint.
-    #[arg(long = "web.config.file")]
+    #[arg(long = "web.config.file", global = true)]
     pub web_config_file: Option<PathBuf>,
 
     /// Connections served at once; further clients wait until one closes.
@@ -76,6 +76,17 @@ pub struct Cli {
     /// Print the version, git revision and rustc version, then exit.
     #[arg(long = "version")]
     pub version: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 when the exporter at --web.listen-address (dialed on loopback) answers
+    /// /-/healthy with 200 within 3 s, else 1 with the reason on stderr; give it the
+    /// exporter's --web.config.file for TLS and basic auth. For images without a shell.
+    Healthcheck,
 }
 
 /// A duration as Prometheus writes it (`30s`, `1m`, `0s`).

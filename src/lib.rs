@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod config_watch;
 pub mod discovery;
+pub mod healthcheck;
 pub mod heartbeat;
 pub mod logging;
 pub mod metrics;

@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use agent_health_exporter::app::{self, Options, BUILD};
-use agent_health_exporter::cli::Cli;
+use agent_health_exporter::cli::{Cli, Command};
 use agent_health_exporter::shard::{self, Shard};
-use agent_health_exporter::{config, discovery, logging};
+use agent_health_exporter::{config, discovery, healthcheck, logging};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -17,6 +17,15 @@ fn main() -> ExitCode {
             BUILD.version, BUILD.revision, BUILD.rustc
         );
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Healthcheck) = cli.command {
+        return match healthcheck::run(&cli.listen_address, cli.web_config_file.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("healthcheck: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let shard = match Shard::from_flags(cli.shard_index, cli.shard_count, shard::host_name) {
         Ok(shard) => shard,

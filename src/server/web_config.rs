@@ -43,6 +43,8 @@ const RESERVED_HEADERS: [&str; 18] = [
 pub struct WebConfig {
     /// TLS for the exporter's own endpoints; plain HTTP when `None`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The PEM of `cert_file` as served, for the healthcheck, which trusts exactly this.
+    pub tls_cert_pem: Option<Vec<u8>>,
     /// Basic auth in front of every endpoint; open when `None`.
     pub auth: Option<Arc<BasicAuth>>,
     /// Added to every answer, refused ones included.
@@ -141,6 +143,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<WebConfig, WebCo
         base_dir: base_dir.to_path_buf(),
         issues: Vec::new(),
         files: Vec::new(),
+        cert_pem: None,
     };
     let config = checker.check(raw);
     if checker.issues.is_empty() {
@@ -157,6 +160,7 @@ struct Checker {
     base_dir: PathBuf,
     issues: Vec<ConfigIssue>,
     files: Vec<PathBuf>,
+    cert_pem: Option<Vec<u8>>,
 }
 
 impl Checker {
@@ -174,6 +178,7 @@ impl Checker {
             .map(|h| self.headers(h))
             .unwrap_or_default();
         WebConfig {
+            tls_cert_pem: tls.as_ref().and(self.cert_pem.take()),
             tls,
             auth,
             headers,
@@ -284,7 +289,10 @@ impl Checker {
             max_version,
         };
         match tls::server_config(&files) {
-            Ok(config) => Some(config),
+            Ok(config) => {
+                self.cert_pem = Some(files.cert_pem);
+                Some(config)
+            }
             Err(e) => {
                 self.issue(at, format!("tls_server_config: {e}"), "");
                 None
