@@ -40,6 +40,23 @@ fn statefulset_takes_its_shard_from_the_pod_ordinal_and_runs_hardened() {
     );
 
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    // The uid the image runs as (its `USER`), so files the pod mounts are readable by it.
+    let dockerfile = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile"),
+    )
+    .expect("Dockerfile");
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .and_then(|u| u.split(':').next())
+        .expect("the Dockerfile has a USER");
+    for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert_eq!(
+            pod["securityContext"][key].as_u64().map(|u| u.to_string()),
+            Some(user.trim().to_owned()),
+            "securityContext.{key} is not the image's uid {user}"
+        );
+    }
     assert_eq!(
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
