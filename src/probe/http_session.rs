@@ -1,6 +1,7 @@
 //! One HTTP/1.1 connection kept for the few requests of an MCP or A2A probe: resolve, connect
 //! and TLS once, then each request's first_byte and transfer summed into the phases. The
-//! `http` section applies: headers, auth, TLS, max_body_bytes.
+//! `http` section applies: headers, auth, TLS, max_body_bytes; heads are read as by the HTTP
+//! probe (`http1`).
 
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 use url::{Position, Url};
 
+use super::http1::{self, protocol_failure};
 use super::net::{connect, resolve};
 use super::progress::Progress;
 use super::Failure;
@@ -62,12 +64,14 @@ impl Session {
         let (sender, conn) = if url.scheme() == "https" {
             progress.stage = "tls";
             let tls = handshake(spec, url, tcp, progress).await?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            let (sender, conn) = http1::builder()
+                .handshake(TokioIo::new(tls))
                 .await
                 .map_err(protocol_failure)?;
             (sender, tokio::spawn(async move { drop(conn.await) }))
         } else {
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            let (sender, conn) = http1::builder()
+                .handshake(TokioIo::new(tcp))
                 .await
                 .map_err(protocol_failure)?;
             (sender, tokio::spawn(async move { drop(conn.await) }))
@@ -158,11 +162,4 @@ async fn handshake(
         super::tls::handshake(client.config(), name, tcp, &mut progress.phases).await;
     progress.cert_expiry = expiry;
     stream
-}
-
-fn protocol_failure(err: hyper::Error) -> Failure {
-    Failure::new(
-        FailureReason::Protocol,
-        format!("HTTP exchange failed: {err}"),
-    )
 }

@@ -7,6 +7,7 @@ mod grpc;
 mod grpc_conn;
 mod grpc_watch;
 mod http;
+mod http1;
 mod http_session;
 mod mcp;
 mod net;
