@@ -10,10 +10,12 @@ mod http;
 mod http1;
 mod http_session;
 mod mcp;
+mod mcp_transport;
 mod net;
 mod progress;
 mod redirect;
 mod request;
+mod sse;
 mod tcp;
 mod tls;
 
