@@ -5,7 +5,7 @@
 mod harness;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agent_health_exporter::probe::{self, FailureReason, Outcome, ProbeResult};
 use harness::peers::{agent, python, Peer};
@@ -24,8 +24,12 @@ fn a2a_peer(test: &str, args: &[&str]) -> Option<Peer> {
 }
 
 async fn probe_yaml(url: &str, protocol: &str, extra: &str) -> ProbeResult {
+    probe_within(url, protocol, "2s", extra).await
+}
+
+async fn probe_within(url: &str, protocol: &str, timeout: &str, extra: &str) -> ProbeResult {
     let yaml = format!(
-        "agents:\n  - name: p\n    type: t\n    url: {url}\n    timeout: 2s\n    protocol: {protocol}\n{extra}"
+        "agents:\n  - name: p\n    type: t\n    url: {url}\n    timeout: {timeout}\n    protocol: {protocol}\n{extra}"
     );
     probe::run(&agent(&yaml, Path::new("."))).await
 }
@@ -103,6 +107,130 @@ async fn mcp_garbage_and_bad_framing_are_protocol_and_a_hang_is_timeout() {
         let result = probe_yaml(&url, "mcp", "").await;
         assert_eq!(failed(&result).0, reason, "{mode}: {result:?}");
     }
+}
+
+#[tokio::test]
+async fn mcp_sdk_server_with_an_event_store_opens_its_answers_with_a_priming_event_and_is_healthy()
+{
+    let Some(server) = mcp_peer("mcp_sdk_priming", "mcp_server.py", &["--event-store"]) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    let result = probe_yaml(&url, "mcp", "    mcp: {expect_tools: [add, echo]}\n").await;
+    assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+}
+
+/// The misbehaving peer in `mode`, probed with `extra` config lines.
+async fn probe_misbehaving(test: &str, mode: &str, extra: &str) -> Option<ProbeResult> {
+    let server = mcp_peer(test, "mcp_misbehaving.py", &["--mode", mode])?;
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    Some(probe_yaml(&url, "mcp", extra).await)
+}
+
+#[tokio::test]
+async fn mcp_sse_answer_after_a_comment_only_event_and_an_empty_priming_event_is_read() {
+    let tools = "    mcp: {expect_tools: [echo]}\n";
+    let Some(result) = probe_misbehaving("mcp_prime", "prime", tools).await else {
+        return;
+    };
+    assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+}
+
+#[tokio::test]
+async fn mcp_notifications_and_server_requests_before_the_answer_are_skipped() {
+    let tools = "    mcp: {expect_tools: [echo]}\n";
+    let Some(result) = probe_misbehaving("mcp_sse_requests", "sse-requests", tools).await else {
+        return;
+    };
+    assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+}
+
+#[tokio::test]
+async fn mcp_server_answering_ping_with_method_not_found_is_probed_with_tools_list() {
+    let Some(result) = probe_misbehaving("mcp_no_ping", "no-ping", "").await else {
+        return;
+    };
+    assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+}
+
+#[tokio::test]
+async fn mcp_server_closing_the_connection_after_each_answer_is_healthy() {
+    let tools = "    mcp: {expect_tools: [echo]}\n";
+    let Some(result) = probe_misbehaving("mcp_close", "close", tools).await else {
+        return;
+    };
+    assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+    assert!(
+        result.phases.connect > std::time::Duration::ZERO,
+        "{result:?}"
+    );
+    assert!(
+        result.phases.first_byte > std::time::Duration::ZERO,
+        "{result:?}"
+    );
+}
+
+/// Asks the sessions peer until every session it opened was deleted; answers its last count.
+async fn sessions_after_deletes(server: &mut Peer) -> String {
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let count = server.command("sessions");
+        if count.starts_with("open=0 ") || Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn mcp_sessions_are_deleted_after_success_failure_and_timeout() {
+    let Some(mut server) = mcp_peer(
+        "mcp_sessions_deleted",
+        "mcp_misbehaving.py",
+        &["--mode", "sessions"],
+    ) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    let healthy = probe_within(&url, "mcp", "1s", "    mcp: {expect_tools: [echo]}\n").await;
+    assert_eq!(healthy.outcome, Outcome::Healthy, "{healthy:?}");
+    let lacking = probe_within(&url, "mcp", "1s", "    mcp: {expect_tools: [search]}\n").await;
+    assert_eq!(
+        failed(&lacking).0,
+        FailureReason::BodyMismatch,
+        "{lacking:?}"
+    );
+    for step in ["ping", "initialize-body"] {
+        let hang = format!("    http: {{headers: {{X-Hang: {step}}}}}\n");
+        let hung = probe_within(&url, "mcp", "1s", &hang).await;
+        assert_eq!(failed(&hung).0, FailureReason::Timeout, "{step}: {hung:?}");
+    }
+    let count = sessions_after_deletes(&mut server).await;
+    assert_eq!(
+        count, "open=0 deleted=4",
+        "every session ends, failed probes' too"
+    );
+}
+
+#[tokio::test]
+async fn mcp_hanging_delete_changes_neither_the_verdict_nor_its_duration() {
+    let Some(mut server) = mcp_peer(
+        "mcp_hanging_delete",
+        "mcp_misbehaving.py",
+        &["--mode", "sessions"],
+    ) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    let hang = "    http: {headers: {X-Hang: delete}}\n    mcp: {expect_tools: [echo]}\n";
+    let result = probe_within(&url, "mcp", "2s", hang).await;
+    assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+    assert!(
+        result.duration < Duration::from_secs(1),
+        "the DELETE is not part of the probe: {result:?}"
+    );
+    let count = sessions_after_deletes(&mut server).await;
+    assert_eq!(count, "open=0 deleted=1", "the DELETE was sent");
 }
 
 #[tokio::test]

@@ -45,13 +45,13 @@ async fn fetch(
     a2a: &A2aTarget,
     progress: &mut Progress,
 ) -> Result<Value, Failure> {
-    let mut session = Session::open(spec, &a2a.url, progress).await?;
+    let mut session = Session::new(&spec.http, &a2a.url);
     let accept = [(header::ACCEPT, HeaderValue::from_static("application/json"))];
     let mut last_status = StatusCode::NOT_FOUND;
     for path in CARD_PATHS {
         let url = card_url(&a2a.url, path);
         let reply = session
-            .send(spec, Method::GET, &url, &accept, Bytes::new(), progress)
+            .send(Method::GET, &url, &accept, Bytes::new(), progress)
             .await?;
         if reply.status == StatusCode::NOT_FOUND {
             last_status = reply.status;

@@ -3,7 +3,6 @@
 //! exactly one `FailureReason`; the verdict on a complete response is left to `expect`.
 //! The request is built by `request`, the redirect rules are `redirect`'s, the TLS step `tls`'s.
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -17,19 +16,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use url::Url;
 
 use super::expect::{check_status, judge_body};
+use super::http1::{self, protocol_failure};
 use super::net::open;
 use super::progress::Progress;
 use super::request::build_request;
 use super::{redirect, tls, Failure, FailureReason, Outcome, ProbeResult};
 use crate::config::tls::default_client_config;
 use crate::config::{AgentSpec, MAX_REDIRECTS};
-
-/// Largest response head (status line and header lines) read, as a total: servers send more
-/// than hyper's default 100 lines, and Go's client has no count limit either.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// The shortest header line is 3 bytes (`a:` and a line feed), so with this many lines
-/// allowed the size limit is always the one a response meets first.
-const MAX_HEAD_LINES: usize = MAX_HEAD_BYTES / 3;
 
 /// One response, as far as it was read.
 struct Answer {
@@ -148,11 +141,7 @@ where
     progress.stage = "first_byte";
     let sent = Instant::now();
     let is_head = request.method() == Method::HEAD;
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_headers(MAX_HEAD_LINES)
-        .max_header_size(MAX_HEAD_BYTES)
-        // RFC 9112 5.2: a client replaces an obsolete line fold with a space; hyper does.
-        .allow_obsolete_multiline_headers_in_responses(true)
+    let (mut sender, conn) = http1::builder()
         .handshake(TokioIo::new(io))
         .await
         .map_err(protocol_failure)?;
@@ -238,33 +227,6 @@ async fn read_bounded(
 
 fn too_large(error: String) -> Failure {
     Failure::new(FailureReason::BodyTooLarge, error)
-}
-
-/// A malformed, reset or cut-short exchange. hyper's errors name what went wrong and their
-/// sources say why (e.g. the OS error); neither quotes header values. A TLS error underneath
-/// (an alert after the handshake, e.g. a client certificate required) is a TLS failure.
-fn protocol_failure(err: hyper::Error) -> Failure {
-    if let Some(failure) = tls::failure_after_handshake(&err) {
-        return failure;
-    }
-    if err.is_parse_too_large() {
-        return Failure::new(
-            FailureReason::Protocol,
-            format!("malformed response: head too large (above {MAX_HEAD_BYTES} bytes)"),
-        );
-    }
-    let mut error = if err.is_parse() {
-        format!("malformed response: {err}")
-    } else {
-        err.to_string()
-    };
-    let mut source = err.source();
-    while let Some(cause) = source {
-        error.push_str(": ");
-        error.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    Failure::new(FailureReason::Protocol, error)
 }
 
 #[cfg(test)]

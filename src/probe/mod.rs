@@ -7,12 +7,15 @@ mod grpc;
 mod grpc_conn;
 mod grpc_watch;
 mod http;
+mod http1;
 mod http_session;
 mod mcp;
+mod mcp_transport;
 mod net;
 mod progress;
 mod redirect;
 mod request;
+mod sse;
 mod tcp;
 mod tls;
 

@@ -1,5 +1,6 @@
 """Shared start-up of the HTTP peers: pick a free loopback port, run a Starlette app with
-uvicorn, print "ready PORT" once it accepts connections, then read stdin until it closes."""
+uvicorn, print "ready PORT" once it accepts connections, then read stdin until it closes; with
+`command`, each stdin line is answered with one line of what `command(line)` returns."""
 import socket
 import sys
 import threading
@@ -14,7 +15,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def serve(app, port=0):
+def serve(app, port=0, command=None):
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
@@ -23,6 +24,7 @@ def serve(app, port=0):
     while not server.started:
         time.sleep(0.02)
     print(f"ready {port}", flush=True)
-    for _ in sys.stdin:
-        pass
+    for line in sys.stdin:
+        if command is not None:
+            print(command(line.strip()), flush=True)
     server.should_exit = True

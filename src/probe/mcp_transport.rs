@@ -1,0 +1,294 @@
+//! The client side of MCP's streamable-HTTP transport, for the MCP probe: JSON-RPC requests
+//! and notifications POSTed on one `Session`, each answer found in a JSON or SSE body among
+//! the server's own requests and notifications, the `Mcp-Session-Id` kept from the first head
+//! that carries it, and the session's end (DELETE) sent after the verdict in a task bounded on
+//! its own, so that no probe, failed or not, leaves a session behind on the server.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::header::{self, HeaderName, HeaderValue};
+use http::Method;
+use serde_json::{json, Value};
+
+use super::http_session::{Answer, Session};
+use super::progress::Progress;
+use super::sse::SseParser;
+use super::{Failure, FailureReason};
+use crate::config::HttpSpec;
+
+/// How long the session's DELETE may take, apart from the probe's timeout.
+const SESSION_END_TIMEOUT: Duration = Duration::from_secs(2);
+/// JSON-RPC's "method not found".
+pub(super) const METHOD_NOT_FOUND: i64 = -32601;
+
+/// A JSON-RPC error answer.
+#[derive(Debug)]
+pub(super) struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl RpcError {
+    /// The failure it is for the probe: the server answered, and said no.
+    pub(super) fn failure(&self, method: &str) -> Failure {
+        let message: String = self.message.chars().take(200).collect();
+        Failure::new(
+            FailureReason::NotServing,
+            format!("{method}: JSON-RPC error {}: {message}", self.code),
+        )
+    }
+}
+
+/// One MCP session over HTTP.
+pub(super) struct Transport {
+    session: Session,
+    url: url::Url,
+    /// Set from the first answer head that carries one, before its body is read: a session
+    /// the server opened is ended even when the probe fails or times out after.
+    session_id: Option<HeaderValue>,
+    /// The negotiated protocol version, sent with every request after initialize.
+    pub version: Option<HeaderValue>,
+}
+
+impl Transport {
+    pub(super) fn new(http: &HttpSpec, url: &url::Url) -> Transport {
+        Transport {
+            session: Session::new(http, url),
+            url: url.clone(),
+            session_id: None,
+            version: None,
+        }
+    }
+
+    /// A request; answers the `result` of the response with this `id`, or its JSON-RPC error.
+    pub(super) async fn call(
+        &mut self,
+        id: u64,
+        method: &str,
+        params: Value,
+        progress: &mut Progress,
+    ) -> Result<Result<Value, RpcError>, Failure> {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let extra = self.headers(true);
+        let mut answer = self
+            .session
+            .request(
+                Method::POST,
+                &self.url,
+                &extra,
+                Bytes::from(body.to_string()),
+                progress,
+            )
+            .await?;
+        if self.session_id.is_none() {
+            self.session_id = answer.head.headers.get("mcp-session-id").cloned();
+        }
+        check_status(&answer, method)?;
+        let response = read_response(&mut answer, id, progress)
+            .await?
+            .map_err(|why| Failure::new(FailureReason::Protocol, format!("{method}: {why}")))?;
+        if let Some(error) = response.get("error") {
+            let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+            let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+            return Ok(Err(RpcError {
+                code,
+                message: message.to_owned(),
+            }));
+        }
+        match response.get("result") {
+            Some(result) if result.is_object() => Ok(Ok(result.clone())),
+            _ => Err(Failure::new(
+                FailureReason::Protocol,
+                format!("{method}: the response has neither a result object nor an error"),
+            )),
+        }
+    }
+
+    pub(super) async fn notify(
+        &mut self,
+        method: &str,
+        progress: &mut Progress,
+    ) -> Result<(), Failure> {
+        let body = json!({"jsonrpc": "2.0", "method": method});
+        let extra = self.headers(true);
+        let reply = self
+            .session
+            .send(
+                Method::POST,
+                &self.url,
+                &extra,
+                Bytes::from(body.to_string()),
+                progress,
+            )
+            .await?;
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(status_failure(method, reply.status.as_u16()))
+        }
+    }
+
+    /// Ends the server's session, when it opened one, in a task of its own bounded by
+    /// `SESSION_END_TIMEOUT`: the verdict and the probe's duration are already decided.
+    pub(super) fn end(self) {
+        if self.session_id.is_none() {
+            return;
+        }
+        let extra = self.headers(false);
+        let Transport {
+            mut session, url, ..
+        } = self;
+        tokio::spawn(async move {
+            let mut progress = Progress::default();
+            let delete = session.send(Method::DELETE, &url, &extra, Bytes::new(), &mut progress);
+            match tokio::time::timeout(SESSION_END_TIMEOUT, delete).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(failure)) => {
+                    tracing::debug!(%url, error = %failure.error, "MCP session end failed");
+                }
+                Err(_) => tracing::debug!(%url, "MCP session end timed out"),
+            }
+        });
+    }
+
+    fn headers(&self, posting: bool) -> Vec<(HeaderName, HeaderValue)> {
+        let mut extra = Vec::new();
+        if posting {
+            extra.push((
+                header::ACCEPT,
+                HeaderValue::from_static("application/json, text/event-stream"),
+            ));
+            extra.push((
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ));
+        }
+        if let Some(id) = &self.session_id {
+            extra.push((HeaderName::from_static("mcp-session-id"), id.clone()));
+        }
+        if let Some(version) = &self.version {
+            extra.push((
+                HeaderName::from_static("mcp-protocol-version"),
+                version.clone(),
+            ));
+        }
+        extra
+    }
+}
+
+fn check_status(answer: &Answer<'_>, method: &str) -> Result<(), Failure> {
+    if answer.head.status.is_success() {
+        Ok(())
+    } else {
+        Err(status_failure(method, answer.head.status.as_u16()))
+    }
+}
+
+fn status_failure(method: &str, status: u16) -> Failure {
+    Failure::new(
+        FailureReason::HttpStatus,
+        format!("{method}: HTTP status {status}"),
+    )
+}
+
+/// The JSON-RPC response with `id` in a JSON body, or in an SSE body's events, read only as
+/// far as that response. The outer error is the transport's; the inner says why the body
+/// holds no such response.
+async fn read_response(
+    answer: &mut Answer<'_>,
+    id: u64,
+    progress: &mut Progress,
+) -> Result<Result<Value, String>, Failure> {
+    let content_type = answer
+        .head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("text/event-stream") {
+        return read_sse(answer, id, progress).await;
+    }
+    if !content_type.starts_with("application/json") {
+        return Ok(Err(format!("unexpected Content-Type {content_type:?}")));
+    }
+    let mut body = BytesMut::new();
+    while let Some(data) = answer.chunk(progress).await? {
+        body.extend_from_slice(&data);
+    }
+    let messages = match serde_json::from_slice(&body) {
+        Ok(Value::Array(batch)) => batch,
+        Ok(one) => vec![one],
+        Err(e) => return Ok(Err(format!("the body is not JSON ({e})"))),
+    };
+    Ok(messages
+        .into_iter()
+        .find(|m| is_response_to(m, id))
+        .ok_or_else(|| format!("no JSON-RPC 2.0 response with id {id}"))
+        .and_then(checked))
+}
+
+async fn read_sse(
+    answer: &mut Answer<'_>,
+    id: u64,
+    progress: &mut Progress,
+) -> Result<Result<Value, String>, Failure> {
+    let mut parser = SseParser::default();
+    let mut unreadable = None;
+    while let Some(data) = answer.chunk(progress).await? {
+        for event in parser.push(&data) {
+            match serde_json::from_str::<Value>(&event) {
+                Ok(message) if is_response_to(&message, id) => {
+                    finish_if_ended(answer, progress);
+                    return Ok(checked(message));
+                }
+                // The server's own requests and notifications, answers to other requests.
+                Ok(_) => {}
+                Err(e) => {
+                    unreadable.get_or_insert_with(|| format!("an SSE event is not JSON ({e})"));
+                }
+            }
+        }
+    }
+    Ok(Err(unreadable.unwrap_or_else(|| {
+        format!("no JSON-RPC 2.0 response with id {id}")
+    })))
+}
+
+/// Reads the end of an SSE body when it has already arrived (servers end the stream after
+/// the response), so that the connection can carry the next request; otherwise the
+/// connection is left to close and the next request opens another.
+fn finish_if_ended(answer: &mut Answer<'_>, progress: &mut Progress) {
+    while let Some(Ok(Some(_))) = answer.chunk(progress).now_or_never() {}
+}
+
+/// A response (not a request or notification from the server) with our `id`.
+fn is_response_to(message: &Value, id: u64) -> bool {
+    message.get("method").is_none() && message.get("id").and_then(Value::as_u64) == Some(id)
+}
+
+fn checked(message: Value) -> Result<Value, String> {
+    if message.get("jsonrpc").and_then(Value::as_str) == Some("2.0") {
+        Ok(message)
+    } else {
+        Err("the response is not JSON-RPC 2.0".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_requests_and_notifications_are_not_the_response() {
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "roots/list"});
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/progress"});
+        let response = json!({"jsonrpc": "2.0", "id": 1, "result": {}});
+        assert!(!is_response_to(&request, 1));
+        assert!(!is_response_to(&note, 1));
+        assert!(!is_response_to(&response, 2));
+        assert!(is_response_to(&response, 1));
+    }
+}
