@@ -114,3 +114,47 @@ discovery:
     .await;
     assert_eq!(run.names().len(), 2);
 }
+
+/// A resolver that cannot be set up (here: a resolv.conf without a name server, which the
+/// test points the exporter at through `AGENT_HEALTH_EXPORTER_RESOLV_CONF`) fails the refresh
+/// like any other DNS error, and is tried again every `refresh_interval`: the failures keep
+/// being counted, and once the file is fixed the source finds its targets (`localhost`, from
+/// the hosts file, so that no DNS server is needed).
+#[test]
+fn dns_sd_retries_a_resolver_that_cannot_be_set_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "# no nameserver yet\n").unwrap();
+    let config = r#"
+discovery:
+  - dns_sd: {names: [localhost], record_type: A, port: 9, refresh_interval: 200ms}
+    type: worker
+    relabel_configs:
+      - {source_labels: [__meta_dns_name], target_label: agent}
+"#;
+    let exporter = harness::Binary::launch(config)
+        .env(
+            "AGENT_HEALTH_EXPORTER_RESOLV_CONF",
+            resolv.to_str().expect("utf-8 path"),
+        )
+        .start();
+    let series = "agent_exporter_discovery_refresh_failures_total{source=\"dns_sd/0\"}";
+    let retried = harness::wait_for(WAIT, || {
+        harness::metric(&exporter.metrics(), series).filter(|n| *n >= 3.0)
+    });
+    assert!(
+        retried.is_some(),
+        "the source stopped after its first failure: {:?}\n{}",
+        harness::metric(&exporter.metrics(), series),
+        exporter.logs()
+    );
+    std::fs::write(&resolv, "nameserver 127.0.0.1\n").unwrap();
+    let found = harness::wait_for(WAIT, || {
+        exporter
+            .metrics()
+            .lines()
+            .any(|l| l.starts_with("agent_probes_total{agent=\"localhost\""))
+            .then_some(())
+    });
+    assert!(found.is_some(), "{}", exporter.logs());
+}

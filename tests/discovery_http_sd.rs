@@ -9,9 +9,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agent_health_exporter::config;
+use agent_health_exporter::discovery::check::check_sources;
 use bytes::Bytes;
 use harness::discovery::{groups, Running};
 use harness::metric;
+use harness::{Behaviour, MockAgent, TlsIdentity};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -29,12 +32,20 @@ enum Answer {
     Oversized,
     NotJson,
     WrongType(String),
+    /// 302 from `from` to `to`; any other path answers `body`.
+    Moved {
+        from: String,
+        to: String,
+        body: String,
+    },
 }
 
 #[derive(Clone, Default)]
 struct Endpoint {
     answer: Arc<Mutex<Option<Answer>>>,
     authorization: Arc<Mutex<Vec<String>>>,
+    /// Method, path and `X-Fleet` header of every request.
+    requests: Arc<Mutex<Vec<(String, String, String)>>>,
 }
 
 impl Endpoint {
@@ -72,6 +83,15 @@ impl Endpoint {
                 .unwrap()
                 .push(value.to_str().unwrap_or("").to_owned());
         }
+        self.requests.lock().unwrap().push((
+            req.method().to_string(),
+            req.uri().path().to_owned(),
+            req.headers()
+                .get("x-fleet")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        ));
         let answer = self
             .answer
             .lock()
@@ -96,6 +116,12 @@ impl Endpoint {
             }
             Answer::Oversized => json(format!("[{{\"targets\": [\"{}\"]}}]", "x".repeat(4096))),
             Answer::NotJson => json("<html>oops</html>".into()),
+            Answer::Moved { from, to, .. } if req.uri().path() == from => Response::builder()
+                .status(302)
+                .header("location", to)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+            Answer::Moved { body, .. } => json(body),
             Answer::WrongType(body) => Response::builder()
                 .header("content-type", "text/plain")
                 .body(Full::new(Bytes::from(body)))
@@ -282,5 +308,96 @@ async fn an_unchanged_answer_counts_as_a_refresh_and_is_read_again_after_a_reloa
     assert!(std::sync::Arc::ptr_eq(
         &w1,
         &run.exporter.monitor.agent("w1").unwrap()
+    ));
+}
+
+/// The `http:` keys of an HTTP SD source each change its request: `method`, `headers` and
+/// the credentials go out with it, redirects are followed unless `follow_redirects: false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sd_sends_its_method_and_headers_and_follows_redirects_as_configured() {
+    let endpoint = Endpoint::default();
+    endpoint.set(Answer::Moved {
+        from: "/old".into(),
+        to: "/sd".into(),
+        body: groups(&[("w1", "127.0.0.1:9")]),
+    });
+    let addr = endpoint.clone().serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
+    let source = |extra: &str| {
+        format!(
+            "discovery:\n  - http_sd:\n      url: \"http://{addr}/old\"\n      http: {{method: POST, headers: {{X-Fleet: prod}}, basic_auth: {{username: sd, password_file: pw}}{extra}}}\n    type: worker\n"
+        )
+    };
+    let config = config::parse(&source(""), "fleet.yaml", dir.path()).unwrap();
+    let checked = check_sources(&config).await;
+    let found = checked[0].found.as_ref().expect("the redirect is followed");
+    assert_eq!(found.agents.len(), 1);
+    let seen = endpoint.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            ("POST".into(), "/old".into(), "prod".into()),
+            // 302 turns POST into GET, as for an agent's probe; same origin: headers stay.
+            ("GET".into(), "/sd".into(), "prod".into()),
+        ]
+    );
+    assert!(endpoint
+        .authorization
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|a| a.starts_with("Basic ")));
+
+    let config = config::parse(
+        &source(", follow_redirects: false"),
+        "fleet.yaml",
+        dir.path(),
+    )
+    .unwrap();
+    let checked = check_sources(&config).await;
+    let error = checked[0]
+        .found
+        .as_ref()
+        .err()
+        .expect("a redirect not followed fails");
+    assert!(error.contains("302"), "{error}");
+}
+
+/// The `tls:` keys of an HTTP SD source: `ca_file` and `server_name` make a self-signed
+/// endpoint trusted, `insecure_skip_verify` skips the check; without them TLS fails. (The
+/// mock endpoint answers without a JSON content type: getting that far proves the handshake.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sd_tls_keys_decide_whom_the_source_trusts() {
+    let identity = TlsIdentity::self_signed(&["sd.internal"]);
+    let endpoint = MockAgent::start_tls(Behaviour::ok("[]"), &identity).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &identity.cert_pem).unwrap();
+    let error = |tls: &str| {
+        let yaml = format!(
+            "discovery:\n  - http_sd: {{url: \"{}\", http: {{tls: {tls}}}}}\n",
+            endpoint.url("/sd")
+        );
+        let config = config::parse(&yaml, "fleet.yaml", dir.path()).unwrap();
+        async move {
+            check_sources(&config).await[0]
+                .found
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let handshake_passed = |e: &str| e.contains("content type");
+    assert!(!handshake_passed(&error("{}").await));
+    assert!(
+        !handshake_passed(&error("{ca_file: ca.pem}").await),
+        "wrong name"
+    );
+    assert!(handshake_passed(
+        &error("{ca_file: ca.pem, server_name: sd.internal}").await
+    ));
+    assert!(handshake_passed(
+        &error("{insecure_skip_verify: true}").await
     ));
 }

@@ -14,7 +14,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::checks::Templates;
 use super::error::ConfigIssue;
-use super::raw::{RawHttp, RawSize};
+use super::raw::{RawBasicAuth, RawHttp, RawSize, RawTls};
 use super::resolve::Resolver;
 use super::spec::{HttpSpec, Target};
 use super::values::parse_size;
@@ -27,6 +27,9 @@ pub const DEFAULT_SD_TIMEOUT: Duration = Duration::from_secs(10);
 /// An HTTP SD answer of 50,000 targets is about 5 MB; this leaves room and still stops a
 /// runaway answer.
 pub const DEFAULT_SD_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Targets a source may list at most, unless its `max_targets` says otherwise: twice the
+/// largest fleet the benchmarks run, far below what would exhaust memory.
+pub const DEFAULT_MAX_TARGETS: usize = 100_000;
 
 /// One entry of `discovery:`: exactly one source key plus what applies to its targets.
 #[derive(Debug, Deserialize)]
@@ -40,6 +43,8 @@ pub struct RawSource {
     pub check: Option<Spanned<String>>,
     #[serde(default)]
     pub relabel_configs: Vec<Spanned<RawRelabel>>,
+    /// Targets one refresh may list; beyond, the refresh fails.
+    pub max_targets: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,7 +61,34 @@ pub struct RawHttpSd {
     pub refresh_interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub max_response_bytes: Option<Spanned<RawSize>>,
-    pub http: Option<Spanned<RawHttp>>,
+    pub http: Option<Spanned<RawSdHttp>>,
+}
+
+/// `http:` of an http_sd source: an agent's `http:` without `max_body_bytes`, since the
+/// source's `max_response_bytes` bounds its answer (one bound, one key).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSdHttp {
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    pub bearer_token_file: Option<Spanned<String>>,
+    pub basic_auth: Option<Spanned<RawBasicAuth>>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub follow_redirects: Option<bool>,
+}
+
+impl From<RawSdHttp> for RawHttp {
+    fn from(raw: RawSdHttp) -> Self {
+        RawHttp {
+            method: raw.method,
+            headers: raw.headers,
+            bearer_token_file: raw.bearer_token_file,
+            basic_auth: raw.basic_auth,
+            tls: raw.tls,
+            follow_redirects: raw.follow_redirects,
+            max_body_bytes: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +117,8 @@ pub struct SourceSpec {
     pub relabel: Vec<Rule>,
     /// Tells a reload whether the source must restart.
     pub fingerprint: u64,
+    /// Targets one refresh may list; beyond, the refresh fails (`discovery::bounds`).
+    pub max_targets: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +183,7 @@ pub(super) fn resolve_sources(
                 Err(e) => issue(rule.referenced, format!("relabel_configs: {e}"), &e.fix),
             }
         }
+        let max_targets = max_targets(&mut issue, source.max_targets.as_ref());
         let mut fingerprint = DefaultHasher::new();
         let (kind_name, kind, refresh) = if let Some(file) = source.file_sd {
             let patterns: Vec<PathBuf> = file
@@ -210,6 +245,7 @@ pub(super) fn resolve_sources(
         *index += 1;
         let Some(kind) = kind else { continue };
         format!("{kind:?}").hash(&mut fingerprint);
+        max_targets.hash(&mut fingerprint);
         refresh.hash(&mut fingerprint);
         for rule in &source.relabel_configs {
             format!("{:?}", rule.value).hash(&mut fingerprint);
@@ -222,6 +258,7 @@ pub(super) fn resolve_sources(
             check: source.check.map(|c| c.value),
             relabel,
             fingerprint: fingerprint.finish(),
+            max_targets,
         });
     }
     sources
@@ -287,6 +324,25 @@ fn dns_kind(
     })
 }
 
+/// `max_targets`, or its default; 0 would make a source that can find nothing.
+fn max_targets(
+    issue: &mut impl FnMut(Location, String, &str),
+    value: Option<&Spanned<u64>>,
+) -> usize {
+    match value {
+        None => DEFAULT_MAX_TARGETS,
+        Some(v) if v.value == 0 => {
+            issue(
+                v.referenced,
+                "`max_targets` 0 would keep every target out".into(),
+                &format!("set at least 1, or remove it for the default {DEFAULT_MAX_TARGETS}"),
+            );
+            DEFAULT_MAX_TARGETS
+        }
+        Some(v) => usize::try_from(v.value).unwrap_or(usize::MAX),
+    }
+}
+
 fn duration(
     issue: &mut impl FnMut(Location, String, &str),
     value: Option<&Spanned<String>>,
@@ -310,16 +366,30 @@ fn duration(
 fn http_client(
     templates: &Templates,
     url: &Spanned<String>,
-    http: Option<Spanned<RawHttp>>,
+    http: Option<Spanned<RawSdHttp>>,
 ) -> Result<(url::Url, HttpSpec), Vec<ConfigIssue>> {
     let mut resolver = Resolver::new(
         templates.file().to_owned(),
         templates.base_dir().to_path_buf(),
     );
     let what = "http_sd";
+    let method_at = http
+        .as_ref()
+        .and_then(|h| h.value.method.as_ref())
+        .map(|m| m.referenced);
     let layer = http
-        .map(|h| resolver.http_layer(h, what))
+        .map(|h| {
+            let raw = Spanned::new(RawHttp::from(h.value), h.referenced, h.defined);
+            resolver.http_layer(raw, what)
+        })
         .unwrap_or_default();
+    if let (Some(http::Method::HEAD), Some(at)) = (&layer.method, method_at) {
+        resolver.issue(
+            at,
+            "http_sd: method HEAD gets no targets: its answer has no body",
+            "use GET (the default) or POST",
+        );
+    }
     let target = resolver.target(url.value.trim(), url.referenced, what);
     let spec = match target {
         Some((Target::Http(parsed), auth)) => {

@@ -51,7 +51,11 @@ impl ConfigIssue {
             }
             _ => first_line,
         };
-        let fix = if first_line.contains("unknown field") {
+        let fix = if first_line.contains("unknown field `max_body_bytes`") {
+            // Every `http:` takes it but an http_sd source's, whose answer has its own bound.
+            "an http_sd answer is bounded by `max_response_bytes`, beside `url`: set that instead"
+                .to_owned()
+        } else if first_line.contains("unknown field") {
             format!("remove the key or correct its spelling; {keys}")
         } else if first_line.contains("invalid type") {
             format!("give the key a value of the type it takes; {keys}")

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::read::Readings;
 use super::target::DropReason;
-use super::{dns_sd, file_sd, http_sd, Refresh};
+use super::{bounds, dns_sd, file_sd, http_sd, Refresh};
 use crate::config::{Config, ResolvedAgent, SourceKind, SourceSpec};
 
 /// What one source yielded when asked once.
@@ -68,8 +68,9 @@ pub async fn check_sources(config: &Config) -> Vec<SourceCheck> {
     out
 }
 
+/// One refresh, within the source's bounds.
 async fn once(spec: &SourceSpec) -> Refresh {
-    match &spec.kind {
+    let found = match &spec.kind {
         SourceKind::File { patterns } => file_sd::read(patterns),
         SourceKind::Http {
             url,
@@ -78,5 +79,6 @@ async fn once(spec: &SourceSpec) -> Refresh {
             max_bytes,
         } => http_sd::fetch(url, http, *timeout, *max_bytes).await,
         SourceKind::Dns { .. } => dns_sd::once(spec).await,
-    }
+    };
+    found.and_then(|d| bounds::check(d, spec.max_targets))
 }

@@ -1,7 +1,8 @@
 //! `dns_sd`: targets from SRV records (or A/AAAA records and a fixed port), asked every
 //! `refresh_interval` through hickory-resolver with the system's resolver configuration
 //! (/etc/resolv.conf), or the `nameservers` the source names. Nothing is cached between
-//! refreshes, so a changed record shows at the next one.
+//! refreshes, so a changed record shows at the next one. A resolver that cannot be set up
+//! (a broken resolv.conf) fails the refresh like any DNS error and is set up again at the next.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,25 +10,45 @@ use std::time::Duration;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::system_conf::parse_resolv_conf;
 use hickory_resolver::{ResolveError, Resolver, TokioResolver};
 
 use super::target::Discovered;
-use super::{Refresh, Sink};
+use super::{bounds, Refresh, Sink};
 use crate::config::{DnsRecord, SourceKind, SourceSpec};
+
+/// The system's resolver configuration.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Names another file to read instead of /etc/resolv.conf: the tests' way to give the
+/// exporter a broken one without touching the machine's.
+const RESOLV_CONF_ENV: &str = "AGENT_HEALTH_EXPORTER_RESOLV_CONF";
 
 /// Runs the source until its task is aborted.
 pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
-    let source = match Prepared::from(&spec) {
-        Ok(Some(source)) => source,
-        Ok(None) => return,
-        Err(error) => {
-            sink.send(Err(error));
-            return;
-        }
-    };
+    let mut prepared = None;
     loop {
-        if !sink.send(source.ask().await) {
-            return;
+        // Set up again after a failed setup: the file may be fixed by now.
+        if prepared.is_none() {
+            prepared = match Prepared::from(&spec) {
+                Ok(Some(source)) => Some(source),
+                Ok(None) => return,
+                Err(error) => {
+                    if !sink.send(Err(error)) {
+                        return;
+                    }
+                    None
+                }
+            };
+        }
+        if let Some(source) = &prepared {
+            let refresh = source
+                .ask()
+                .await
+                .and_then(|d| bounds::check(d, spec.max_targets));
+            if !sink.send(refresh) {
+                return;
+            }
         }
         tokio::time::sleep(spec.refresh_interval).await;
     }
@@ -81,7 +102,16 @@ fn resolver(
     refresh: Duration,
 ) -> Result<TokioResolver, ResolveError> {
     let mut builder = if nameservers.is_empty() {
-        TokioResolver::builder_tokio()?
+        let path = std::env::var_os(RESOLV_CONF_ENV).unwrap_or_else(|| RESOLV_CONF.into());
+        let text = std::fs::read(&path).map_err(|e| {
+            ResolveError::from(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", std::path::Path::new(&path).display()),
+            ))
+        })?;
+        let (config, options) = parse_resolv_conf(text)?;
+        Resolver::builder_with_config(config, TokioConnectionProvider::default())
+            .with_options(options)
     } else {
         let mut config = ResolverConfig::new();
         for addr in nameservers {

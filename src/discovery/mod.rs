@@ -3,6 +3,7 @@
 //! and merged with the static agents (first in config order wins a name), and the merged fleet
 //! goes to the scheduler exactly as a reload's config does.
 
+mod bounds;
 pub mod check;
 pub mod dns_sd;
 pub mod file_sd;
@@ -195,8 +196,10 @@ impl Discovery {
         }
     }
 
-    /// Takes one refresh of a source; a failed one keeps the source's last good targets.
-    fn update(&self, id: &str, generation: u64, refresh: Refresh) {
+    /// Takes one refresh of a source; a failed one keeps the source's last good targets. With
+    /// `partly_failed`, the targets (some of them the last good ones of a part that failed)
+    /// apply and the refresh counts as failed.
+    fn update(&self, id: &str, generation: u64, refresh: Refresh, partly_failed: Option<String>) {
         let mut state = self.state();
         let Some(base) = state.base.clone() else {
             return;
@@ -211,14 +214,7 @@ impl Discovery {
         let discovered = match refresh {
             Ok(discovered) => discovered,
             Err(error) => {
-                let labels = SourceLabels {
-                    source: id.to_owned(),
-                };
-                self.metrics.refresh_failures.get_or_create(&labels).inc();
-                if source.failing != Some(true) {
-                    tracing::warn!(source = id, error = %error, kept_targets = source.read.agents.len(), "discovery refresh failed; keeping the last good targets");
-                }
-                source.failing = Some(true);
+                self.failed(source, &error);
                 return;
             }
         };
@@ -226,7 +222,13 @@ impl Discovery {
         let read = source.read.next(&spec, &base, discovered, |error| {
             tracing::debug!(source = id, error = %error, "discovered target is no valid agent");
         });
-        self.succeeded(source, read.targets, &read.drops);
+        match &partly_failed {
+            None => self.succeeded(source, read.targets, &read.drops),
+            Some(error) => {
+                self.failed(source, error);
+                self.counted(id, read.targets, &read.drops);
+            }
+        }
         log_reserved(id, &read);
         let same = read.same_agents(&source.read);
         source.read = read;
@@ -270,6 +272,19 @@ impl Discovery {
         true
     }
 
+    /// A failed refresh: counted, and logged when the source starts failing.
+    fn failed(&self, source: &mut Source, error: &str) {
+        let id = source.spec.id.as_str();
+        let labels = SourceLabels {
+            source: id.to_owned(),
+        };
+        self.metrics.refresh_failures.get_or_create(&labels).inc();
+        if source.failing != Some(true) {
+            tracing::warn!(source = id, error = %error, kept_targets = source.read.agents.len(), "discovery refresh failed; keeping the last good targets");
+        }
+        source.failing = Some(true);
+    }
+
     /// A good refresh of `targets` raw targets, of which `drops` were dropped: its metrics, and
     /// the log line when the source recovers.
     fn succeeded(&self, source: &mut Source, targets: usize, drops: &[(DropReason, u64)]) {
@@ -278,6 +293,17 @@ impl Discovery {
             tracing::info!(source = id, "discovery refresh succeeded again");
         }
         source.failing = Some(false);
+        self.metrics
+            .last_success
+            .get_or_create(&SourceLabels {
+                source: id.to_owned(),
+            })
+            .set(unix_seconds(SystemTime::now()));
+        self.counted(id, targets, drops);
+    }
+
+    /// The targets and drops of a refresh whose targets were taken.
+    fn counted(&self, id: &str, targets: usize, drops: &[(DropReason, u64)]) {
         let labels = SourceLabels {
             source: id.to_owned(),
         };
@@ -285,10 +311,6 @@ impl Discovery {
             .targets
             .get_or_create(&labels)
             .set(targets as i64);
-        self.metrics
-            .last_success
-            .get_or_create(&labels)
-            .set(unix_seconds(SystemTime::now()));
         for (reason, count) in drops {
             self.metrics
                 .dropped
@@ -395,7 +417,20 @@ impl Sink {
     pub fn send(&self, refresh: Refresh) -> bool {
         match self.discovery.upgrade() {
             Some(discovery) => {
-                discovery.update(&self.id, self.generation, refresh);
+                discovery.update(&self.id, self.generation, refresh, None);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends targets of which some are the last good ones of a part that failed with `error`
+    /// (a file of a file_sd source that does not parse): they apply, and the refresh counts
+    /// as failed. False once the exporter is gone.
+    pub fn send_partial(&self, discovered: Vec<Discovered>, error: String) -> bool {
+        match self.discovery.upgrade() {
+            Some(discovery) => {
+                discovery.update(&self.id, self.generation, Ok(discovered), Some(error));
                 true
             }
             None => false,

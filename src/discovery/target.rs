@@ -141,8 +141,18 @@ pub fn fields_from_labels(
         address.clone()
     } else {
         let scheme = labels.get("__scheme__").map_or("http", String::as_str);
-        let path = labels.get("__path__").map_or("/health", String::as_str);
-        let slash = if path.starts_with('/') { "" } else { "/" };
+        // The health path is HTTP's: a grpc, grpcs or tcp URL takes no path.
+        let default_path = if matches!(scheme, "http" | "https") {
+            "/health"
+        } else {
+            ""
+        };
+        let path = labels.get("__path__").map_or(default_path, String::as_str);
+        let slash = if path.is_empty() || path.starts_with('/') {
+            ""
+        } else {
+            "/"
+        };
         format!("{scheme}://{address}{slash}{path}")
     };
     let check = labels
@@ -206,6 +216,28 @@ mod tests {
             (f.url.as_str(), f.agent_type.as_str()),
             ("https://h:1/ready", "t")
         );
+    }
+
+    #[test]
+    fn only_http_and_https_get_the_default_path() {
+        for (scheme, url) in [
+            ("grpc", "grpc://h:1"),
+            ("grpcs", "grpcs://h:1"),
+            ("tcp", "tcp://h:1"),
+            ("https", "https://h:1/health"),
+        ] {
+            let f = fields_from_labels(
+                &labels(&[
+                    ("agent", "a"),
+                    ("__address__", "h:1"),
+                    ("__scheme__", scheme),
+                ]),
+                Some("t"),
+                None,
+            )
+            .unwrap();
+            assert_eq!(f.url, url);
+        }
     }
 
     #[test]
