@@ -39,6 +39,8 @@ pub enum DropReason {
     Invalid,
     /// Another agent, earlier in config order, has its name.
     DuplicateName,
+    /// It asked (by `__check__` or `agent_type`) for a check its source does not allow.
+    CheckNotAllowed,
 }
 
 impl DropReason {
@@ -49,6 +51,7 @@ impl DropReason {
             DropReason::MissingType => "missing_type",
             DropReason::Invalid => "invalid",
             DropReason::DuplicateName => "duplicate_name",
+            DropReason::CheckNotAllowed => "check_not_allowed",
         }
     }
 }
