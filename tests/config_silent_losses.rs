@@ -100,3 +100,33 @@ fn a_day_exactly_is_accepted() {
     let config = config::parse(yaml, "fleet.yaml", no_dir()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.agents[0].spec.interval.as_secs(), 24 * 3600);
 }
+
+#[test]
+fn an_unknown_check_of_a_discovery_source_is_refused_with_the_checks_there_are() {
+    let yaml = "checks:\n  deep: {}\n  shallow: {}\ndiscovery:\n  - file_sd: {files: [a.json]}\n    check: nosuch\n";
+    assert_eq!(
+        one_issue(no_dir(), yaml),
+        "fleet.yaml:6:12: discovery source file_sd/0: unknown check \"nosuch\" (fix: use one of the checks: deep, shallow)"
+    );
+}
+
+#[test]
+fn an_unknown_name_in_allowed_checks_is_refused_at_its_place() {
+    let yaml = "checks:\n  deep: {}\ndiscovery:\n  - file_sd: {files: [a.json]}\n  - http_sd: {url: 'http://127.0.0.1:1/sd'}\n    allowed_checks: [deep, billing]\n";
+    assert_eq!(
+        one_issue(no_dir(), yaml),
+        "fleet.yaml:6:28: discovery source http_sd/0: allowed_checks: unknown check \"billing\" (fix: use one of the checks: deep)"
+    );
+    let yaml = "discovery:\n  - file_sd: {files: [a.json]}\n    allowed_checks: [billing]\n";
+    assert_eq!(
+        one_issue(no_dir(), yaml),
+        "fleet.yaml:3:22: discovery source file_sd/0: allowed_checks: unknown check \"billing\" (fix: add `checks: {billing: {...}}` or remove it from `allowed_checks`)"
+    );
+}
+
+#[test]
+fn a_sources_known_check_and_allowed_checks_load() {
+    let yaml = "checks:\n  deep: {}\n  billing: {}\ndiscovery:\n  - file_sd: {files: [a.json]}\n    check: deep\n    allowed_checks: [billing]\n";
+    let config = config::parse(yaml, "fleet.yaml", no_dir()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.discovery.len(), 1);
+}
