@@ -314,7 +314,7 @@ async fn main() {
     let file = document(count, 0, "", 0, 0, Style::Compact);
     std::fs::write(dir.path().join("targets.json"), &file).expect("write");
     let config = format!(
-        "{templates}discovery:\n  - file_sd: {{files: [targets.json]}}\n    type: worker\n"
+        "{templates}discovery:\n  - file_sd: {{files: [targets.json]}}\n    type: worker\n    allowed_checks: [fast]\n"
     );
     let (exporter, t0, c0) = start(dir.path(), &config);
     wait_for(&exporter, count).await;
@@ -334,7 +334,7 @@ async fn main() {
     };
     body.lock().expect("lock").current = doc(0, 0, Style::Compact);
     let config = format!(
-        "{templates}discovery:\n  - http_sd: {{url: \"http://{sd_addr}/sd\", refresh_interval: 1s}}\n    type: worker\n"
+        "{templates}discovery:\n  - http_sd: {{url: \"http://{sd_addr}/sd\", refresh_interval: 1s}}\n    type: worker\n    allowed_checks: [fast]\n"
     );
     let (exporter, t0, c0) = start(dir.path(), &config);
     wait_for(&exporter, count).await;

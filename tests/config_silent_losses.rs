@@ -102,6 +102,36 @@ fn a_day_exactly_is_accepted() {
 }
 
 #[test]
+fn an_unknown_check_of_a_discovery_source_is_refused_with_the_checks_there_are() {
+    let yaml = "checks:\n  deep: {}\n  shallow: {}\ndiscovery:\n  - file_sd: {files: [a.json]}\n    check: nosuch\n";
+    assert_eq!(
+        one_issue(no_dir(), yaml),
+        "fleet.yaml:6:12: discovery source file_sd/0: unknown check \"nosuch\" (fix: use one of the checks: deep, shallow)"
+    );
+}
+
+#[test]
+fn an_unknown_name_in_allowed_checks_is_refused_at_its_place() {
+    let yaml = "checks:\n  deep: {}\ndiscovery:\n  - file_sd: {files: [a.json]}\n  - http_sd: {url: 'http://127.0.0.1:1/sd'}\n    allowed_checks: [deep, billing]\n";
+    assert_eq!(
+        one_issue(no_dir(), yaml),
+        "fleet.yaml:6:28: discovery source http_sd/0: allowed_checks: unknown check \"billing\" (fix: use one of the checks: deep)"
+    );
+    let yaml = "discovery:\n  - file_sd: {files: [a.json]}\n    allowed_checks: [billing]\n";
+    assert_eq!(
+        one_issue(no_dir(), yaml),
+        "fleet.yaml:3:22: discovery source file_sd/0: allowed_checks: unknown check \"billing\" (fix: add `checks: {billing: {...}}` or remove it from `allowed_checks`)"
+    );
+}
+
+#[test]
+fn a_sources_known_check_and_allowed_checks_load() {
+    let yaml = "checks:\n  deep: {}\n  billing: {}\ndiscovery:\n  - file_sd: {files: [a.json]}\n    check: deep\n    allowed_checks: [billing]\n";
+    let config = config::parse(yaml, "fleet.yaml", no_dir()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.discovery.len(), 1);
+}
+
+#[test]
 fn http_sd_max_body_bytes_is_refused_in_favour_of_max_response_bytes() {
     let yaml =
         "discovery:\n  - http_sd:\n      url: http://h/sd\n      http: {max_body_bytes: 1MiB}\n";
@@ -168,6 +198,7 @@ const DISCOVERY_KEYS: &[(&str, &str)] = &[
     ("discovery.dns_sd.nameservers", "discovery_dns_sd::dns_sd_follows_srv_records_served_by_dnsmasq"),
     ("discovery.type", "discovery_file_sd::file_sd_follows_renames_and_in_place_writes_and_keeps_unchanged_agents"),
     ("discovery.check", "discovery_checks"),
+    ("discovery.allowed_checks", "discovery_sources::an_sd_target_never_gets_the_credentials_of_a_check_its_source_does_not_allow"),
     ("discovery.max_targets", "discovery_file_sd::a_refresh_beyond_the_bounds_fails_and_keeps_the_last_good_targets"),
     ("discovery.relabel_configs", "discovery_file_sd, relabel (unit tests), realworld (against Prometheus)"),
     ("discovery.relabel_configs.source_labels", "relabel"),

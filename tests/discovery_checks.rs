@@ -22,6 +22,7 @@ checks:
 discovery:
   - file_sd: {files: [labelled.json]}
     type: worker
+    allowed_checks: [deep]
   - file_sd: {files: [sourced.json]}
     type: indexer
     check: shallow

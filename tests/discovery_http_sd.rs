@@ -300,7 +300,9 @@ async fn an_unchanged_answer_counts_as_a_refresh_and_is_read_again_after_a_reloa
 
     std::fs::write(
         run.path("config.yaml"),
-        format!("checks: {{strict: {{failure_threshold: 3}}}}\n{sources}"),
+        format!(
+            "checks: {{strict: {{failure_threshold: 3}}}}\n{sources}    allowed_checks: [strict]\n"
+        ),
     )
     .unwrap();
     run.exporter.reloader.reload().expect("reload");

@@ -44,6 +44,22 @@ impl Templates {
         self.checks.keys().map(String::as_str)
     }
 
+    /// Whether a check of this name exists.
+    pub fn has_check(&self, name: &str) -> bool {
+        self.checks.contains_key(name)
+    }
+
+    /// The fix of a reference to check `name`, which does not exist: the checks there are, or
+    /// how to add one; `or` is the other way out (e.g. "remove `check`").
+    pub(super) fn unknown_check_fix(&self, name: &str, or: &str) -> String {
+        let known: Vec<&str> = self.check_names().collect();
+        if known.is_empty() {
+            format!("add `checks: {{{name}: {{...}}}}` or {or}")
+        } else {
+            format!("use one of the checks: {}", known.join(", "))
+        }
+    }
+
     /// The agent's `check:` when given (`None` with an issue when no such check exists), else
     /// the check named like `agent_type`, else the defaults alone.
     pub(super) fn choose(
@@ -55,12 +71,7 @@ impl Templates {
     ) -> Option<Chosen<'_>> {
         if let Some((name, at)) = check {
             let Some(layer) = self.checks.get(name) else {
-                let known: Vec<&str> = self.check_names().collect();
-                let fix = if known.is_empty() {
-                    format!("add `checks: {{{name}: {{...}}}}` or remove `check`")
-                } else {
-                    format!("use one of the checks: {}", known.join(", "))
-                };
+                let fix = self.unknown_check_fix(name, "remove `check`");
                 resolver.issue(at, format!("{what}: unknown check {name:?}"), fix);
                 return None;
             };

@@ -41,6 +41,9 @@ pub struct RawSource {
     #[serde(rename = "type")]
     pub agent_type: Option<Spanned<String>>,
     pub check: Option<Spanned<String>>,
+    /// Checks a target may ask for besides `check`: credentials follow the config.
+    #[serde(default)]
+    pub allowed_checks: Vec<Spanned<String>>,
     #[serde(default)]
     pub relabel_configs: Vec<Spanned<RawRelabel>>,
     /// Targets one refresh may list; beyond, the refresh fails.
@@ -114,11 +117,36 @@ pub struct SourceSpec {
     pub agent_type: Option<String>,
     /// The check of targets that do not set `__check__`.
     pub check: Option<String>,
+    /// The other checks its targets may use (`allows_check`).
+    pub allowed_checks: Vec<String>,
     pub relabel: Vec<Rule>,
-    /// Tells a reload whether the source must restart.
+    /// The settings its task runs on (what it asks, how often): a reload that keeps them keeps
+    /// the task.
     pub fingerprint: u64,
     /// Targets one refresh may list; beyond, the refresh fails (`discovery::bounds`).
     pub max_targets: usize,
+    /// Every setting, the fingerprint's included: tells a reload which old source a new one is.
+    pub settings: u64,
+}
+
+impl SourceSpec {
+    /// Whether a target of this source may use check `name`: the source's `check:` (else the
+    /// check named like its `type:`, which its targets use by default) or one of
+    /// `allowed_checks`. A target never picks credentials the config did not give its source.
+    pub fn allows_check(&self, name: &str) -> bool {
+        self.check.as_deref().or(self.agent_type.as_deref()) == Some(name)
+            || self.allowed_checks.iter().any(|c| c == name)
+    }
+
+    /// What the source asks (its files, URL or DNS names), which a reload that changes its
+    /// other settings keeps.
+    pub fn locator(&self) -> String {
+        match &self.kind {
+            SourceKind::File { patterns } => format!("file_sd {patterns:?}"),
+            SourceKind::Http { url, .. } => format!("http_sd {url}"),
+            SourceKind::Dns { names, .. } => format!("dns_sd {names:?}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +204,17 @@ pub(super) fn resolve_sources(
             );
             continue;
         }
+        let kind_name = if source.file_sd.is_some() {
+            "file_sd"
+        } else if source.http_sd.is_some() {
+            "http_sd"
+        } else {
+            "dns_sd"
+        };
+        let index = counts.entry(kind_name).or_insert(0);
+        let id = format!("{kind_name}/{index}");
+        *index += 1;
+        checks_known(templates, &id, &source, &mut issue);
         let mut relabel = Vec::new();
         for rule in &source.relabel_configs {
             match Rule::compile(&rule.value) {
@@ -185,7 +224,7 @@ pub(super) fn resolve_sources(
         }
         let max_targets = max_targets(&mut issue, source.max_targets.as_ref());
         let mut fingerprint = DefaultHasher::new();
-        let (kind_name, kind, refresh) = if let Some(file) = source.file_sd {
+        let (kind, refresh) = if let Some(file) = source.file_sd {
             let patterns: Vec<PathBuf> = file
                 .value
                 .files
@@ -201,7 +240,7 @@ pub(super) fn resolve_sources(
             }
             let refresh = duration(&mut issue, file.value.refresh_interval.as_ref())
                 .unwrap_or(DEFAULT_FILE_REFRESH);
-            ("file_sd", Some(SourceKind::File { patterns }), refresh)
+            (Some(SourceKind::File { patterns }), refresh)
         } else if let Some(http) = source.http_sd {
             let refresh = duration(&mut issue, http.value.refresh_interval.as_ref())
                 .unwrap_or(DEFAULT_HTTP_REFRESH);
@@ -231,22 +270,26 @@ pub(super) fn resolve_sources(
                     None
                 }
             };
-            ("http_sd", kind, refresh)
+            (kind, refresh)
         } else if let Some(dns) = source.dns_sd {
             let refresh = duration(&mut issue, dns.value.refresh_interval.as_ref())
                 .unwrap_or(DEFAULT_DNS_REFRESH);
             let kind = dns_kind(dns, &mut issue);
-            ("dns_sd", kind, refresh)
+            (kind, refresh)
         } else {
             continue;
         };
-        let index = counts.entry(kind_name).or_insert(0);
-        let id = format!("{kind_name}/{index}");
-        *index += 1;
         let Some(kind) = kind else { continue };
         format!("{kind:?}").hash(&mut fingerprint);
         max_targets.hash(&mut fingerprint);
         refresh.hash(&mut fingerprint);
+        let task = fingerprint.finish();
+        let agent_type = source.agent_type.map(|t| t.value);
+        let check = source.check.map(|c| c.value);
+        let allowed_checks: Vec<String> =
+            source.allowed_checks.into_iter().map(|c| c.value).collect();
+        // How targets are read: a change re-reads them, the task goes on.
+        (&agent_type, &check, &allowed_checks).hash(&mut fingerprint);
         for rule in &source.relabel_configs {
             format!("{:?}", rule.value).hash(&mut fingerprint);
         }
@@ -254,14 +297,49 @@ pub(super) fn resolve_sources(
             id,
             kind,
             refresh_interval: refresh,
-            agent_type: source.agent_type.map(|t| t.value),
-            check: source.check.map(|c| c.value),
+            agent_type,
+            check,
+            allowed_checks,
             relabel,
-            fingerprint: fingerprint.finish(),
+            fingerprint: task,
+            settings: fingerprint.finish(),
             max_targets,
         });
     }
     sources
+}
+
+/// A source's `check:` and `allowed_checks` must name checks of the config, as an agent's
+/// `check:` must: else the mistake would show only when a target arrives, as a dropped target.
+fn checks_known(
+    templates: &Templates,
+    id: &str,
+    source: &RawSource,
+    issue: &mut impl FnMut(Location, String, &str),
+) {
+    if let Some(check) = &source.check {
+        if !templates.has_check(&check.value) {
+            let fix = templates.unknown_check_fix(&check.value, "remove `check`");
+            issue(
+                check.referenced,
+                format!("discovery source {id}: unknown check {:?}", check.value),
+                &fix,
+            );
+        }
+    }
+    for check in &source.allowed_checks {
+        if !templates.has_check(&check.value) {
+            let fix = templates.unknown_check_fix(&check.value, "remove it from `allowed_checks`");
+            issue(
+                check.referenced,
+                format!(
+                    "discovery source {id}: allowed_checks: unknown check {:?}",
+                    check.value
+                ),
+                &fix,
+            );
+        }
+    }
 }
 
 fn dns_kind(

@@ -36,7 +36,7 @@ pub async fn check_sources(config: &Config) -> Vec<SourceCheck> {
     for spec in &config.discovery {
         let found = once(spec).await.map(|discovered| {
             let mut invalid = Vec::new();
-            let read = Readings::default().next(spec, &config.templates, discovered, |error| {
+            let read = Readings::default().next(spec, &config.templates, discovered, |_, error| {
                 invalid.push(error.to_owned());
             });
             let mut dropped: Vec<(&'static str, u64)> =

@@ -8,6 +8,7 @@ pub mod check;
 pub mod dns_sd;
 pub mod file_sd;
 pub mod http_sd;
+mod pairing;
 mod read;
 pub mod target;
 
@@ -18,10 +19,11 @@ use std::time::SystemTime;
 use tokio::task::AbortHandle;
 
 use crate::config::{Config, ResolvedAgent, SourceKind, SourceSpec, Templates};
-use crate::metrics::discovery::{DiscoveryMetrics, DropLabels, SourceLabels};
+use crate::metrics::discovery::{DiscoveryMetrics, DropLabels, SourceLabels, SourceSeries};
 use crate::monitor::unix_seconds;
 use crate::scheduler::{ReloadSummary, Scheduler};
 use crate::shard::Shard;
+use pairing::Pairing;
 use read::{Found, Readings, Seeded};
 use target::{Discovered, DropReason};
 
@@ -72,14 +74,25 @@ impl Drop for Source {
     }
 }
 
-const REASONS: [DropReason; 6] = [
+const REASONS: [DropReason; 7] = [
     DropReason::Relabel,
     DropReason::MissingName,
     DropReason::MissingType,
     DropReason::Invalid,
     DropReason::DuplicateName,
     DropReason::ReservedLabel,
+    DropReason::CheckNotAllowed,
 ];
+
+/// A re-read target that is no valid agent: said at debug, as in a refresh.
+fn log_dropped(source: &str) -> impl FnMut(DropReason, &str) + '_ {
+    move |reason, error| {
+        // Refused checks are said once per refresh, at warn (`Discovery::succeeded`).
+        if reason != DropReason::CheckNotAllowed {
+            tracing::debug!(source, error = %error, "discovered target is no valid agent");
+        }
+    }
+}
 
 impl Discovery {
     pub fn new(scheduler: Arc<Scheduler>, metrics: DiscoveryMetrics) -> Arc<Discovery> {
@@ -95,50 +108,72 @@ impl Discovery {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies a freshly loaded config: its static agents, and its sources (a source whose
-    /// settings did not change keeps running and keeps its targets). Must be called inside a
-    /// Tokio runtime.
+    /// Applies a freshly loaded config: its static agents, and its sources. A source is known
+    /// by its settings (`pairing.rs`): one whose task is unchanged keeps running, one whose task
+    /// changed restarts; both keep their last good targets, read through their new settings, so
+    /// that their unchanged agents keep their state. Must be called inside a Tokio runtime.
     pub fn apply_config(&self, config: &Config) -> ReloadSummary {
         let mut state = self.state();
         state.static_agents = config.agents.clone();
         let base = config.templates.clone();
         state.base = Some(base.clone());
-        let mut old: HashMap<String, Source> = std::mem::take(&mut state.sources)
-            .into_iter()
-            .map(|s| (s.spec.id.clone(), s))
-            .collect();
-        for spec in &config.discovery {
-            let kept = old
-                .remove(&spec.id)
-                .filter(|s| s.spec.fingerprint == spec.fingerprint);
-            let source = match kept {
-                Some(mut source) => {
-                    // Same settings; a rotated token or key pair of the HTTP SD client is taken
-                    // into the running source's cells, as a static agent's is.
-                    if let (
-                        SourceKind::Http { http: old, .. },
-                        SourceKind::Http { http: new, .. },
-                    ) = (&source.spec.kind, &spec.kind)
-                    {
-                        if old.adopt_secrets(new) {
-                            tracing::info!(source = %spec.id, "discovery source took its rotated credentials");
-                        }
-                    }
-                    // `defaults` and `checks` may have changed: every target resolves again.
-                    source.read.resolve_again(&base);
-                    source.reread = true;
-                    source
-                }
-                None => {
-                    state.next_generation += 1;
-                    self.start(Arc::new(spec.clone()), state.next_generation)
-                }
-            };
-            state.sources.push(source);
-        }
+        let old = std::mem::take(&mut state.sources);
+        let pairings = {
+            let specs: Vec<&SourceSpec> = old.iter().map(|s| &*s.spec).collect();
+            pairing::pair(&specs, &config.discovery)
+        };
         let reasons: Vec<&'static str> = REASONS.iter().map(|r| r.as_str()).collect();
-        for gone in old.keys() {
-            self.metrics.forget(gone, &reasons);
+        // The series of a source follow it to its new `source` label; those of a removed source
+        // go. Taken all before any is restored: two sources may swap places.
+        let mut moved: Vec<Option<SourceSeries>> = old.iter().map(|_| None).collect();
+        for (i, source) in old.iter().enumerate() {
+            let stays = pairings.iter().zip(&config.discovery).any(|(p, spec)| {
+                matches!(p, Pairing::Keep(o) | Pairing::Seed(o) if *o == i)
+                    && spec.id == source.spec.id
+            });
+            if !stays {
+                moved[i] = Some(self.metrics.take(&source.spec.id, &reasons));
+            }
+        }
+        let mut old: Vec<Option<Source>> = old.into_iter().map(Some).collect();
+        for (spec, pairing) in config.discovery.iter().zip(pairings) {
+            let new_spec = Arc::new(spec.clone());
+            let (source, was) = match pairing {
+                Pairing::Keep(i) => match old[i].take() {
+                    Some(mut source) => {
+                        // A rotated token or key pair of the HTTP SD client is taken into the
+                        // running task's cells, as a static agent's is.
+                        if let (
+                            SourceKind::Http { http: old, .. },
+                            SourceKind::Http { http: new, .. },
+                        ) = (&source.spec.kind, &spec.kind)
+                        {
+                            if old.adopt_secrets(new) {
+                                tracing::info!(source = %spec.id, "discovery source took its rotated credentials");
+                            }
+                        }
+                        source.read = source.read.reread(spec, &base, log_dropped(&spec.id));
+                        source.spec = new_spec;
+                        source.reread = true;
+                        (source, Some(i))
+                    }
+                    None => (self.start(new_spec, &mut state.next_generation), None),
+                },
+                Pairing::Seed(i) => {
+                    let mut source = self.start(new_spec, &mut state.next_generation);
+                    if let Some(was) = old[i].take() {
+                        source.read = was.read.reread(spec, &base, log_dropped(&spec.id));
+                        tracing::info!(source = %spec.id, was = %was.spec.id, kept_agents = source.read.agents.len(), "discovery source restarted with new settings; its last good targets are kept until it refreshes");
+                    }
+                    (source, Some(i))
+                }
+                Pairing::New => (self.start(new_spec, &mut state.next_generation), None),
+            };
+            if let Some(series) = was.and_then(|i| moved[i].take()) {
+                self.metrics.restore(&spec.id, &series);
+            }
+            self.metrics.start(&spec.id, &reasons);
+            state.sources.push(source);
         }
         drop(old);
         self.compose(&mut state)
@@ -168,19 +203,15 @@ impl Discovery {
             .collect()
     }
 
-    fn start(&self, spec: Arc<SourceSpec>, generation: u64) -> Source {
+    /// Starts a source's task; `generations` numbers the tasks, so that a replaced one's
+    /// last refresh is told from its successor's.
+    fn start(&self, spec: Arc<SourceSpec>, generations: &mut u64) -> Source {
+        *generations += 1;
+        let generation = *generations;
         let sink = Sink {
             discovery: self.me.clone(),
-            id: spec.id.clone(),
             generation,
         };
-        // Every reason's series exists from the source's start, so `increase()` sees the first.
-        for reason in REASONS {
-            drop(self.metrics.dropped.get_or_create(&DropLabels {
-                source: spec.id.clone(),
-                reason: reason.as_str(),
-            }));
-        }
         let task = match &spec.kind {
             SourceKind::File { .. } => tokio::spawn(file_sd::run(spec.clone(), sink)),
             SourceKind::Http { .. } => tokio::spawn(http_sd::run(spec.clone(), sink)),
@@ -199,7 +230,7 @@ impl Discovery {
     /// Takes one refresh of a source; a failed one keeps the source's last good targets. With
     /// `partly_failed`, the targets (some of them the last good ones of a part that failed)
     /// apply and the refresh counts as failed.
-    fn update(&self, id: &str, generation: u64, refresh: Refresh, partly_failed: Option<String>) {
+    fn update(&self, generation: u64, refresh: Refresh, partly_failed: Option<String>) {
         let mut state = self.state();
         let Some(base) = state.base.clone() else {
             return;
@@ -207,10 +238,12 @@ impl Discovery {
         let Some(source) = state
             .sources
             .iter_mut()
-            .find(|s| s.spec.id == id && s.generation == generation)
+            .find(|s| s.generation == generation)
         else {
             return;
         };
+        let spec = source.spec.clone();
+        let id = spec.id.as_str();
         let discovered = match refresh {
             Ok(discovered) => discovered,
             Err(error) => {
@@ -218,21 +251,18 @@ impl Discovery {
                 return;
             }
         };
-        let spec = source.spec.clone();
-        let read = source.read.next(&spec, &base, discovered, |error| {
-            tracing::debug!(source = id, error = %error, "discovered target is no valid agent");
-        });
-        match &partly_failed {
-            None => self.succeeded(source, read.targets, &read.drops),
-            Some(error) => {
-                self.failed(source, error);
-                self.counted(id, read.targets, &read.drops);
-            }
-        }
-        log_reserved(id, &read);
+        let read = source.read.next(&spec, &base, discovered, log_dropped(id));
         let same = read.same_agents(&source.read);
         source.read = read;
         source.reread = false;
+        match &partly_failed {
+            None => self.succeeded(source),
+            Some(error) => {
+                self.failed(source, error);
+                self.counted(source);
+            }
+        }
+        log_reserved(id, &source.read);
         if same {
             // The fleet it makes is the one running.
             return;
@@ -253,12 +283,12 @@ impl Discovery {
     /// Takes a refresh whose answer was the same as the source's last good one, unless that
     /// one must be read again (`Source::reread`): then answers false, and the source sends the
     /// refresh whole.
-    fn update_unchanged(&self, id: &str, generation: u64) -> bool {
+    fn update_unchanged(&self, generation: u64) -> bool {
         let mut state = self.state();
         let Some(source) = state
             .sources
             .iter_mut()
-            .find(|s| s.spec.id == id && s.generation == generation)
+            .find(|s| s.generation == generation)
         else {
             // A source replaced by a reload: its task is being stopped.
             return true;
@@ -266,9 +296,8 @@ impl Discovery {
         if source.reread {
             return false;
         }
-        let (targets, drops) = (source.read.targets, source.read.drops.clone());
-        self.succeeded(source, targets, &drops);
-        log_reserved(id, &source.read);
+        self.succeeded(source);
+        log_reserved(source.spec.id.as_str(), &source.read);
         true
     }
 
@@ -285,9 +314,9 @@ impl Discovery {
         source.failing = Some(true);
     }
 
-    /// A good refresh of `targets` raw targets, of which `drops` were dropped: its metrics, and
-    /// the log line when the source recovers.
-    fn succeeded(&self, source: &mut Source, targets: usize, drops: &[(DropReason, u64)]) {
+    /// A good refresh, read into `source.read`: its metrics, the log line when the source
+    /// recovers, and one line for the targets refused a check.
+    fn succeeded(&self, source: &mut Source) {
         let id = source.spec.id.as_str();
         if source.failing == Some(true) {
             tracing::info!(source = id, "discovery refresh succeeded again");
@@ -299,19 +328,20 @@ impl Discovery {
                 source: id.to_owned(),
             })
             .set(unix_seconds(SystemTime::now()));
-        self.counted(id, targets, drops);
+        self.counted(source);
     }
 
-    /// The targets and drops of a refresh whose targets were taken.
-    fn counted(&self, id: &str, targets: usize, drops: &[(DropReason, u64)]) {
-        let labels = SourceLabels {
-            source: id.to_owned(),
-        };
+    /// The targets and drops of a refresh whose targets were taken, and one line for the
+    /// targets refused a check.
+    fn counted(&self, source: &Source) {
+        let id = source.spec.id.as_str();
         self.metrics
             .targets
-            .get_or_create(&labels)
-            .set(targets as i64);
-        for (reason, count) in drops {
+            .get_or_create(&SourceLabels {
+                source: id.to_owned(),
+            })
+            .set(source.read.targets as i64);
+        for (reason, count) in &source.read.drops {
             self.metrics
                 .dropped
                 .get_or_create(&DropLabels {
@@ -319,6 +349,10 @@ impl Discovery {
                     reason: reason.as_str(),
                 })
                 .inc_by(*count);
+            if *reason == DropReason::CheckNotAllowed {
+                let example = source.read.refused.as_deref().unwrap_or_default();
+                tracing::warn!(source = id, dropped = count, example, "targets asked for checks their source does not allow and were dropped: credentials follow the config, never the targets");
+            }
         }
     }
 
@@ -408,7 +442,7 @@ fn log_reserved(source: &str, read: &Readings) {
 /// How a source task hands its refreshes back.
 pub struct Sink {
     discovery: Weak<Discovery>,
-    id: String,
+    /// Which task this is: a reload may move its source to another id.
     generation: u64,
 }
 
@@ -417,7 +451,7 @@ impl Sink {
     pub fn send(&self, refresh: Refresh) -> bool {
         match self.discovery.upgrade() {
             Some(discovery) => {
-                discovery.update(&self.id, self.generation, refresh, None);
+                discovery.update(self.generation, refresh, None);
                 true
             }
             None => false,
@@ -430,7 +464,7 @@ impl Sink {
     pub fn send_partial(&self, discovered: Vec<Discovered>, error: String) -> bool {
         match self.discovery.upgrade() {
             Some(discovery) => {
-                discovery.update(&self.id, self.generation, Ok(discovered), Some(error));
+                discovery.update(self.generation, Ok(discovered), Some(error));
                 true
             }
             None => false,
@@ -442,6 +476,6 @@ impl Sink {
     /// sent whole all the same, `None` once the exporter is gone.
     pub fn unchanged(&self) -> Option<bool> {
         let discovery = self.discovery.upgrade()?;
-        Some(discovery.update_unchanged(&self.id, self.generation))
+        Some(discovery.update_unchanged(self.generation))
     }
 }

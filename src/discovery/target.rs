@@ -41,6 +41,8 @@ pub enum DropReason {
     DuplicateName,
     /// Not dropped itself: it lost labels whose names the exporter sets (`status`, …).
     ReservedLabel,
+    /// It asked (by `__check__` or `agent_type`) for a check its source does not allow.
+    CheckNotAllowed,
 }
 
 impl DropReason {
@@ -52,6 +54,7 @@ impl DropReason {
             DropReason::Invalid => "invalid",
             DropReason::DuplicateName => "duplicate_name",
             DropReason::ReservedLabel => "reserved_label",
+            DropReason::CheckNotAllowed => "check_not_allowed",
         }
     }
 }

@@ -32,20 +32,80 @@ pub struct DiscoveryMetrics {
     pub last_success: Family<SourceLabels, Gauge<f64, AtomicU64>>,
 }
 
+/// The values of one source's series, carried to its new `source` label when a reload moves
+/// it to another place in the config.
+#[derive(Debug, Default)]
+pub struct SourceSeries {
+    targets: i64,
+    refresh_failures: u64,
+    last_success: f64,
+    dropped: Vec<(&'static str, u64)>,
+}
+
 impl DiscoveryMetrics {
-    /// Forgets a source a reload removed, so that its series disappear.
-    pub fn forget(&self, source: &str, reasons: &[&'static str]) {
+    /// Every series of `source` at 0, for `increase()` to see its first failure or drop; series
+    /// that exist keep their values.
+    pub fn start(&self, source: &str, reasons: &[&'static str]) {
         let labels = SourceLabels {
             source: source.to_owned(),
+        };
+        let _ = self.targets.get_or_create(&labels);
+        let _ = self.refresh_failures.get_or_create(&labels);
+        let _ = self.last_success.get_or_create(&labels);
+        for reason in reasons {
+            let _ = self.dropped.get_or_create(&DropLabels {
+                source: source.to_owned(),
+                reason,
+            });
+        }
+    }
+
+    /// Removes the series of `source` (a reload removed or moved it) and answers their values.
+    pub fn take(&self, source: &str, reasons: &[&'static str]) -> SourceSeries {
+        let labels = SourceLabels {
+            source: source.to_owned(),
+        };
+        let mut series = SourceSeries {
+            targets: self.targets.get(&labels).map_or(0, |g| g.get()),
+            refresh_failures: self.refresh_failures.get(&labels).map_or(0, |c| c.get()),
+            last_success: self.last_success.get(&labels).map_or(0.0, |g| g.get()),
+            dropped: Vec::new(),
         };
         self.targets.remove(&labels);
         self.refresh_failures.remove(&labels);
         self.last_success.remove(&labels);
         for reason in reasons {
-            self.dropped.remove(&DropLabels {
+            let labels = DropLabels {
                 source: source.to_owned(),
                 reason,
-            });
+            };
+            if let Some(count) = self.dropped.get(&labels).map(|c| c.get()) {
+                series.dropped.push((reason, count));
+            }
+            self.dropped.remove(&labels);
+        }
+        series
+    }
+
+    /// Sets the series of `source` to `series` (taken from its old label by `take`).
+    pub fn restore(&self, source: &str, series: &SourceSeries) {
+        let labels = SourceLabels {
+            source: source.to_owned(),
+        };
+        self.targets.get_or_create(&labels).set(series.targets);
+        self.refresh_failures
+            .get_or_create(&labels)
+            .inc_by(series.refresh_failures);
+        self.last_success
+            .get_or_create(&labels)
+            .set(series.last_success);
+        for (reason, count) in &series.dropped {
+            self.dropped
+                .get_or_create(&DropLabels {
+                    source: source.to_owned(),
+                    reason,
+                })
+                .inc_by(*count);
         }
     }
 

@@ -11,6 +11,7 @@
 //! - `http`: the HTTP client, blocking and async, and an event-stream reader.
 //! - `discovery`: the exporter in-process on a config and files of the test's own, for the
 //!   discovery tests: who is in the fleet, each agent's origin, waiting for the fleet to change.
+//! - `sd_server`: an HTTP SD endpoint whose answer the test changes (`SdServer`).
 //! - `peers`: the protocol tests' reference peers (Python gRPC, MCP, A2A servers in the venv of
 //!   tests/peers/setup-venv.sh), skipped with a message when the venv is missing.
 //!
@@ -22,6 +23,7 @@ pub mod binary;
 pub mod discovery;
 pub mod http;
 pub mod peers;
+pub mod sd_server;
 pub mod served;
 
 use std::path::{Path, PathBuf};
