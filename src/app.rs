@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::forward::{Forwarder, Peers};
 use crate::metrics::{BuildInfo, ExporterMetrics, Metrics};
 use crate::monitor::Monitor;
 use crate::reload::Reloader;
@@ -37,6 +38,8 @@ pub struct Options {
     pub shard: Shard,
     /// Which state-changing endpoints are on.
     pub endpoints: Endpoints,
+    /// `--heartbeat.peers`: one URL template per replica set, `{shard}` for the shard.
+    pub heartbeat_peers: Vec<String>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             limits: Limits::default(),
             shard: Shard::default(),
             endpoints: Endpoints::default(),
+            heartbeat_peers: Vec::new(),
         }
     }
 }
@@ -69,6 +73,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Peers(#[from] crate::forward::PeersError),
     #[error("cannot install the signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -106,10 +112,14 @@ impl Exporter {
             Some(path) => WebWatch::load(path)?,
             None => WebWatch::open(),
         };
+        let peers = Peers::parse(&options.heartbeat_peers, options.shard)?;
         let monitor = Arc::new(Monitor::new(options.history_limit));
         let exporter = Arc::new(ExporterMetrics::default());
         let mut metrics = Metrics::new(monitor.clone(), exporter.clone(), BUILD);
         metrics.register_shard(options.shard);
+        if !peers.is_empty() {
+            metrics.register_forward_failures(exporter.heartbeat_forward_failures.clone());
+        }
         let metrics = Arc::new(metrics);
         let scrapes = server::ScrapeCache::new(
             options.limits.max_requests,
@@ -126,6 +136,14 @@ impl Exporter {
             .with_shard(options.shard),
         );
         reloader.reload()?;
+        let forwarder = (!peers.is_empty()).then(|| {
+            Arc::new(Forwarder::new(
+                peers,
+                options.shard,
+                reloader.discovery().roster(),
+                exporter.heartbeat_forward_failures.clone(),
+            ))
+        });
         let state = Arc::new(ServerState {
             monitor: monitor.clone(),
             metrics,
@@ -139,6 +157,7 @@ impl Exporter {
             heavy: Default::default(),
             scrapes,
             endpoints: options.endpoints,
+            forwarder,
         });
         state.ready.store(true, Ordering::Release);
         Ok(Exporter {

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod discovery;
+pub mod forward;
 pub mod heartbeat;
 pub mod logging;
 pub mod metrics;

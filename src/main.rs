@@ -55,6 +55,7 @@ fn main() -> ExitCode {
             lifecycle: cli.enable_lifecycle,
             probe_api: cli.enable_probe_api,
         },
+        heartbeat_peers: cli.heartbeat_peers,
     };
     match runtime.block_on(app::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
