@@ -152,7 +152,7 @@ fn record_all(monitor: &Monitor, agents: &[Arc<agent_health_exporter::monitor::A
             seed ^= seed >> 7;
             seed ^= seed << 17;
             // Mostly around a millisecond, now and then far slower.
-            let micros = 200 + seed % 1_500 + if seed % 97 == 0 { 400_000 } else { 0 };
+            let micros = 200 + seed % 1_500 + if seed.is_multiple_of(97) { 400_000 } else { 0 };
             // One agent in twenty fails, the reasons spread; a few answer degraded.
             let outcome = match (i % 20, seed % 4) {
                 (0, 0) => Outcome::Failed {

@@ -1,6 +1,8 @@
 //! The heartbeat endpoints, `/api/v1/agents/{name}/heartbeat[/start|/fail]` by GET or POST: the
 //! agent's bearer token stands in for the scrapers' basic auth, a small JSON body may carry the
-//! run's duration and a message, and the report goes to `heartbeat::Heartbeats`.
+//! run's duration and a message, and the report goes to `heartbeat::Heartbeats`. With
+//! `--heartbeat.peers`, a report is also passed on to the other exporters owning the agent
+//! (`crate::forward`): answered `202` here when this exporter does not own it.
 
 use std::time::Duration;
 

@@ -397,7 +397,7 @@ async fn answer(shared: &Shared, path: &str) -> Response<Full<Bytes>> {
                 return respond(200, None, "ok".into());
             }
             let next = format!("/hop/{}", hop + 1);
-            let location = if hop % 2 == 0 {
+            let location = if hop.is_multiple_of(2) {
                 next
             } else {
                 format!("{}{next}", shared.base)
