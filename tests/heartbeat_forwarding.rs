@@ -317,3 +317,91 @@ async fn peer_template_without_shard_is_refused_at_start_with_the_fix() {
         "{error}"
     );
 }
+
+/// A peer that accepts connections and never answers; counts how many are open at once.
+async fn hanging_peer(listener: TcpListener) -> Arc<std::sync::Mutex<(usize, usize, usize)>> {
+    // (open now, most open at once, accepted)
+    let seen = Arc::new(std::sync::Mutex::new((0usize, 0usize, 0usize)));
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            {
+                let mut c = counts.lock().expect("lock");
+                c.0 += 1;
+                c.1 = c.1.max(c.0);
+                c.2 += 1;
+            }
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink).await;
+                counts.lock().expect("lock").0 -= 1;
+            });
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_peer_bounds_forwards_in_flight_and_counts_every_one_not_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = (0..)
+        .map(|i| format!("worker-{i}"))
+        .find(|n| hashmod(n, 2) == 1)
+        .expect("a name");
+    std::fs::write(dir.path().join("token"), token(&agent)).expect("token");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("agents:\n  - name: {agent}\n    type: batch\n    heartbeat: {{period: 1h, token_file: token}}\n"),
+    )
+    .expect("config");
+    // Shard 0 is the exporter, shard 1 (the agent's owner) a peer that never answers.
+    let (port, mut listeners) = bind_set().await;
+    let peer = hanging_peer(listeners.remove(1)).await;
+    let options = Options {
+        config_file: config,
+        shard: Shard::new(0, 2).expect("shard"),
+        heartbeat_peers: vec![format!("http://127.0.{{shard}}.1:{port}")],
+        ..Options::default()
+    };
+    let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = exporter.state.metrics.clone();
+    let listener = listeners.remove(0);
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(exporter.serve(listener, std::future::pending()));
+    let member = Member {
+        shard: 0,
+        addr,
+        metrics,
+        stop: None,
+    };
+    const REPORTS: usize = 400;
+    let mut sent = 0;
+    while sent < REPORTS {
+        let batch: Vec<_> = (0..100)
+            .map(|_| {
+                let agent = agent.clone();
+                tokio::spawn(async move { beat(addr, &agent, &token(&agent), &[]).await.status })
+            })
+            .collect();
+        for report in batch {
+            assert_eq!(report.await.expect("report"), 202);
+            sent += 1;
+        }
+    }
+    let all_counted = wait_until(Duration::from_secs(15), || {
+        member.forward_failures() == Some(REPORTS as f64)
+    })
+    .await;
+    let (open, most, accepted) = *peer.lock().expect("lock");
+    assert!(
+        all_counted,
+        "forward failures {:?} of {REPORTS} reports",
+        member.forward_failures()
+    );
+    assert!(
+        most <= agent_health_exporter::forward::MAX_IN_FLIGHT,
+        "{most} forwards open at once (accepted {accepted}, open now {open})"
+    );
+}
