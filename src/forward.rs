@@ -159,7 +159,8 @@ pub struct Forwarder {
     /// Origins that turned out to be this exporter (they answered 208 to its own id).
     selves: Mutex<HashSet<String>>,
     log: Mutex<LogGate>,
-    tls: tokio_rustls::TlsConnector,
+    /// For `https://` peers, trusting the system's store; `None` when no peer uses TLS.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 /// Failures since the last log line, and when that was.
@@ -171,17 +172,13 @@ struct LogGate {
 
 impl Forwarder {
     pub fn new(peers: Peers, shard: Shard, roster: Arc<Roster>, failures: Counter) -> Forwarder {
-        let (roots, _) = crate::config::tls::system_roots();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-            .unwrap_or_else(|_| {
-                // ring's provider supports the default versions; this branch is unreachable.
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            });
+        // The trust store is read (and its source logged) only when a peer speaks TLS.
+        let tls = peers
+            .templates
+            .iter()
+            .any(|t| t.starts_with("https:"))
+            .then(tls_connector)
+            .flatten();
         Forwarder {
             peers,
             shard,
@@ -191,7 +188,7 @@ impl Forwarder {
             failures,
             selves: Mutex::default(),
             log: Mutex::default(),
-            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            tls,
         }
     }
 
@@ -277,8 +274,8 @@ impl Forwarder {
             let name = rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']))
                 .map_err(|e| e.to_string())?
                 .to_owned();
-            let tls = self
-                .tls
+            let connector = self.tls.as_ref().ok_or("no TLS client could be set up")?;
+            let tls = connector
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
@@ -306,6 +303,18 @@ impl Forwarder {
         gate.last = Some(now);
         tracing::warn!(peer = origin, error = why, unlogged_failures_before = earlier, "heartbeat report not forwarded (counted in agent_exporter_heartbeat_forward_failures_total)");
     }
+}
+
+fn tls_connector() -> Option<tokio_rustls::TlsConnector> {
+    let (roots, _) = crate::config::tls::system_roots();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tracing::error!(error = %e, "no TLS client for https:// heartbeat peers"))
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 enum Sent {
