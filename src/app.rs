@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config_watch::ConfigWatch;
+use crate::forward::{Forwarder, Peers};
 use crate::metrics::{BuildInfo, ExporterMetrics, Metrics};
 use crate::monitor::Monitor;
 use crate::reload::Reloader;
@@ -42,6 +43,8 @@ pub struct Options {
     /// `--config.auto-reload-interval`: how often the config's files are checked for a
     /// change; zero (the default) never.
     pub auto_reload_interval: Duration,
+    /// `--heartbeat.peers`: one URL template per replica set, `{shard}` for the shard.
+    pub heartbeat_peers: Vec<String>,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             shard: Shard::default(),
             endpoints: Endpoints::default(),
             auto_reload_interval: Duration::ZERO,
+            heartbeat_peers: Vec::new(),
         }
     }
 }
@@ -75,6 +79,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Peers(#[from] crate::forward::PeersError),
     #[error("cannot install the signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -112,10 +118,14 @@ impl Exporter {
             Some(path) => WebWatch::load(path)?,
             None => WebWatch::open(),
         };
+        let peers = Peers::parse(&options.heartbeat_peers, options.shard)?;
         let monitor = Arc::new(Monitor::new(options.history_limit));
         let exporter = Arc::new(ExporterMetrics::default());
         let mut metrics = Metrics::new(monitor.clone(), exporter.clone(), BUILD);
         metrics.register_shard(options.shard);
+        if !peers.is_empty() {
+            metrics.register_forward_failures(exporter.heartbeat_forward_failures.clone());
+        }
         let metrics = Arc::new(metrics);
         let scrapes = server::ScrapeCache::new(
             options.limits.max_requests,
@@ -135,6 +145,14 @@ impl Exporter {
         let watch = (!options.auto_reload_interval.is_zero())
             .then(|| Arc::new(ConfigWatch::new(reloader.clone())));
         reloader.reload()?;
+        let forwarder = (!peers.is_empty()).then(|| {
+            Arc::new(Forwarder::new(
+                peers,
+                options.shard,
+                reloader.discovery().roster(),
+                exporter.heartbeat_forward_failures.clone(),
+            ))
+        });
         let state = Arc::new(ServerState {
             monitor: monitor.clone(),
             metrics,
@@ -148,6 +166,7 @@ impl Exporter {
             heavy: Default::default(),
             scrapes,
             endpoints: options.endpoints,
+            forwarder,
         });
         state.ready.store(true, Ordering::Release);
         if let Some(watch) = watch {

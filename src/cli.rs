@@ -73,6 +73,12 @@ pub struct Cli {
     #[arg(long = "shard.index", default_value = "0")]
     pub shard_index: crate::shard::ShardIndex,
 
+    /// Where heartbeat reports for agents owned elsewhere (or also by peer replicas) are
+    /// forwarded: a URL template with `{shard}` per replica set, e.g.
+    /// http://agent-health-exporter-{shard}.agent-health-exporter:10056. Repeatable.
+    #[arg(long = "heartbeat.peers", value_name = "URL_TEMPLATE")]
+    pub heartbeat_peers: Vec<String>,
+
     /// Print the version, git revision and rustc version, then exit.
     #[arg(long = "version")]
     pub version: bool,

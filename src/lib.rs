@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_watch;
 pub mod discovery;
 pub mod healthcheck;
+pub mod forward;
 pub mod heartbeat;
 pub mod logging;
 pub mod metrics;

@@ -65,6 +65,7 @@ fn main() -> ExitCode {
             probe_api: cli.enable_probe_api,
         },
         auto_reload_interval: cli.auto_reload_interval,
+        heartbeat_peers: cli.heartbeat_peers,
     };
     match runtime.block_on(app::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -46,6 +46,8 @@ pub struct ExporterMetrics {
     /// Scrapes answered 503 at once: `--web.max-requests` were already being answered, or no
     /// room was left for another encoding.
     pub scrapes_refused: Counter,
+    /// Heartbeat reports that did not reach a peer exporter (`--heartbeat.peers`).
+    pub heartbeat_forward_failures: Counter,
     pub discovery: discovery::DiscoveryMetrics,
 }
 
@@ -61,6 +63,7 @@ impl Default for ExporterMetrics {
             config_last_reload_success_timestamp: Gauge::default(),
             probe_slots_missed: Counter::default(),
             scrapes_refused: Counter::default(),
+            heartbeat_forward_failures: Counter::default(),
             discovery: Default::default(),
         }
     }
@@ -170,6 +173,16 @@ impl Metrics {
                 ("index", shard.index().to_string()),
                 ("count", shard.count().to_string()),
             ]),
+        );
+    }
+
+    /// `agent_exporter_heartbeat_forward_failures_total`, from 0, when `--heartbeat.peers` is
+    /// given: without peers nothing is ever forwarded and the series would only mislead.
+    pub fn register_forward_failures(&mut self, failures: Counter) {
+        self.registry.register(
+            "agent_exporter_heartbeat_forward_failures",
+            "Heartbeat reports that could not be forwarded to a peer exporter: refused, unanswered within the timeout, unreachable, or dropped with too many forwards under way",
+            failures,
         );
     }
 

@@ -19,6 +19,7 @@ use std::time::SystemTime;
 use tokio::task::AbortHandle;
 
 use crate::config::{Config, ResolvedAgent, SourceKind, SourceSpec, Templates};
+use crate::forward::Roster;
 use crate::metrics::discovery::{DiscoveryMetrics, DropLabels, SourceLabels, SourceSeries};
 use crate::monitor::unix_seconds;
 use crate::scheduler::{ReloadSummary, Scheduler};
@@ -36,6 +37,8 @@ pub struct Discovery {
     metrics: DiscoveryMetrics,
     state: Mutex<State>,
     me: Weak<Discovery>,
+    /// The other shards' heartbeat agents, for checking reports to forward.
+    roster: Arc<Roster>,
 }
 
 #[derive(Default)]
@@ -101,6 +104,7 @@ impl Discovery {
             metrics,
             state: Mutex::new(State::default()),
             me: me.clone(),
+            roster: Arc::default(),
         })
     }
 
@@ -182,6 +186,11 @@ impl Discovery {
     /// Discovered agents, like static ones, reach the scheduler only when `shard` owns them.
     pub fn set_shard(&self, shard: Shard) {
         self.state().shard = shard;
+    }
+
+    /// The heartbeat agents of the other shards, kept current with the fleet.
+    pub fn roster(&self) -> Arc<Roster> {
+        self.roster.clone()
     }
 
     /// Where agent `name` came from: `static`, or its source and file, URL or DNS name.
@@ -411,6 +420,9 @@ impl Discovery {
         // After the duplicates are settled on the whole fleet, so that every shard keeps the
         // same target for a name; a name's shard is the same whichever target carries it.
         let shard = state.shard;
+        if shard.count() > 1 {
+            self.roster.set(&agents, shard);
+        }
         agents.retain(|a| shard.owns(&a.spec.name));
         let config = Config {
             agents,

@@ -268,6 +268,7 @@ pub(super) mod tests {
                 crate::server::WRITE_TIMEOUT,
             ),
             endpoints: Default::default(),
+            forwarder: None,
         });
         (state, agent)
     }

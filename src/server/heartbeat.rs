@@ -1,15 +1,19 @@
 //! The heartbeat endpoints, `/api/v1/agents/{name}/heartbeat[/start|/fail]` by GET or POST: the
 //! agent's bearer token stands in for the scrapers' basic auth, a small JSON body may carry the
-//! run's duration and a message, and the report goes to `heartbeat::Heartbeats`.
+//! run's duration and a message, and the report goes to `heartbeat::Heartbeats`. With
+//! `--heartbeat.peers`, a report is also passed on to the other exporters owning the agent
+//! (`crate::forward`): answered `202` here when this exporter does not own it.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use super::api::{error, json};
 use super::{views, Body, ServerState};
+use crate::forward::{self, FORWARDED_HEADER};
 use crate::heartbeat::{Details, Refusal, Report};
 
 /// Largest report body: a duration and a short message need far less.
@@ -45,6 +49,13 @@ struct Answer<'a> {
     deadline: String,
 }
 
+/// The answer of an exporter that passed the report on to the agent's owners.
+#[derive(Serialize)]
+struct Forwarded<'a> {
+    agent: &'a str,
+    status: &'static str,
+}
+
 /// Answers one heartbeat request.
 pub(super) async fn handle<B>(
     req: Request<B>,
@@ -70,6 +81,16 @@ where
         .get(header::AUTHORIZATION)
         .and_then(|v| bearer(v.as_bytes()))
         .map(<[u8]>::to_vec);
+    // What forwarding needs of the request, before its body is read.
+    let forwarded = req.headers().get(FORWARDED_HEADER).cloned();
+    let pass_on = state.forwarder.as_ref().filter(|_| forwarded.is_none());
+    let mut report_copy = pass_on.map(|_| forward::Report {
+        path: req.uri().path().to_owned(),
+        method: req.method().clone(),
+        authorization: req.headers().get(header::AUTHORIZATION).cloned(),
+        content_type: req.headers().get(header::CONTENT_TYPE).cloned(),
+        body: Bytes::new(),
+    });
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -108,6 +129,16 @@ where
             }
         },
     };
+    if let Some(copy) = report_copy.as_mut() {
+        copy.body = bytes.clone();
+    }
+    if let (Some(mark), Some(forwarder)) = (&forwarded, &state.forwarder) {
+        if forwarder.is_own_mark(mark) {
+            // A peer template names this exporter: the report was recorded when it came in.
+            let why = "forwarded by this exporter to itself; recorded once already";
+            return error(StatusCode::ALREADY_REPORTED, why);
+        }
+    }
     let details = Details {
         duration,
         message: body.message,
@@ -119,15 +150,34 @@ where
         .heartbeats
         .receive(&name, token.as_deref(), report, details)
     {
-        Ok(accepted) => json(
-            StatusCode::OK,
-            &Answer {
-                agent: &name,
-                status: accepted.status.as_str(),
-                deadline: views::timestamp(accepted.deadline),
-            },
-        ),
-        Err(Refusal::Unauthorized) => unauthorized(),
+        Ok(accepted) => {
+            // Peer replicas of this shard own the agent too.
+            if let (Some(forwarder), Some(copy)) = (pass_on, report_copy) {
+                forwarder.forward(&name, copy);
+            }
+            json(
+                StatusCode::OK,
+                &Answer {
+                    agent: &name,
+                    status: accepted.status.as_str(),
+                    deadline: views::timestamp(accepted.deadline),
+                },
+            )
+        }
+        Err(Refusal::Unauthorized) => match (pass_on, report_copy) {
+            // Another shard's agent with its own token: its owners record it.
+            (Some(forwarder), Some(copy)) if forwarder.owned_elsewhere(&name, token.as_deref()) => {
+                forwarder.forward(&name, copy);
+                json(
+                    StatusCode::ACCEPTED,
+                    &Forwarded {
+                        agent: &name,
+                        status: "forwarded",
+                    },
+                )
+            }
+            _ => unauthorized(),
+        },
         Err(Refusal::RateLimited(wait)) => {
             let mut response = error(
                 StatusCode::TOO_MANY_REQUESTS,

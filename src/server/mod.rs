@@ -121,6 +121,8 @@ pub struct ServerState {
     pub scrapes: ScrapeCache,
     /// Which state-changing endpoints are on.
     pub endpoints: Endpoints,
+    /// Passes heartbeat reports on to the exporters owning their agents (`--heartbeat.peers`).
+    pub forwarder: Option<Arc<crate::forward::Forwarder>>,
 }
 
 /// Binds `address` in the exporter's notation: `:10056` means every interface.

@@ -96,6 +96,22 @@ def check_auto_reload(docs):
             raise Broken(f"{name(sts)}: no --config.auto-reload-interval=30s, a ConfigMap change would never apply")
 
 
+def check_heartbeat_peers(docs):
+    """Every exporter forwards heartbeats to every replica set of the render, each template
+    naming that set's pods through its governing Service, and to nothing else."""
+    sets = of_kind(docs, "StatefulSet")
+    port = 10056
+    want = sorted(
+        f"http://{sts['metadata']['name']}-{{shard}}.{sts['spec']['serviceName']}:{port}"
+        for sts in sets
+    )
+    for sts in sets:
+        args = exporter_container(sts)["args"]
+        got = sorted(a.split("=", 1)[1] for a in args if a.startswith("--heartbeat.peers="))
+        if got != want:
+            raise Broken(f"{name(sts)}: --heartbeat.peers {got}, want one per replica set {want}")
+
+
 def matches(selector, labels):
     return all(labels.get(k) == v for k, v in selector.items())
 
@@ -209,6 +225,7 @@ def check(docs, operator, sets):
     check_images(docs)
     check_shard_count(docs)
     check_auto_reload(docs)
+    check_heartbeat_peers(docs)
     check_selectors(docs, sets)
     check_references(docs)
     check_network_policy(docs)
@@ -288,6 +305,10 @@ def self_test(base, ha):
         args = exporter_container(sts_of(docs))["args"]
         args.remove("--config.auto-reload-interval=30s")
 
+    def one_peer_set(docs):
+        args = exporter_container(sts_of(docs))["args"]
+        args.remove(next(a for a in args if a.startswith("--heartbeat.peers=")))
+
     def overlapping(docs):
         sts_of(docs, 1)["spec"]["selector"]["matchLabels"].pop("replica")
 
@@ -310,7 +331,7 @@ def self_test(base, ha):
 
     cases = [
         ("base", latest), ("base", untagged), ("base", pull_always), ("base", replicas_apart),
-        ("base", no_reload), ("base", secret_missing), ("base", no_heartbeat_namespaces),
+        ("base", no_reload), ("ha", one_peer_set), ("base", secret_missing), ("base", no_heartbeat_namespaces),
         ("base", crd_in_base), ("ha", replicas_apart), ("ha", overlapping),
         ("ha", service_overlapping), ("ha", no_anti_affinity),
     ]
