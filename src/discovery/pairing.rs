@@ -20,17 +20,18 @@ pub enum Pairing {
 type Same = fn(&SourceSpec, &SourceSpec) -> bool;
 
 /// Pairs every new source with at most one old one, in passes from the closest match to the
-/// loosest: every setting the same; the same task; the same files, URL or DNS names; the same
-/// kind and index (`http_sd/0`). Within a pass, the first unpaired old source in config order.
+/// loosest: every setting the same; the same task; the same files, URL or DNS names. Within a
+/// pass, the first unpaired old source in config order. Never by place alone (`http_sd/0`):
+/// the targets of another URL, seeded into a source whose `check:` carries credentials, would
+/// get those credentials, which their own source never gave them.
 pub fn pair(old: &[&SourceSpec], new: &[SourceSpec]) -> Vec<Pairing> {
     let mut taken = vec![false; old.len()];
     let mut out = vec![Pairing::New; new.len()];
     // Each pass: how a pair matches, and whether the new source needs a new task.
-    let passes: [(Same, bool); 4] = [
+    let passes: [(Same, bool); 3] = [
         (|a, b| a.settings == b.settings, false),
         (|a, b| a.fingerprint == b.fingerprint, false),
         (|a, b| a.locator() == b.locator(), true),
-        (|a, b| a.id == b.id, true),
     ];
     for (same, restart) in passes {
         for (j, spec) in new.iter().enumerate() {
@@ -86,9 +87,19 @@ mod tests {
     fn changed_reading_keeps_the_task_and_a_changed_task_is_seeded() {
         let old = format!("discovery:\n{A}    type: w\n{B}");
         let new = "discovery:\n  - http_sd: {url: 'http://127.0.0.1:1/a'}\n    type: v\n  - http_sd: {url: 'http://127.0.0.1:1/c'}\n";
-        assert_eq!(pairs(&old, new), [Pairing::Keep(0), Pairing::Seed(1)]);
+        // Another URL at the second place is another source.
+        assert_eq!(pairs(&old, new), [Pairing::Keep(0), Pairing::New]);
         let new = "discovery:\n  - http_sd: {url: 'http://127.0.0.1:1/a', refresh_interval: 1m}\n";
         assert_eq!(pairs(&old, new), [Pairing::Seed(0)]);
+    }
+
+    #[test]
+    fn a_source_at_the_place_of_another_url_starts_empty_and_never_takes_its_targets() {
+        // The old source's targets, read through a new first source that carries the billing
+        // check, would send billing's credentials to hosts that source never listed.
+        let old = "checks:\n  billing: {}\ndiscovery:\n  - http_sd: {url: 'http://127.0.0.1:1/untrusted'}\n    type: w\n";
+        let new = "checks:\n  billing: {}\ndiscovery:\n  - http_sd: {url: 'http://127.0.0.1:1/billing'}\n    check: billing\n  - http_sd: {url: 'http://127.0.0.1:1/untrusted2'}\n";
+        assert_eq!(pairs(old, new), [Pairing::New, Pairing::New]);
     }
 
     #[test]
