@@ -16,14 +16,21 @@ pub const MAX_LABEL_NAME_BYTES: usize = 256;
 /// Labels of one target at most, the source's own `__` labels included.
 pub const MAX_LABELS_PER_TARGET: usize = 64;
 
-/// `discovered`, unless it breaks a bound: then why, naming the target.
-pub fn check(discovered: Vec<Discovered>, max_targets: usize) -> Refresh {
-    if discovered.len() > max_targets {
+/// Whether `targets` (the count of a parsed answer, before its targets are expanded into label
+/// sets of their own) is within `max_targets`: an answer of millions of short targets fails
+/// here, at the size of its parsed strings, not at a label map per target.
+pub fn check_count(targets: usize, max_targets: usize) -> Result<(), String> {
+    if targets > max_targets {
         return Err(format!(
-            "{} targets, more than max_targets {max_targets}; raise max_targets or split the source",
-            discovered.len()
+            "{targets} targets, more than max_targets {max_targets}; raise max_targets or split the source"
         ));
     }
+    Ok(())
+}
+
+/// `discovered`, unless it breaks a bound: then why, naming the target.
+pub fn check(discovered: Vec<Discovered>, max_targets: usize) -> Refresh {
+    check_count(discovered.len(), max_targets)?;
     for target in &discovered {
         let which = || {
             let address = target.labels.get("__address__").map_or("", String::as_str);

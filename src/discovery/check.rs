@@ -71,13 +71,13 @@ pub async fn check_sources(config: &Config) -> Vec<SourceCheck> {
 /// One refresh, within the source's bounds.
 async fn once(spec: &SourceSpec) -> Refresh {
     let found = match &spec.kind {
-        SourceKind::File { patterns } => file_sd::read(patterns),
+        SourceKind::File { patterns } => file_sd::read(patterns, spec.max_targets),
         SourceKind::Http {
             url,
             http,
             timeout,
             max_bytes,
-        } => http_sd::fetch(url, http, *timeout, *max_bytes).await,
+        } => http_sd::fetch(url, http, *timeout, *max_bytes, spec.max_targets).await,
         SourceKind::Dns { .. } => dns_sd::once(spec).await,
     };
     found.and_then(|d| bounds::check(d, spec.max_targets))

@@ -46,10 +46,11 @@ struct File {
 }
 
 /// The files of one source, by path, so that the target order is stable.
-#[derive(Default)]
 struct Files {
     files: BTreeMap<PathBuf, File>,
     last_full: Option<Instant>,
+    /// A file listing more targets fails before its targets are expanded.
+    max_targets: usize,
 }
 
 /// What a look found, when anything changed.
@@ -69,7 +70,7 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
     };
     let patterns = Arc::new(patterns.clone());
     let refresh = spec.refresh_interval;
-    let mut files = Files::default();
+    let mut files = Files::new(spec.max_targets);
     loop {
         let patterns = patterns.clone();
         let looked = tokio::task::spawn_blocking(move || {
@@ -104,6 +105,14 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
 }
 
 impl Files {
+    fn new(max_targets: usize) -> Files {
+        Files {
+            files: BTreeMap::new(),
+            last_full: None,
+            max_targets,
+        }
+    }
+
     /// Looks at the files and reads those that changed, or all of them once `refresh` has
     /// passed since they were last all read; None when nothing changed.
     fn look(&mut self, patterns: &[PathBuf], refresh: Duration) -> Option<Found> {
@@ -124,7 +133,7 @@ impl Files {
                 continue;
             }
             file.stamp = stamp;
-            changed |= file.read(&path, same);
+            changed |= file.read(&path, same, self.max_targets);
         }
         changed.then(|| self.found())
     }
@@ -156,7 +165,7 @@ impl Files {
 impl File {
     /// Reads the file, `unchanged` since the last look or not; answers whether what it gives
     /// may have changed.
-    fn read(&mut self, path: &Path, unchanged: bool) -> bool {
+    fn read(&mut self, path: &Path, unchanged: bool, max_targets: usize) -> bool {
         let bytes = match read_bounded(path) {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -171,7 +180,7 @@ impl File {
             return false;
         }
         self.emptied = false;
-        match parse_file(path, &bytes) {
+        match parse_file(path, &bytes, max_targets) {
             Ok(targets) => {
                 self.good = Some(targets);
                 self.error = None;
@@ -218,11 +227,11 @@ fn inode(_: &std::fs::Metadata) -> u64 {
 }
 
 /// Reads every matched file once (`--config.check`); one unreadable or invalid file fails it.
-pub fn read(patterns: &[PathBuf]) -> Refresh {
+pub fn read(patterns: &[PathBuf], max_targets: usize) -> Refresh {
     let mut out = Vec::new();
     for path in matches(patterns) {
         let bytes = read_bounded(&path)?;
-        out.extend(parse_file(&path, &bytes)?);
+        out.extend(parse_file(&path, &bytes, max_targets)?);
     }
     Ok(out)
 }
@@ -251,18 +260,20 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Discovered>, String> {
+fn parse_file(path: &Path, bytes: &[u8], max_targets: usize) -> Result<Vec<Discovered>, String> {
     let yaml = matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("yml" | "yaml")
     );
     let groups = parse_groups(bytes, yaml).map_err(|e| format!("{}: {e}", path.display()))?;
     let shown = path.display().to_string();
-    Ok(expand_groups(
+    expand_groups(
         groups,
         &[("__meta_filepath", &shown)],
         &format!("file={shown}"),
-    ))
+        max_targets,
+    )
+    .map_err(|e| format!("{shown}: {e}"))
 }
 
 #[cfg(test)]
@@ -278,7 +289,7 @@ mod tests {
         file.set_len(MAX_FILE_BYTES + 1).unwrap();
         let error = read_bounded(&path).unwrap_err();
         assert!(error.contains("larger than 67108864 bytes"), "{error}");
-        assert!(read(&[path]).is_err());
+        assert!(read(&[path], usize::MAX).is_err());
     }
 
     #[test]
@@ -288,7 +299,7 @@ mod tests {
         std::fs::write(&a, r#"[{"targets": ["h:1"]}]"#).unwrap();
         std::fs::write(&b, "[").unwrap();
         let patterns = [dir.path().join("*.json")];
-        let mut files = Files::default();
+        let mut files = Files::new(usize::MAX);
         assert!(matches!(
             files.look(&patterns, Duration::from_secs(3600)),
             Some(Found::Failed(_))

@@ -40,11 +40,12 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
         let go_on = match body(url, http, *timeout, *max_bytes).await {
             Ok(body) if last.as_ref() == Some(&body) => match sink.unchanged() {
                 Some(true) => true,
-                Some(false) => sink.send(parse(&body, url)),
+                Some(false) => sink.send(parse(&body, url, spec.max_targets)),
                 None => false,
             },
             Ok(body) => {
-                let refresh = parse(&body, url).and_then(|d| bounds::check(d, spec.max_targets));
+                let refresh = parse(&body, url, spec.max_targets)
+                    .and_then(|d| bounds::check(d, spec.max_targets));
                 last = refresh.is_ok().then_some(body);
                 sink.send(refresh)
             }
@@ -58,8 +59,18 @@ pub async fn run(spec: Arc<SourceSpec>, sink: Sink) {
 }
 
 /// One refresh: GET the URL, within `timeout` and `max_bytes`.
-pub async fn fetch(url: &Url, http: &HttpSpec, timeout: Duration, max_bytes: u64) -> Refresh {
-    parse(&body(url, http, timeout, max_bytes).await?, url)
+pub async fn fetch(
+    url: &Url,
+    http: &HttpSpec,
+    timeout: Duration,
+    max_bytes: u64,
+    max_targets: usize,
+) -> Refresh {
+    parse(
+        &body(url, http, timeout, max_bytes).await?,
+        url,
+        max_targets,
+    )
 }
 
 /// The answer's body, within `timeout` and `max_bytes`.
@@ -80,14 +91,15 @@ async fn body(
 }
 
 /// The answer's targets.
-fn parse(body: &[u8], url: &Url) -> Refresh {
+fn parse(body: &[u8], url: &Url, max_targets: usize) -> Refresh {
     let groups = parse_groups(body, false).map_err(|e| format!("invalid answer: {e}"))?;
     let shown = url.as_str();
-    Ok(expand_groups(
+    expand_groups(
         groups,
         &[("__meta_url", shown)],
         &format!("url={shown}"),
-    ))
+        max_targets,
+    )
 }
 
 /// What one request got: the body of a 200, or where a redirect points.

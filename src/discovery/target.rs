@@ -82,13 +82,18 @@ pub fn parse_groups(bytes: &[u8], yaml: bool) -> Result<Vec<TargetGroup>, String
     Ok(groups)
 }
 
-/// The label sets of `groups`: group labels, `__address__` and the source's `meta` labels.
+/// The label sets of `groups`: group labels, `__address__` and the source's `meta` labels;
+/// none when the groups list more than `max_targets` (each target becomes a label map of its
+/// own, so the count is taken first).
 pub fn expand_groups(
     groups: Vec<TargetGroup>,
     meta: &[(&str, &str)],
     from: &str,
-) -> Vec<Discovered> {
-    let mut out = Vec::new();
+    max_targets: usize,
+) -> Result<Vec<Discovered>, String> {
+    let count = groups.iter().map(|g| g.targets.len()).sum();
+    super::bounds::check_count(count, max_targets)?;
+    let mut out = Vec::with_capacity(count);
     for group in groups {
         for target in group.targets {
             let mut labels = group.labels.clone();
@@ -102,7 +107,7 @@ pub fn expand_groups(
             });
         }
     }
-    out
+    Ok(out)
 }
 
 fn reserved(name: &str) -> bool {
@@ -281,8 +286,15 @@ mod tests {
             parse_groups(json, false).unwrap(),
             &[("__meta_url", "u")],
             "u",
-        );
+            2,
+        )
+        .unwrap();
         assert_eq!(expanded.len(), 2);
+        let beyond = expand_groups(parse_groups(json, false).unwrap(), &[], "u", 1);
+        assert_eq!(
+            beyond.map(|d| d.len()),
+            Err("2 targets, more than max_targets 1; raise max_targets or split the source".into())
+        );
         assert_eq!(expanded[1].labels["__address__"], "b:2");
         assert_eq!(expanded[1].labels["__meta_url"], "u");
     }
