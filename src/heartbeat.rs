@@ -262,14 +262,18 @@ impl Heartbeats {
                 return Err(Refusal::Unauthorized);
             };
             beat.take_token(now).map_err(Refusal::RateLimited)?;
-            beat.deadline = now + beat.allowed_silence();
             let run = match report {
-                // A second start restarts the run: the first one's end was never reported.
+                // A start is no sign of a finished job: it moves no silence deadline, and a
+                // start while a run is open keeps that run's end, so that a job that crashes
+                // and restarts, only ever starting, times out instead of staying healthy.
                 Report::Start => {
-                    beat.run = Some(now);
+                    beat.run.get_or_insert(now);
                     None
                 }
-                Report::Success | Report::Fail => beat.run.take(),
+                Report::Success | Report::Fail => {
+                    beat.deadline = now + beat.allowed_silence();
+                    beat.run.take()
+                }
             };
             let earliest = beat.next_event();
             if earliest < beat.armed {

@@ -635,34 +635,62 @@ async fn max_run_time_shorter_than_period_plus_grace_times_the_run_out_at_max_ru
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_start_during_a_run_restarts_it() {
+async fn a_start_during_an_open_run_keeps_its_end_so_a_job_that_only_starts_times_out() {
     let served = start("period: 300ms, grace: 100ms, max_run_time: 1s").await;
     assert_eq!(beat(served.addr, "").await.status, 200);
     assert_eq!(beat(served.addr, "/start").await.status, 200);
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(beat(served.addr, "/start").await.status, 200);
-    let restarted = Instant::now();
-    let restarted_unix = unix_now();
+    let first_unix = unix_now();
+    let first = Instant::now();
+    // A job that crashes and starts again, never finishing: its starts keep coming.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(beat(served.addr, "/start").await.status, 200);
+    }
     let deadline = shown_deadline(&served);
     assert!(
-        (restarted_unix + 0.9..restarted_unix + 1.1).contains(&deadline),
-        "deadline {:.3} s after the second start",
-        deadline - restarted_unix
+        (first_unix + 0.9..first_unix + 1.1).contains(&deadline),
+        "deadline {:.3} s after the first start; later starts must not move it",
+        deadline - first_unix
     );
-    // 1.3 s after the first start: that run would have timed out, the restarted one has not.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(served.state("worker").status, Status::Healthy);
     let timed_out = wait_until(Duration::from_secs(2), || {
         served.state("worker").status == Status::Unhealthy
     })
     .await;
-    let after = restarted.elapsed();
-    assert!(timed_out, "no timeout {after:?} after the second start");
+    let after = first.elapsed();
+    assert!(timed_out, "no timeout {after:?} after the first start");
     assert!(after >= Duration::from_millis(950), "{after:?}");
     let state = served.state("worker");
     assert_eq!(
         state.last.expect("a result").outcome.reason(),
         Some(FailureReason::Timeout)
+    );
+    served.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_without_max_run_time_do_not_hold_off_a_missed_heartbeat() {
+    let served = start("period: 300ms, grace: 100ms").await;
+    assert_eq!(beat(served.addr, "").await.status, 200);
+    let last_success = Instant::now();
+    // Only starts from here on, for 1.5 s: silence since the last success is what counts, so
+    // the agent is unhealthy while the starts are still coming.
+    let mut missed_after = None;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(beat(served.addr, "/start").await.status, 200);
+        if missed_after.is_none() && served.state("worker").status == Status::Unhealthy {
+            missed_after = Some(last_success.elapsed());
+        }
+    }
+    let after = missed_after.expect("starts alone kept the agent healthy for 1.5 s");
+    assert!(
+        after < Duration::from_millis(900),
+        "missed only {after:?} after the last success"
+    );
+    let state = served.state("worker");
+    assert_eq!(
+        state.last.expect("a result").outcome.reason(),
+        Some(FailureReason::Missed)
     );
     served.shutdown().await;
 }
