@@ -24,11 +24,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// broke together (a server restart) do not all come back in the same instant.
 const JITTER: f64 = 0.2;
 
-/// PINGs on the stream's connection, as gRPC clients configure them (`GRPC_ARG_KEEPALIVE_TIME_MS`
-/// 30 s and `GRPC_ARG_KEEPALIVE_TIMEOUT_MS` 10 s are the values servers are set to accept).
+/// PINGs on the stream's connection. gRPC servers (grpc-core, grpc-go) accept a PING on a
+/// connection without data at most every 5 minutes by default and close it with GOAWAY
+/// `too_many_pings` after two earlier ones: 30 s made a quiet Watch stream flap every couple of
+/// minutes against grpcio. So the time is the servers' floor; a silently dead stream is noticed
+/// within about 5 minutes, while the agent's scheduled Check probes keep its health current.
 const KEEP_ALIVE: KeepAlive = KeepAlive {
-    time: Duration::from_secs(30),
-    timeout: Duration::from_secs(10),
+    time: Duration::from_secs(300),
+    timeout: Duration::from_secs(20),
 };
 
 /// Debug builds only: `<time>,<timeout>` (e.g. `300ms,300ms`) replaces `KEEP_ALIVE`, so that the
