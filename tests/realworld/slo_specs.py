@@ -302,6 +302,22 @@ def main():
             found = set(re.findall(r"ratio_rate(\w+)\{[^}]*\} > \(([0-9.]+) \*", rule["expr"])) if rule else set()
             expected = {(w, f"{f:g}") for f, long, short in tiers for w in (long, short)}
             check(found == expected, f"rules {ours['id']} {severity}: windows and factors {sorted(expected)}")
+    # Mistakes in slos.yaml are refused with the key and the fix, not rendered.
+    base = {"defaults": {"availability": {"objective": 99.5}, "latency": {"objective": 95, "threshold": "2s"}}}
+    mistakes = [
+        ({**base, "types": {"planner": {"availability": {"objective": 100}}}}, "types.planner.availability.objective"),
+        ({**base, "types": {"planner": {"latency": {"threshold": "2 s"}}}}, "types.planner.latency.threshold"),
+        ({**base, "types": {"planner": {"latency": {"threshold": "1m"}}}}, "at most the largest bucket"),
+        ({**base, "types": {"planner": {"avilability": {}}}}, "types.planner: unknown key(s) ['avilability']"),
+        ({**base, "windows": "30d"}, "unknown key(s) ['windows']"),
+    ]
+    for spec, expected in mistakes:
+        try:
+            slo.slos(spec)
+            message = "accepted"
+        except slo.SloError as error:
+            message = str(error)
+        check(expected in message, f"slos.yaml mistake refused: {message}")
     print(f"\n{len(failures)} failure(s)")
     return 1 if failures else 0
 
