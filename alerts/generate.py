@@ -12,7 +12,10 @@ locations page once per agent and only on quorum. Add the label your scrape conf
     python3 alerts/generate.py          # rewrite alerts/agent-health.rules.yml
     python3 alerts/generate.py --check  # exit 1 when the committed file is out of date
 
-and commit both files. Standard library only.
+and commit both files. Standard library only, but for the service levels: alerts/slo.py
+renders alerts/slos.yaml (read with PyYAML, Debian's python3-yaml) into
+alerts/agent-slo.rules.yml, deploy/slo/sloth.yaml and deploy/slo/pyrra/*.yaml, written
+and checked here with the rest.
 """
 
 import pathlib
@@ -74,22 +77,44 @@ def prometheus_rule(rules):
     return PROMETHEUS_RULE_HEAD + body
 
 
+def service_levels():
+    """The files rendered from alerts/slos.yaml, and the Pyrra objects it no longer names."""
+    import slo  # noqa: PLC0415 (needs PyYAML; see alerts/slo.py)
+
+    try:
+        files = slo.outputs()
+    except slo.SloError as error:
+        sys.exit(str(error))
+    return files, slo.stale_pyrra(files)
+
+
 def main():
     rules = render()
     outputs = {OUTPUT: rules, PROMETHEUS_RULE: prometheus_rule(rules)}
+    slo_files, slo_leftovers = service_levels()
+    outputs.update(slo_files)
     if sys.argv[1:] == ["--check"]:
-        stale = [path for path, text in outputs.items() if path.read_text(encoding="utf-8") != text]
-        for path in stale:
+        stale = [
+            path
+            for path, text in outputs.items()
+            if not path.exists() or path.read_text(encoding="utf-8") != text
+        ]
+        for path in stale + slo_leftovers:
             print(f"{path} is out of date: run python3 alerts/generate.py", file=sys.stderr)
-        if stale:
+        if stale or slo_leftovers:
             return 1
         print(f"{OUTPUT} and {PROMETHEUS_RULE} match {TEMPLATE} with EXPORTER_LABELS = {EXPORTER_LABELS}")
+        print(f"the service level files match alerts/slos.yaml ({len(slo_files)} files)")
         return 0
     if sys.argv[1:]:
         sys.exit("usage: generate.py [--check]")
     for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}")
+    for path in slo_leftovers:
+        path.unlink()
+        print(f"removed {path}: alerts/slos.yaml no longer names it")
     return 0
 
 

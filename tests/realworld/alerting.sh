@@ -19,6 +19,12 @@
 #     the real reference peers of tests/peers/) is healthy, and the dashboards'
 #     protocol tables and gRPC status panels show each with its protocol and status
 #     (and NOT_FOUND for a second grpc agent that asks about an unknown service);
+#   - the service levels (alerts/agent-slo.rules.yml): tests/realworld/slo_specs.py
+#     checks the Sloth spec and the Pyrra objects; every SLO recording rule produces
+#     series; one agent type of the demo fleet (gateway) degrades, and the burn shows
+#     in Prometheus (slo:current_burn_rate:ratio above 14.4) and the page
+#     (AgentTypeErrorBudgetBurn, severity page) reaches Alertmanager within the time
+#     its windows and `for` allow, printed in seconds;
 #   - a heartbeat agent that stops reporting delivers AgentDown to the webhook, with
 #     the seconds from its last heartbeat to delivery, and no other alert about it
 #     for long enough that AgentProbesStale would have reached the webhook; in
@@ -178,6 +184,11 @@ for board in "$REPO"/dashboards/*.json; do
     python3 -m json.tool "$board" >/dev/null || fail "$board is not valid JSON"
 done
 pass "dashboards/*.json parse"
+python3 "$REPO/tests/realworld/slo_specs.py" >"$WORK/slo_specs.log" 2>&1 || {
+    cat "$WORK/slo_specs.log"
+    fail "tests/realworld/slo_specs.py: the Sloth spec or the Pyrra objects are wrong"
+}
+pass "deploy/slo: Sloth spec and Pyrra objects valid and matching alerts/slos.yaml ($(grep -c '^PASS' "$WORK/slo_specs.log") checks)"
 
 PEERS_PYTHON=${AHE_PEERS_PYTHON:-}
 if [[ -z $PEERS_PYTHON ]]; then
@@ -345,6 +356,7 @@ start prometheus prometheus --config.file="$WORK/prometheus.yml" \
     --storage.tsdb.path="$WORK/prometheus-data" --web.listen-address="127.0.0.1:$PROM_PORT" \
     "${PROM_FEATURES[@]}"
 wait_for 30 "prometheus ready" helper wait-http "$PROM/-/ready" 1
+prom_started=$(date +%s)
 pass "prometheus ready"
 
 step "Prometheus scrapes the exporter"
@@ -409,7 +421,9 @@ done
 step "Every recording rule produces series"
 wait_for 60 "every recording rule produces series" \
     helper check-recording-rules "$PROM" "$REPO/alerts/agent-health.rules.yml"
-pass "every recording rule produces series"
+wait_for 60 "every service level recording rule produces series" \
+    helper check-recording-rules "$PROM" "$REPO/alerts/agent-slo.rules.yml"
+pass "every recording rule produces series (agent-health and agent-slo)"
 
 step "Every dashboard variable and panel expression returns data"
 # Rates over 1m and the quantile/topk panels need about a minute of samples, and
@@ -459,6 +473,35 @@ helper only-agent-down "$PROM" "$WORK/alertmanager.yml" "$HB_AGENT" "$window" ||
     fail "Prometheus had an alert about $HB_AGENT that Alertmanager would deliver besides AgentDown"
 pass "only AgentDown about $HB_AGENT: nothing else delivered, AgentProbesStale not even pending, ${QUIET_WINDOW}s after its last heartbeat"
 
+step "Service levels: the gateway type degrades; the burn shows in Prometheus, the page reaches Alertmanager"
+# gateway and vault are the gateway type. Before: no page about the type.
+GATEWAY_PAGE='agent_type="gateway",severity="page"'
+wait_for 60 "an availability SLI for the gateway type" helper query "$PROM" \
+    'slo:sli_error:ratio_rate5m{agent_type="gateway",sloth_slo="availability"}' >/dev/null
+helper query "$PROM" "ALERTS{alertname=\"AgentTypeErrorBudgetBurn\",$GATEWAY_PAGE}" >/dev/null &&
+    fail "AgentTypeErrorBudgetBurn about the gateway type before it degraded"
+# Budget: the page needs over 14.4 x 0.5 % = 7.2 % of the events of the last hour (of
+# what Prometheus holds of it, H seconds) bad, and of the last 5 minutes. With one of
+# the type's two agents refusing, half of its probes fail: 0.5 t / (H + t) > 0.072
+# after t = 0.17 H. Then its `for: 2m`, and a probe, a scrape and two evaluations (one
+# for the recording rules, one for the alert) at the fast cadence.
+history=$(($(date +%s) - prom_started))
+SLO_BUDGET=$(awk -v h="$history" 'BEGIN { printf "%d", 0.17 * h + 120 + 20 + 10 }')
+[[ $CADENCE == production ]] && SLO_BUDGET=$((SLO_BUDGET + 60))
+degraded_at=$(date +%s.%N)
+curl -fsS -X POST "$CONTROL/control/gateway/refuse" >/dev/null
+echo "  gateway refuses connections from now on; Prometheus holds ${history}s of history; budget ${SLO_BUDGET}s"
+wait_for "$SLO_BUDGET" "the gateway type's 5m burn rate above 14.4 in Prometheus" helper query "$PROM" \
+    'slo:current_burn_rate:ratio{agent_type="gateway",sloth_slo="availability"} > 14.4' >/dev/null
+burn=$(helper query "$PROM" 'slo:current_burn_rate:ratio{agent_type="gateway",sloth_slo="availability"}' |
+    python3 -c 'import json,sys; print(round(float(json.load(sys.stdin)[0]["value"][1]), 1))')
+burn_seconds=$(awk -v a="$degraded_at" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+pass "the burn shows in Prometheus ${burn_seconds}s after the degradation: slo:current_burn_rate:ratio = $burn"
+slo_seconds=$(helper wait-am-alert "$AM" AgentTypeErrorBudgetBurn "$GATEWAY_PAGE" "$degraded_at" "$SLO_BUDGET") ||
+    fail "AgentTypeErrorBudgetBurn (page) for the gateway type did not reach Alertmanager within ${SLO_BUDGET}s"
+pass "AgentTypeErrorBudgetBurn (page) for the gateway type reached Alertmanager ${slo_seconds}s after the degradation (budget ${SLO_BUDGET}s)"
+curl -fsS -X POST "$CONTROL/control/gateway/healthy" >/dev/null
+
 step "Summary"
 pass "static checks: promtool check config, check rules, test rules; amtool check-config"
 if [[ $HISTOGRAMS == native ]]; then
@@ -473,4 +516,5 @@ for result in "${down_results[@]}"; do
 done
 pass "dashboards: protocol tables and gRPC status panels with a grpc, an mcp, an a2a and a heartbeat agent"
 pass "silent heartbeat agent: AgentDown at the webhook ${hb_seconds}s after its last heartbeat, nothing else about it"
+pass "service levels: the gateway type's burn in Prometheus after ${burn_seconds}s, its page at Alertmanager after ${slo_seconds}s"
 echo "(whole run: ${SECONDS}s)"

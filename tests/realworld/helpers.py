@@ -325,10 +325,13 @@ def wait_fresh_probe(exporter, agent, seconds):
 
 
 def wait_am_alert(am, alertname, agent, since, seconds):
-    """Waits until Alertmanager holds the alert; prints the seconds since `since`."""
+    """Waits until Alertmanager holds the alert; prints the seconds since `since`. `agent`
+    is an agent's name, or label matchers such as `agent_type="gateway",severity="page"`
+    for an alert about something else than one agent."""
     deadline = time.time() + float(seconds)
+    matchers = agent.split(",") if "=" in agent else [f'agent="{agent}"']
     query_string = urllib.parse.urlencode(
-        [("filter", f'alertname="{alertname}"'), ("filter", f'agent="{agent}"'), ("active", "true")]
+        [("filter", f'alertname="{alertname}"')] + [("filter", m) for m in matchers] + [("active", "true")]
     )
     while time.time() < deadline:
         with urllib.request.urlopen(f"{am}/api/v2/alerts?{query_string}", timeout=5) as response:
