@@ -3,8 +3,9 @@
 //! exporter that owns the agent: to the owning shard's replicas when it does not own the agent
 //! (it still checks the token against the whole fleet's, which every exporter loads), and to its
 //! own shard's other replicas when it does. Forwarded reports are marked and never forwarded
-//! again. Forwarding runs beside the answer, bounded in time and in number; a forward that fails
-//! is counted and logged, never retried.
+//! again. The report is answered once its forwards are done (bounded in time and in number), so
+//! that an agent's reports reach its owners in the order it sent them; a forward that fails is
+//! counted and logged, never retried.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -202,9 +203,10 @@ impl Forwarder {
         self.roster.verify(name, token)
     }
 
-    /// Passes `report` on to every replica of the shard owning `name` but this exporter, in
-    /// the background.
-    pub fn forward(self: &Arc<Self>, name: &str, report: Report) {
+    /// Passes `report` on to every replica of the shard owning `name` but this exporter, all at
+    /// once, each bounded by `FORWARD_TIMEOUT`, and returns what they answered. The caller
+    /// answers only then, so that the agent's next report cannot overtake this one.
+    pub async fn forward(&self, name: &str, report: Report) -> Vec<Delivery> {
         let shard = hashmod(name, self.shard.count());
         let targets: Vec<String> = {
             let selves = self.selves.lock().unwrap_or_else(PoisonError::into_inner);
@@ -213,37 +215,55 @@ impl Forwarder {
                 .filter(|origin| !selves.contains(origin))
                 .collect()
         };
-        let report = Arc::new(report);
-        for origin in targets {
-            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-                self.failed(&origin, "too many forwards under way; this one is dropped");
-                continue;
-            };
-            let me = self.clone();
-            let report = report.clone();
-            tokio::spawn(async move {
-                let outcome =
-                    tokio::time::timeout(FORWARD_TIMEOUT, me.send(&origin, &report)).await;
-                drop(permit);
-                match outcome {
-                    Ok(Ok(Sent::Taken)) => {}
-                    Ok(Ok(Sent::ToSelf)) => {
-                        tracing::debug!(peer = %origin, "this peer URL is this exporter; not forwarding to it again");
-                        me.selves
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(origin);
-                    }
-                    Ok(Err(why)) => me.failed(&origin, &why),
-                    Err(_) => me.failed(
-                        &origin,
-                        &format!(
-                            "no answer within {}",
-                            humantime::format_duration(FORWARD_TIMEOUT)
-                        ),
-                    ),
+        let sends = targets
+            .into_iter()
+            .map(|origin| self.forward_one(name, origin, &report));
+        futures_util::future::join_all(sends).await
+    }
+
+    async fn forward_one(&self, name: &str, origin: String, report: &Report) -> Delivery {
+        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
+            self.failed(
+                name,
+                &origin,
+                "too many forwards under way; this one is dropped",
+            );
+            return Delivery::Failed;
+        };
+        let outcome = tokio::time::timeout(FORWARD_TIMEOUT, self.send(&origin, report)).await;
+        match outcome {
+            Ok(Ok(Sent::Taken)) => Delivery::Taken,
+            Ok(Ok(Sent::ToSelf)) => {
+                tracing::debug!(peer = %origin, "this peer URL is this exporter; not forwarding to it again");
+                self.selves
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(origin);
+                Delivery::ToSelf
+            }
+            Ok(Ok(Sent::Refused {
+                status,
+                retry_after,
+            })) => {
+                self.failed(name, &origin, &format!("answered {status}"));
+                match status {
+                    401 => Delivery::Unauthorized,
+                    429 => Delivery::RateLimited(retry_after),
+                    _ => Delivery::Failed,
                 }
-            });
+            }
+            Ok(Err(why)) => {
+                self.failed(name, &origin, &why);
+                Delivery::Failed
+            }
+            Err(_) => {
+                let why = format!(
+                    "no answer within {}",
+                    humantime::format_duration(FORWARD_TIMEOUT)
+                );
+                self.failed(name, &origin, &why);
+                Delivery::Failed
+            }
         }
     }
 
@@ -283,15 +303,19 @@ impl Forwarder {
         } else {
             exchange(TokioIo::new(tcp), request).await?
         };
-        match status.as_u16() {
-            208 => Ok(Sent::ToSelf),
-            200..=299 => Ok(Sent::Taken),
-            code => Err(format!("answered {code}")),
-        }
+        let (status, retry_after) = status;
+        Ok(match status.as_u16() {
+            208 => Sent::ToSelf,
+            200..=299 => Sent::Taken,
+            status => Sent::Refused {
+                status,
+                retry_after,
+            },
+        })
     }
 
     /// Counts a failed forward; logs it unless one was logged in the last `LOG_EVERY`.
-    fn failed(&self, origin: &str, why: &str) {
+    fn failed(&self, agent: &str, origin: &str, why: &str) {
         self.failures.inc();
         let mut gate = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -301,7 +325,7 @@ impl Forwarder {
         }
         let earlier = std::mem::take(&mut gate.unlogged);
         gate.last = Some(now);
-        tracing::warn!(peer = origin, error = why, unlogged_failures_before = earlier, "heartbeat report not forwarded (counted in agent_exporter_heartbeat_forward_failures_total)");
+        tracing::warn!(agent, peer = origin, error = why, unlogged_failures_before = earlier, "heartbeat report not forwarded (counted in agent_exporter_heartbeat_forward_failures_total)");
     }
 }
 
@@ -321,11 +345,33 @@ enum Sent {
     Taken,
     /// The peer was this exporter.
     ToSelf,
+    /// Any other answer, with its `Retry-After` when it has one.
+    Refused {
+        status: u16,
+        retry_after: Option<HeaderValue>,
+    },
+}
+
+/// What one owner made of a forwarded report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Taken,
+    /// The origin is this exporter; nothing was sent.
+    ToSelf,
+    /// The owner does not know the agent or its token (a config not yet reloaded there).
+    Unauthorized,
+    /// The owner's rate limit, with its `Retry-After`.
+    RateLimited(Option<HeaderValue>),
+    /// Not sent, no answer in time, or any other answer.
+    Failed,
 }
 
 const USER_AGENT: &str = concat!("agent-health-exporter/", env!("CARGO_PKG_VERSION"));
 
-async fn exchange<T>(io: T, request: Request<Full<Bytes>>) -> Result<http::StatusCode, String>
+async fn exchange<T>(
+    io: T,
+    request: Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Option<HeaderValue>), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -335,7 +381,9 @@ where
     let conn = tokio::spawn(conn);
     let answer = sender.send_request(request).await;
     conn.abort();
-    answer.map(|a| a.status()).map_err(|e| format!("HTTP: {e}"))
+    answer
+        .map(|a| (a.status(), a.headers().get(header::RETRY_AFTER).cloned()))
+        .map_err(|e| format!("HTTP: {e}"))
 }
 
 /// A random id for this process, in hex.

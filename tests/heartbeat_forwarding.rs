@@ -277,6 +277,7 @@ async fn dead_peer_counts_a_forward_failure_and_the_live_owner_still_counts() {
     .await;
     assert!(closed, "the stopped exporter still accepts connections");
     let answer = beat(set.member(sender, 0).addr, &agent, &token(&agent), &[]).await;
+    // One owner took it.
     assert_eq!(answer.status, 202, "{}", answer.text());
     let live = set.member(owner, 0);
     assert!(
@@ -386,7 +387,8 @@ async fn hanging_peer_bounds_forwards_in_flight_and_counts_every_one_not_sent() 
             })
             .collect();
         for report in batch {
-            assert_eq!(report.await.expect("report"), 202);
+            // No owner took it: a bad gateway, so that the agent knows to send it again.
+            assert_eq!(report.await.expect("report"), 502);
             sent += 1;
         }
     }
@@ -404,4 +406,79 @@ async fn hanging_peer_bounds_forwards_in_flight_and_counts_every_one_not_sent() 
         most <= agent_health_exporter::forward::MAX_IN_FLIGHT,
         "{most} forwards open at once (accepted {accepted}, open now {open})"
     );
+}
+
+/// Two replicas of one shard (an HA pair), each on its own port of 127.0.0.1, both named in
+/// `--heartbeat.peers`; every agent has `max_run_time: 1s`.
+async fn start_pair(agents: &[String]) -> (Vec<Member>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut yaml = String::from("agents:\n");
+    for agent in agents {
+        std::fs::write(dir.path().join(agent), token(agent)).expect("token");
+        yaml.push_str(&format!(
+            "  - name: {agent}\n    type: batch\n    heartbeat: {{period: 1h, max_run_time: 1s, token_file: {agent}}}\n"
+        ));
+    }
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).expect("config");
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let templates: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
+        .collect();
+    let mut members = Vec::new();
+    for listener in listeners {
+        let options = Options {
+            config_file: config.clone(),
+            heartbeat_peers: templates.clone(),
+            ..Options::default()
+        };
+        let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let metrics = exporter.state.metrics.clone();
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(exporter.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        members.push(Member {
+            shard: 0,
+            addr,
+            metrics,
+            stop: Some(stop),
+        });
+    }
+    (members, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_one_replica_then_success_at_the_other_never_times_out_the_run() {
+    let agents: Vec<String> = (0..20).map(|i| format!("job-{i}")).collect();
+    let (pair, _dir) = start_pair(&agents).await;
+    for agent in &agents {
+        let auth = format!("Bearer {}", token(agent));
+        let headers = [("Authorization", auth.as_str())];
+        let start = format!("/api/v1/agents/{agent}/heartbeat/start");
+        let answer = fetch(pair[0].addr, "POST", &start, &headers)
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        // The client's next report, through a proxy that picked the other replica.
+        let answer = beat(pair[1].addr, agent, &token(agent), &[]).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    // Past max_run_time: a start that reached B after the success left a run open there.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    for (replica, member) in pair.iter().enumerate() {
+        let text = member.scrape();
+        for agent in &agents {
+            let selector = format!(
+                "agent_probe_failures_total{{agent=\"{agent}\",agent_type=\"batch\",reason=\"timeout\"}}"
+            );
+            let timeouts = metric(&text, &selector).unwrap_or(0.0);
+            assert_eq!(timeouts, 0.0, "{agent} timed out on replica {replica}");
+        }
+    }
 }
