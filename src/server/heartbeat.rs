@@ -169,6 +169,9 @@ where
         Err(Refusal::Unauthorized) => match (pass_on, report_copy) {
             // Another shard's agent with its own token: its owners record it.
             (Some(forwarder), Some(copy)) if forwarder.owned_elsewhere(&name, token.as_deref()) => {
+                if let Err(wait) = forwarder.admit(&name) {
+                    return rate_limited(wait);
+                }
                 let deliveries = forwarder.forward(&name, copy).await;
                 owners_answer(&name, &deliveries)
             }

@@ -22,6 +22,8 @@ use tokio::time::Instant;
 use crate::config::{ResolvedAgent, Secret};
 use crate::shard::{hashmod, Shard};
 
+mod rate;
+
 /// Marks a forwarded report; its value is the forwarding exporter's instance id, so that an
 /// exporter can tell a report it forwarded to itself (a template naming its own address).
 pub const FORWARDED_HEADER: &str = "x-agent-health-forwarded";
@@ -29,9 +31,10 @@ pub const FORWARDED_HEADER: &str = "x-agent-health-forwarded";
 /// A forward that takes longer is a failure: a report is worth its period, not more.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Forwards under way at once; beyond it a report is not forwarded (counted and logged), so that
-/// a flood of reports or a hanging peer cannot build an unbounded queue.
-pub const MAX_IN_FLIGHT: usize = 256;
+/// Forwards under way at once to one peer; beyond it a report is not forwarded to that peer
+/// (counted and logged), so that a flood of reports or a hanging peer cannot build an unbounded
+/// queue, and a hanging peer holds up only the reports of its own agents.
+pub const MAX_IN_FLIGHT_PER_PEER: usize = 64;
 
 /// How often a failing forward is logged; the failures between are counted and summed up.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -107,6 +110,8 @@ fn render(template: &str, index: u64) -> String {
 #[derive(Default)]
 pub struct Roster {
     foreign: RwLock<HashMap<Arc<str>, Secret>>,
+    /// The owners' per-agent rate limit, for these agents.
+    limits: rate::Limits,
 }
 
 impl Roster {
@@ -119,7 +124,8 @@ impl Roster {
                 let hb = a.spec.target.heartbeat()?;
                 Some((Arc::from(a.spec.name.as_str()), hb.token.clone()))
             })
-            .collect();
+            .collect::<HashMap<_, _>>();
+        self.limits.keep(|name| foreign.contains_key(name));
         *self.foreign.write().unwrap_or_else(PoisonError::into_inner) = foreign;
     }
 
@@ -155,7 +161,8 @@ pub struct Forwarder {
     /// This process's id, the value of `FORWARDED_HEADER` it sends.
     instance: HeaderValue,
     roster: Arc<Roster>,
-    in_flight: Arc<Semaphore>,
+    /// Forwards under way, per peer origin.
+    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
     failures: Counter,
     /// Origins that turned out to be this exporter (they answered 208 to its own id).
     selves: Mutex<HashSet<String>>,
@@ -185,7 +192,7 @@ impl Forwarder {
             shard,
             instance: instance_id(),
             roster,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            in_flight: Mutex::default(),
             failures,
             selves: Mutex::default(),
             log: Mutex::default(),
@@ -201,6 +208,26 @@ impl Forwarder {
     /// Whether `name` is a heartbeat agent of another shard presenting its own token.
     pub fn owned_elsewhere(&self, name: &str, token: Option<&[u8]>) -> bool {
         self.roster.verify(name, token)
+    }
+
+    /// Applies the owner's rate limit to a report of `name`, an agent of another shard, before
+    /// it is forwarded: `Err` with how long to wait when it is over.
+    pub fn admit(&self, name: &str) -> Result<(), Duration> {
+        self.roster.limits.take(name, Instant::now())
+    }
+
+    /// The bound on forwards under way to `origin`.
+    fn slots(&self, origin: &str) -> Arc<Semaphore> {
+        let mut slots = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slots) = slots.get(origin) {
+            return slots.clone();
+        }
+        let fresh = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PEER));
+        slots.insert(origin.to_owned(), fresh.clone());
+        fresh
     }
 
     /// Passes `report` on to every replica of the shard owning `name` but this exporter, all at
@@ -222,7 +249,7 @@ impl Forwarder {
     }
 
     async fn forward_one(&self, name: &str, origin: String, report: &Report) -> Delivery {
-        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
+        let Ok(_permit) = self.slots(&origin).try_acquire_owned() else {
             self.failed(
                 name,
                 &origin,
