@@ -52,11 +52,14 @@ pub enum PeersError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peers {
     templates: Vec<String>,
+    /// Per shard, the rendered origins without repeats.
+    origins: Vec<Vec<String>>,
 }
 
 impl Peers {
     /// Checks every template with every shard number of `shard`'s set.
     pub fn parse(templates: &[String], shard: Shard) -> Result<Peers, PeersError> {
+        let mut origins = vec![Vec::<String>::new(); shard.count() as usize];
         for template in templates {
             if shard.count() > 1 && !template.contains("{shard}") {
                 return Err(PeersError::NoShard {
@@ -64,7 +67,7 @@ impl Peers {
                     count: shard.count(),
                 });
             }
-            for index in 0..shard.count() {
+            for (index, seen) in (0..shard.count()).zip(origins.iter_mut()) {
                 let url = render(template, index);
                 let bad = |why: String| PeersError::BadUrl {
                     template: template.clone(),
@@ -80,10 +83,17 @@ impl Peers {
                 if parsed.path() != "/" || parsed.query().is_some() {
                     return Err(bad("give the exporter's origin, without a path".into()));
                 }
+                // Two templates naming the same exporter (a repeated flag, a trailing slash, a
+                // default port spelt out) would send it every report twice.
+                let origin = parsed.origin().ascii_serialization();
+                if !seen.contains(&origin) {
+                    seen.push(origin);
+                }
             }
         }
         Ok(Peers {
             templates: templates.to_vec(),
+            origins,
         })
     }
 
@@ -91,9 +101,13 @@ impl Peers {
         self.templates.is_empty()
     }
 
-    /// The origins of shard `index`'s exporters, one per replica set.
+    /// The origins of shard `index`'s exporters, one per replica set, each once.
     fn origins(&self, index: u64) -> impl Iterator<Item = String> + '_ {
-        self.templates.iter().map(move |t| render(t, index))
+        self.origins
+            .get(index as usize)
+            .into_iter()
+            .flatten()
+            .cloned()
     }
 }
 
@@ -450,5 +464,26 @@ mod tests {
         assert!(scheme.to_string().contains("ftp"), "{scheme}");
         // One shard (an HA pair): the template may name the exporter without `{shard}`.
         assert!(Peers::parse(&["http://e-a:10056".into()], Shard::default()).is_ok());
+    }
+
+    #[test]
+    fn same_exporter_named_twice_is_one_peer() {
+        let three = Shard::new(0, 3).unwrap();
+        // The same exporter named twice is one peer.
+        let twice = Peers::parse(
+            &[
+                "http://e-{shard}.e:10056".into(),
+                "http://E-{shard}.e:10056/".into(),
+                "http://e-{shard}.e:10056".into(),
+            ],
+            three,
+        )
+        .unwrap();
+        for shard in 0..3 {
+            assert_eq!(
+                twice.origins(shard).collect::<Vec<_>>(),
+                vec![format!("http://e-{shard}.e:10056")]
+            );
+        }
     }
 }
