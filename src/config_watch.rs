@@ -21,15 +21,17 @@ type Digest = Option<Vec<u8>>;
 /// Watches the files of one config and reloads it through the reloader on a change.
 pub struct ConfigWatch {
     reloader: Arc<Reloader>,
-    /// The files of the version last handed to the reloader, with their digests.
-    known: Mutex<Vec<(PathBuf, Digest)>>,
+    /// The files of the version last handed to the reloader, with their digests, and the
+    /// scanner that finds them.
+    known: Mutex<(Vec<(PathBuf, Digest)>, Scanner)>,
 }
 
 impl ConfigWatch {
     /// Takes the digests now. Call it before the first load, so that a change made while that
     /// load runs is seen by the first check (and costs at most one extra reload).
     pub fn new(reloader: Arc<Reloader>) -> ConfigWatch {
-        let known = snapshot(reloader.path());
+        let mut scanner = Scanner::default();
+        let known = (scanner.snapshot(reloader.path()), scanner);
         ConfigWatch {
             reloader,
             known: Mutex::new(known),
@@ -39,10 +41,11 @@ impl ConfigWatch {
     /// Reloads when a file changed since the last check; true when a reload was tried.
     /// Blocking (file reads, the reload itself); must be called inside a Tokio runtime.
     pub fn check(&self) -> bool {
-        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let (known, scanner) = &mut *guard;
         // Digests are taken before the reload reads the files: a change in between is seen
         // by the next check, never lost.
-        let now = snapshot(self.reloader.path());
+        let now = scanner.snapshot(self.reloader.path());
         if now == *known {
             return false;
         }
@@ -89,21 +92,43 @@ impl ConfigWatch {
     }
 }
 
-/// The config file and every file it names, each with its digest.
-fn snapshot(path: &Path) -> Vec<(PathBuf, Digest)> {
-    let text = std::fs::read(path).ok();
-    let mut named = text
-        .as_deref()
-        .map(|bytes| named_files(bytes, &config::base_dir(path)))
-        .unwrap_or_default();
-    named.sort();
-    named.dedup();
-    let mut files = vec![(path.to_path_buf(), text.as_deref().map(digest))];
-    files.extend(named.into_iter().map(|file| {
-        let content = std::fs::read(&file).ok();
-        (file, content.as_deref().map(digest))
-    }));
-    files
+/// Finds the files a config names. The YAML is parsed only when the config file's digest
+/// changed: an unchanged config names the same files, and a large one would cost a parse every
+/// interval for nothing. The named files themselves are hashed every time.
+#[derive(Default)]
+struct Scanner {
+    /// The config file's digest when it was last parsed, and the files it named.
+    named: Option<(Digest, Vec<PathBuf>)>,
+    /// How often the YAML was parsed (for tests).
+    parses: u64,
+}
+
+impl Scanner {
+    /// The config file and every file it names, each with its digest.
+    fn snapshot(&mut self, path: &Path) -> Vec<(PathBuf, Digest)> {
+        let text = std::fs::read(path).ok();
+        let config_digest = text.as_deref().map(digest);
+        let named = match &self.named {
+            Some((seen, named)) if *seen == config_digest => named.clone(),
+            _ => {
+                self.parses += 1;
+                let mut named = text
+                    .as_deref()
+                    .map(|bytes| named_files(bytes, &config::base_dir(path)))
+                    .unwrap_or_default();
+                named.sort();
+                named.dedup();
+                self.named = Some((config_digest.clone(), named.clone()));
+                named
+            }
+        };
+        let mut files = vec![(path.to_path_buf(), config_digest)];
+        files.extend(named.into_iter().map(|file| {
+            let content = std::fs::read(&file).ok();
+            (file, content.as_deref().map(digest))
+        }));
+        files
+    }
 }
 
 fn digest(bytes: &[u8]) -> Vec<u8> {
@@ -179,5 +204,30 @@ mod tests {
     #[test]
     fn text_that_is_not_yaml_names_no_files() {
         assert!(named_files(b"agents: [", Path::new("/")).is_empty());
+    }
+
+    #[test]
+    fn config_is_parsed_again_only_when_it_changed_and_named_files_are_hashed_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        let token = dir.path().join("tok");
+        std::fs::write(&token, "one").unwrap();
+        std::fs::write(
+            &config,
+            "agents:\n  - name: a\n    heartbeat: {token_file: tok}\n",
+        )
+        .unwrap();
+        let mut scanner = Scanner::default();
+        let first = scanner.snapshot(&config);
+        assert_eq!(first.len(), 2);
+        assert_eq!(scanner.snapshot(&config), first);
+        assert_eq!(scanner.parses, 1, "an unchanged config was parsed again");
+        std::fs::write(&token, "two").unwrap();
+        let rotated = scanner.snapshot(&config);
+        assert_ne!(rotated, first, "a named file's change was missed");
+        assert_eq!(scanner.parses, 1);
+        std::fs::write(&config, "agents: []\n").unwrap();
+        assert_eq!(scanner.snapshot(&config).len(), 1);
+        assert_eq!(scanner.parses, 2);
     }
 }

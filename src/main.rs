@@ -10,7 +10,10 @@ use agent_health_exporter::{config, discovery, healthcheck, logging};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     if cli.version {
         println!(
             "agent-health-exporter, version {} (revision: {}, rustc: {})",
@@ -177,4 +180,15 @@ fn print_discovered(config: &config::Config, shard: Shard) -> (usize, usize) {
         found += found_here.agents.len();
     }
     (found, mine)
+}
+
+/// A command line clap refused (or `--help`). Clap exits 2 on a usage error, which Docker
+/// reserves in a `HEALTHCHECK` ("do not use"): `healthcheck` exits 1 instead, as on any failure.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let healthcheck = std::env::args_os().skip(1).any(|arg| arg == "healthcheck");
+    if !healthcheck || !e.use_stderr() {
+        e.exit();
+    }
+    let _ = e.print();
+    ExitCode::FAILURE
 }

@@ -232,3 +232,14 @@ async fn healthcheck_exits_1_within_its_timeout_when_the_server_never_answers() 
         "{took:?}"
     );
 }
+
+#[test]
+fn healthcheck_usage_error_exits_1_not_2_which_docker_reserves() {
+    let out = healthcheck(&["--no-such-flag"]);
+    let (code, stderr) = outcome(&out);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+    // Help is no error.
+    let help = healthcheck(&["--help"]);
+    assert_eq!(help.status.code(), Some(0), "{}", outcome(&help).1);
+}

@@ -277,6 +277,7 @@ async fn dead_peer_counts_a_forward_failure_and_the_live_owner_still_counts() {
     .await;
     assert!(closed, "the stopped exporter still accepts connections");
     let answer = beat(set.member(sender, 0).addr, &agent, &token(&agent), &[]).await;
+    // One owner took it.
     assert_eq!(answer.status, 202, "{}", answer.text());
     let live = set.member(owner, 0);
     assert!(
@@ -342,66 +343,238 @@ async fn hanging_peer(listener: TcpListener) -> Arc<std::sync::Mutex<(usize, usi
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hanging_peer_bounds_forwards_in_flight_and_counts_every_one_not_sent() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agent = (0..)
+/// The first `n` names of the form `worker-N` in shard `shard` of `shards`.
+fn agents_in(shard: u64, shards: u64, n: usize) -> Vec<String> {
+    (0..)
         .map(|i| format!("worker-{i}"))
-        .find(|n| hashmod(n, 2) == 1)
-        .expect("a name");
-    std::fs::write(dir.path().join("token"), token(&agent)).expect("token");
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!("agents:\n  - name: {agent}\n    type: batch\n    heartbeat: {{period: 1h, token_file: token}}\n"),
-    )
-    .expect("config");
-    // Shard 0 is the exporter, shard 1 (the agent's owner) a peer that never answers.
-    let (port, mut listeners) = bind_set().await;
-    let peer = hanging_peer(listeners.remove(1)).await;
+        .filter(|a| hashmod(a, shards) == shard)
+        .take(n)
+        .collect()
+}
+
+/// A config of heartbeat agents with their token files in `dir`.
+fn write_config(dir: &std::path::Path, agents: &[String]) -> std::path::PathBuf {
+    let mut yaml = String::from("agents:\n");
+    for agent in agents {
+        std::fs::write(dir.join(agent), token(agent)).expect("token");
+        yaml.push_str(&format!(
+            "  - name: {agent}\n    type: batch\n    heartbeat: {{period: 1h, token_file: {agent}}}\n"
+        ));
+    }
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, yaml).expect("config");
+    config
+}
+
+/// Starts shard `shard` of `shards` on `listener`.
+fn serve_shard(
+    config: &std::path::Path,
+    listener: TcpListener,
+    shard: u64,
+    shards: u64,
+    template: &str,
+) -> Member {
     let options = Options {
-        config_file: config,
-        shard: Shard::new(0, 2).expect("shard"),
-        heartbeat_peers: vec![format!("http://127.0.{{shard}}.1:{port}")],
+        config_file: config.to_owned(),
+        shard: Shard::new(shard, shards).expect("shard"),
+        heartbeat_peers: vec![template.to_owned()],
         ..Options::default()
     };
     let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
     let metrics = exporter.state.metrics.clone();
-    let listener = listeners.remove(0);
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(exporter.serve(listener, std::future::pending()));
-    let member = Member {
-        shard: 0,
+    Member {
+        shard,
         addr,
         metrics,
         stop: None,
-    };
-    const REPORTS: usize = 400;
-    let mut sent = 0;
-    while sent < REPORTS {
-        let batch: Vec<_> = (0..100)
-            .map(|_| {
-                let agent = agent.clone();
-                tokio::spawn(async move { beat(addr, &agent, &token(&agent), &[]).await.status })
-            })
-            .collect();
-        for report in batch {
-            assert_eq!(report.await.expect("report"), 202);
-            sent += 1;
-        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_peer_bounds_forwards_in_flight_and_counts_every_one_not_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Many agents, each within the owner's rate, all owned by the hanging peer.
+    let agents = agents_in(1, 2, 200);
+    let config = write_config(dir.path(), &agents);
+    let (port, mut listeners) = bind_set().await;
+    let peer = hanging_peer(listeners.remove(1)).await;
+    let template = format!("http://127.0.{{shard}}.1:{port}");
+    let member = serve_shard(&config, listeners.remove(0), 0, 2, &template);
+    let addr = member.addr;
+    let reports: Vec<_> = agents
+        .iter()
+        .cycle()
+        .take(2 * agents.len())
+        .cloned()
+        .map(|agent| {
+            tokio::spawn(async move { beat(addr, &agent, &token(&agent), &[]).await.status })
+        })
+        .collect();
+    let total = reports.len();
+    for report in reports {
+        // No owner took it: a bad gateway, so that the agent knows to send it again.
+        assert_eq!(report.await.expect("report"), 502);
     }
     let all_counted = wait_until(Duration::from_secs(15), || {
-        member.forward_failures() == Some(REPORTS as f64)
+        member.forward_failures() == Some(total as f64)
     })
     .await;
     let (open, most, accepted) = *peer.lock().expect("lock");
     assert!(
         all_counted,
-        "forward failures {:?} of {REPORTS} reports",
+        "forward failures {:?} of {total} reports",
         member.forward_failures()
     );
     assert!(
-        most <= agent_health_exporter::forward::MAX_IN_FLIGHT,
+        most <= agent_health_exporter::forward::MAX_IN_FLIGHT_PER_PEER,
         "{most} forwards open at once (accepted {accepted}, open now {open})"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_peer_of_one_shard_does_not_stop_forwards_to_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut agents = agents_in(1, 3, 400);
+    let elsewhere = agents_in(2, 3, 1).remove(0);
+    agents.push(elsewhere.clone());
+    let config = write_config(dir.path(), &agents);
+    agents.pop();
+    // Shard 0 takes the reports, shard 1 hangs, shard 2 is a live exporter.
+    let (port, mut listeners) = bind_set().await;
+    let template = format!("http://127.0.{{shard}}.1:{port}");
+    let third = serve_shard(&config, listeners.remove(2), 2, 3, &template);
+    let peer = hanging_peer(listeners.remove(1)).await;
+    let member = serve_shard(&config, listeners.remove(0), 0, 3, &template);
+    let addr = member.addr;
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flood: Vec<_> = agents
+        .iter()
+        .cloned()
+        .map(|agent| {
+            let flooding = flooding.clone();
+            tokio::spawn(async move {
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    beat(addr, &agent, &token(&agent), &[]).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        })
+        .collect();
+    // The hanging peer is saturated: forwards to it are refused for want of a slot.
+    let saturated = wait_until(Duration::from_secs(20), || {
+        peer.lock().expect("lock").1 >= 64 && member.forward_failures() > Some(0.0)
+    })
+    .await;
+    assert!(saturated, "the hanging peer never filled its slots");
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(beat(addr, &elsewhere, &token(&elsewhere), &[]).await.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    for task in flood {
+        task.abort();
+    }
+    assert_eq!(
+        answers,
+        vec![202; 5],
+        "reports for shard 2 while shard 1 hangs"
+    );
+    assert_eq!(third.successes(&elsewhere), 5.0);
+}
+
+/// Two replicas of one shard (an HA pair), each on its own port of 127.0.0.1, both named in
+/// `--heartbeat.peers`; every agent has `max_run_time: 1s`.
+async fn start_pair(agents: &[String]) -> (Vec<Member>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut yaml = String::from("agents:\n");
+    for agent in agents {
+        std::fs::write(dir.path().join(agent), token(agent)).expect("token");
+        yaml.push_str(&format!(
+            "  - name: {agent}\n    type: batch\n    heartbeat: {{period: 1h, max_run_time: 1s, token_file: {agent}}}\n"
+        ));
+    }
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).expect("config");
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let templates: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
+        .collect();
+    let mut members = Vec::new();
+    for listener in listeners {
+        let options = Options {
+            config_file: config.clone(),
+            heartbeat_peers: templates.clone(),
+            ..Options::default()
+        };
+        let exporter = Exporter::start(&options).unwrap_or_else(|e| panic!("{e}"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let metrics = exporter.state.metrics.clone();
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(exporter.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        members.push(Member {
+            shard: 0,
+            addr,
+            metrics,
+            stop: Some(stop),
+        });
+    }
+    (members, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_one_replica_then_success_at_the_other_never_times_out_the_run() {
+    let agents: Vec<String> = (0..20).map(|i| format!("job-{i}")).collect();
+    let (pair, _dir) = start_pair(&agents).await;
+    for agent in &agents {
+        let auth = format!("Bearer {}", token(agent));
+        let headers = [("Authorization", auth.as_str())];
+        let start = format!("/api/v1/agents/{agent}/heartbeat/start");
+        let answer = fetch(pair[0].addr, "POST", &start, &headers)
+            .await
+            .expect("answer");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        // The client's next report, through a proxy that picked the other replica.
+        let answer = beat(pair[1].addr, agent, &token(agent), &[]).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    // Past max_run_time: a start that reached B after the success left a run open there.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    for (replica, member) in pair.iter().enumerate() {
+        let text = member.scrape();
+        for agent in &agents {
+            let selector = format!(
+                "agent_probe_failures_total{{agent=\"{agent}\",agent_type=\"batch\",reason=\"timeout\"}}"
+            );
+            let timeouts = metric(&text, &selector).unwrap_or(0.0);
+            assert_eq!(timeouts, 0.0, "{agent} timed out on replica {replica}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_owner_applies_the_owners_rate_limit_before_forwarding() {
+    let set = start_set().await;
+    let agent = &set.agents[1];
+    let sender = set.member((hashmod(agent, SHARDS) + 1) % SHARDS, 0);
+    let burst = agent_health_exporter::heartbeat::RATE_BURST as usize;
+    let mut answers = Vec::new();
+    for _ in 0..burst + 1 {
+        answers.push(beat(sender.addr, agent, &token(agent), &[]).await);
+    }
+    let last = answers.pop().expect("an answer");
+    assert!(answers.iter().all(|a| a.status == 202));
+    assert_eq!(last.status, 429, "{}", last.text());
+    assert!(last.header("retry-after").is_some(), "no Retry-After");
+    // Refused here: it cost no forward, so no owner refused one.
+    assert_eq!(sender.forward_failures(), Some(0.0));
+    every_owner_counts(&set, agent, burst as f64).await;
 }

@@ -2,7 +2,8 @@
 //! agent's bearer token stands in for the scrapers' basic auth, a small JSON body may carry the
 //! run's duration and a message, and the report goes to `heartbeat::Heartbeats`. With
 //! `--heartbeat.peers`, a report is also passed on to the other exporters owning the agent
-//! (`crate::forward`): answered `202` here when this exporter does not own it.
+//! (`crate::forward`), and answered once they have it: `202` here when this exporter does not
+//! own it and an owner took it, else the owners' refusal or `502`.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{error, json};
 use super::{views, Body, ServerState};
-use crate::forward::{self, FORWARDED_HEADER};
+use crate::forward::{self, Delivery, FORWARDED_HEADER};
 use crate::heartbeat::{Details, Refusal, Report};
 
 /// Largest report body: a duration and a short message need far less.
@@ -151,9 +152,10 @@ where
         .receive(&name, token.as_deref(), report, details)
     {
         Ok(accepted) => {
-            // Peer replicas of this shard own the agent too.
+            // Peer replicas of this shard own the agent too; answering only after them keeps
+            // the agent's next report from overtaking this one there.
             if let (Some(forwarder), Some(copy)) = (pass_on, report_copy) {
-                forwarder.forward(&name, copy);
+                forwarder.forward(&name, copy).await;
             }
             json(
                 StatusCode::OK,
@@ -167,29 +169,68 @@ where
         Err(Refusal::Unauthorized) => match (pass_on, report_copy) {
             // Another shard's agent with its own token: its owners record it.
             (Some(forwarder), Some(copy)) if forwarder.owned_elsewhere(&name, token.as_deref()) => {
-                forwarder.forward(&name, copy);
-                json(
-                    StatusCode::ACCEPTED,
-                    &Forwarded {
-                        agent: &name,
-                        status: "forwarded",
-                    },
-                )
+                if let Err(wait) = forwarder.admit(&name) {
+                    return rate_limited(wait);
+                }
+                let deliveries = forwarder.forward(&name, copy).await;
+                owners_answer(&name, &deliveries)
             }
             _ => unauthorized(),
         },
-        Err(Refusal::RateLimited(wait)) => {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many reports for this agent; slow down",
-            );
-            let seconds = wait.as_secs_f64().ceil().max(1.0).to_string();
-            if let Ok(value) = HeaderValue::from_str(&seconds) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
-        }
+        Err(Refusal::RateLimited(wait)) => rate_limited(wait),
     }
+}
+
+/// A non-owner's answer, from what the owners made of the report: taken when one owner took it,
+/// the owners' own refusal when all of them refused it alike, else a bad gateway.
+fn owners_answer(name: &str, deliveries: &[Delivery]) -> Response<Body> {
+    if deliveries.contains(&Delivery::Taken) {
+        return json(
+            StatusCode::ACCEPTED,
+            &Forwarded {
+                agent: name,
+                status: "forwarded",
+            },
+        );
+    }
+    if !deliveries.is_empty() && deliveries.iter().all(|d| *d == Delivery::Unauthorized) {
+        return unauthorized();
+    }
+    let limited: Vec<&Option<HeaderValue>> = deliveries
+        .iter()
+        .filter_map(|d| match d {
+            Delivery::RateLimited(after) => Some(after),
+            _ => None,
+        })
+        .collect();
+    if !limited.is_empty() && limited.len() == deliveries.len() {
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many reports for this agent; slow down",
+        );
+        if let Some(after) = limited.iter().find_map(|a| a.as_ref()) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, after.clone());
+        }
+        return response;
+    }
+    error(
+        StatusCode::BAD_GATEWAY,
+        "no exporter owning this agent took the report (counted in agent_exporter_heartbeat_forward_failures_total); send it again",
+    )
+}
+
+fn rate_limited(wait: Duration) -> Response<Body> {
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many reports for this agent; slow down",
+    );
+    let seconds = wait.as_secs_f64().ceil().max(1.0).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// The token of `Bearer <token>` (the scheme in any case).

@@ -6,7 +6,7 @@
 # Then: the image's config (user, entrypoint, command, port, labels, health check), umoci
 # unpacks it, and the binary runs from the unpacked root as uid 65532, probes an agent, answers
 # /metrics, and its `healthcheck` exits 0, then 1 once it is stopped.
-# Needs root (chroot), buildah, umoci, python3, curl. Installs nothing.
+# Needs root (chroot), buildah, umoci, binutils (objdump), python3, curl. Installs nothing.
 # Usage: tests/realworld/image.sh path/to/agent-health-exporter (inside the repository)
 set -euo pipefail
 bin=${1:?usage: $0 path/to/agent-health-exporter}
@@ -41,6 +41,10 @@ trap buildah_cleanup EXIT
 read -r version revision < <("$bin" --version |
   sed -E 's/.*version ([^ ]+) \(revision: ([^,]+),.*/\1 \2/')
 [ -n "$version" ] && [ -n "$revision" ] || fail "cannot read the version of $bin"
+
+# The stand-in base below carries this machine's glibc, so it cannot show a binary that needs
+# a newer one than the real base's (2.36): checked here instead.
+bash "$root/tests/realworld/glibc_ceiling.sh" "$bin" 2.36 || fail "glibc ceiling"
 
 # --- the stand-in base: what distroless/cc-debian12:nonroot holds, from this machine --------
 base=$("${bh[@]}" from scratch)

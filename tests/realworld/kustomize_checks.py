@@ -116,26 +116,52 @@ def matches(selector, labels):
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+# The one Service that spans every replica set: the heartbeat entry point of the HA pair.
+HEARTBEATS_SERVICE = "agent-health-exporter-heartbeats"
+
+
 def check_selectors(docs, sets):
-    """`sets` StatefulSets; each selector (StatefulSet, its Service, PodDisruptionBudgets)
-    picks the pods of exactly one of them."""
+    """`sets` StatefulSets; each selector (StatefulSet, its Service) picks the pods of exactly
+    one of them, except the heartbeat Service and the one PodDisruptionBudget, which pick all."""
     stss = of_kind(docs, "StatefulSet")
     if len(stss) != sets:
         raise Broken(f"{len(stss)} StatefulSets, want {sets}")
     pods = {name(s): s["spec"]["template"]["metadata"]["labels"] for s in stss}
     selectors = []
+    spanning = []
     for sts in stss:
         selectors.append((name(sts), sts["spec"]["selector"]["matchLabels"]))
         if not matches(sts["spec"]["selector"]["matchLabels"], pods[name(sts)]):
             raise Broken(f"{name(sts)}: its selector does not match its own pods")
     for svc in of_kind(docs, "Service"):
-        selectors.append((name(svc), svc["spec"]["selector"]))
-    for pdb in of_kind(docs, "PodDisruptionBudget"):
-        selectors.append((name(pdb), pdb["spec"]["selector"]["matchLabels"]))
+        if svc["metadata"]["name"] == HEARTBEATS_SERVICE:
+            spanning.append((name(svc), svc["spec"]["selector"]))
+            if svc["spec"].get("clusterIP") == "None":
+                raise Broken(f"{name(svc)}: headless; one ClusterIP address is the point")
+        else:
+            selectors.append((name(svc), svc["spec"]["selector"]))
+    pdbs = of_kind(docs, "PodDisruptionBudget")
+    if len(pdbs) != 1:
+        raise Broken(f"{len(pdbs)} PodDisruptionBudgets, want one over every replica set")
+    if pdbs[0]["spec"].get("maxUnavailable") != 1:
+        raise Broken(f"{name(pdbs[0])}: maxUnavailable {pdbs[0]['spec'].get('maxUnavailable')}, want 1")
+    spanning.append((name(pdbs[0]), pdbs[0]["spec"]["selector"]["matchLabels"]))
     for owner, selector in selectors:
         picked = [p for p, labels in pods.items() if matches(selector, labels)]
         if len(picked) != 1:
             raise Broken(f"{owner}: selector {selector} picks the pods of {picked or 'no set'}, want exactly one set")
+    for owner, selector in spanning:
+        picked = [p for p, labels in pods.items() if matches(selector, labels)]
+        if len(picked) != sets:
+            raise Broken(f"{owner}: selector {selector} picks the pods of {picked or 'no set'}, want every set")
+    if sets > 1 and HEARTBEATS_SERVICE not in {s["metadata"]["name"] for s in of_kind(docs, "Service")}:
+        raise Broken(f"no Service {HEARTBEATS_SERVICE}: the HA pair has no single heartbeat entry point")
+    for monitor in of_kind(docs, "ServiceMonitor"):
+        for svc in of_kind(docs, "Service"):
+            if svc["metadata"]["name"] == HEARTBEATS_SERVICE and matches(
+                monitor["spec"]["selector"]["matchLabels"], svc["metadata"].get("labels", {})
+            ):
+                raise Broken(f"{name(monitor)} selects {name(svc)}: every pod would be scraped twice")
     services = {s["metadata"]["name"] for s in of_kind(docs, "Service")}
     for sts in stss:
         if sts["spec"]["serviceName"] not in services:
@@ -326,6 +352,18 @@ def self_test(base, ha):
         for rule in rules:
             rule["from"] = [p for p in rule["from"] if "agent-health-exporter/heartbeats" not in str(p)]
 
+    def budget_per_set(docs):
+        pdb = of_kind(docs, "PodDisruptionBudget")[0]
+        for replica in ("a", "b"):
+            one = copy.deepcopy(pdb)
+            one["metadata"]["name"] += f"-{replica}"
+            one["spec"]["selector"]["matchLabels"]["replica"] = replica
+            docs.append(one)
+        docs.remove(pdb)
+
+    def no_heartbeats_service(docs):
+        docs.remove(next(s for s in of_kind(docs, "Service") if s["metadata"]["name"] == HEARTBEATS_SERVICE))
+
     def crd_in_base(docs):
         docs.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"}})
 
@@ -333,7 +371,8 @@ def self_test(base, ha):
         ("base", latest), ("base", untagged), ("base", pull_always), ("base", replicas_apart),
         ("base", no_reload), ("ha", one_peer_set), ("base", secret_missing), ("base", no_heartbeat_namespaces),
         ("base", crd_in_base), ("ha", replicas_apart), ("ha", overlapping),
-        ("ha", service_overlapping), ("ha", no_anti_affinity),
+        ("ha", service_overlapping), ("ha", no_anti_affinity), ("ha", budget_per_set),
+        ("ha", no_heartbeats_service),
     ]
     renders = {"base": (base, 1), "ha": (ha, 2)}
     for render, mutate in cases:

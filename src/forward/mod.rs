@@ -3,8 +3,9 @@
 //! exporter that owns the agent: to the owning shard's replicas when it does not own the agent
 //! (it still checks the token against the whole fleet's, which every exporter loads), and to its
 //! own shard's other replicas when it does. Forwarded reports are marked and never forwarded
-//! again. Forwarding runs beside the answer, bounded in time and in number; a forward that fails
-//! is counted and logged, never retried.
+//! again. The report is answered once its forwards are done (bounded in time and in number), so
+//! that an agent's reports reach its owners in the order it sent them; a forward that fails is
+//! counted and logged, never retried.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -21,6 +22,8 @@ use tokio::time::Instant;
 use crate::config::{ResolvedAgent, Secret};
 use crate::shard::{hashmod, Shard};
 
+mod rate;
+
 /// Marks a forwarded report; its value is the forwarding exporter's instance id, so that an
 /// exporter can tell a report it forwarded to itself (a template naming its own address).
 pub const FORWARDED_HEADER: &str = "x-agent-health-forwarded";
@@ -28,9 +31,10 @@ pub const FORWARDED_HEADER: &str = "x-agent-health-forwarded";
 /// A forward that takes longer is a failure: a report is worth its period, not more.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Forwards under way at once; beyond it a report is not forwarded (counted and logged), so that
-/// a flood of reports or a hanging peer cannot build an unbounded queue.
-pub const MAX_IN_FLIGHT: usize = 256;
+/// Forwards under way at once to one peer; beyond it a report is not forwarded to that peer
+/// (counted and logged), so that a flood of reports or a hanging peer cannot build an unbounded
+/// queue, and a hanging peer holds up only the reports of its own agents.
+pub const MAX_IN_FLIGHT_PER_PEER: usize = 64;
 
 /// How often a failing forward is logged; the failures between are counted and summed up.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -48,11 +52,14 @@ pub enum PeersError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peers {
     templates: Vec<String>,
+    /// Per shard, the rendered origins without repeats.
+    origins: Vec<Vec<String>>,
 }
 
 impl Peers {
     /// Checks every template with every shard number of `shard`'s set.
     pub fn parse(templates: &[String], shard: Shard) -> Result<Peers, PeersError> {
+        let mut origins = vec![Vec::<String>::new(); shard.count() as usize];
         for template in templates {
             if shard.count() > 1 && !template.contains("{shard}") {
                 return Err(PeersError::NoShard {
@@ -60,7 +67,7 @@ impl Peers {
                     count: shard.count(),
                 });
             }
-            for index in 0..shard.count() {
+            for (index, seen) in (0..shard.count()).zip(origins.iter_mut()) {
                 let url = render(template, index);
                 let bad = |why: String| PeersError::BadUrl {
                     template: template.clone(),
@@ -76,10 +83,17 @@ impl Peers {
                 if parsed.path() != "/" || parsed.query().is_some() {
                     return Err(bad("give the exporter's origin, without a path".into()));
                 }
+                // Two templates naming the same exporter (a repeated flag, a trailing slash, a
+                // default port spelt out) would send it every report twice.
+                let origin = parsed.origin().ascii_serialization();
+                if !seen.contains(&origin) {
+                    seen.push(origin);
+                }
             }
         }
         Ok(Peers {
             templates: templates.to_vec(),
+            origins,
         })
     }
 
@@ -87,9 +101,13 @@ impl Peers {
         self.templates.is_empty()
     }
 
-    /// The origins of shard `index`'s exporters, one per replica set.
+    /// The origins of shard `index`'s exporters, one per replica set, each once.
     fn origins(&self, index: u64) -> impl Iterator<Item = String> + '_ {
-        self.templates.iter().map(move |t| render(t, index))
+        self.origins
+            .get(index as usize)
+            .into_iter()
+            .flatten()
+            .cloned()
     }
 }
 
@@ -106,6 +124,8 @@ fn render(template: &str, index: u64) -> String {
 #[derive(Default)]
 pub struct Roster {
     foreign: RwLock<HashMap<Arc<str>, Secret>>,
+    /// The owners' per-agent rate limit, for these agents.
+    limits: rate::Limits,
 }
 
 impl Roster {
@@ -118,7 +138,8 @@ impl Roster {
                 let hb = a.spec.target.heartbeat()?;
                 Some((Arc::from(a.spec.name.as_str()), hb.token.clone()))
             })
-            .collect();
+            .collect::<HashMap<_, _>>();
+        self.limits.keep(|name| foreign.contains_key(name));
         *self.foreign.write().unwrap_or_else(PoisonError::into_inner) = foreign;
     }
 
@@ -154,7 +175,8 @@ pub struct Forwarder {
     /// This process's id, the value of `FORWARDED_HEADER` it sends.
     instance: HeaderValue,
     roster: Arc<Roster>,
-    in_flight: Arc<Semaphore>,
+    /// Forwards under way, per peer origin.
+    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
     failures: Counter,
     /// Origins that turned out to be this exporter (they answered 208 to its own id).
     selves: Mutex<HashSet<String>>,
@@ -184,7 +206,7 @@ impl Forwarder {
             shard,
             instance: instance_id(),
             roster,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            in_flight: Mutex::default(),
             failures,
             selves: Mutex::default(),
             log: Mutex::default(),
@@ -202,9 +224,30 @@ impl Forwarder {
         self.roster.verify(name, token)
     }
 
-    /// Passes `report` on to every replica of the shard owning `name` but this exporter, in
-    /// the background.
-    pub fn forward(self: &Arc<Self>, name: &str, report: Report) {
+    /// Applies the owner's rate limit to a report of `name`, an agent of another shard, before
+    /// it is forwarded: `Err` with how long to wait when it is over.
+    pub fn admit(&self, name: &str) -> Result<(), Duration> {
+        self.roster.limits.take(name, Instant::now())
+    }
+
+    /// The bound on forwards under way to `origin`.
+    fn slots(&self, origin: &str) -> Arc<Semaphore> {
+        let mut slots = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slots) = slots.get(origin) {
+            return slots.clone();
+        }
+        let fresh = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PEER));
+        slots.insert(origin.to_owned(), fresh.clone());
+        fresh
+    }
+
+    /// Passes `report` on to every replica of the shard owning `name` but this exporter, all at
+    /// once, each bounded by `FORWARD_TIMEOUT`, and returns what they answered. The caller
+    /// answers only then, so that the agent's next report cannot overtake this one.
+    pub async fn forward(&self, name: &str, report: Report) -> Vec<Delivery> {
         let shard = hashmod(name, self.shard.count());
         let targets: Vec<String> = {
             let selves = self.selves.lock().unwrap_or_else(PoisonError::into_inner);
@@ -213,37 +256,55 @@ impl Forwarder {
                 .filter(|origin| !selves.contains(origin))
                 .collect()
         };
-        let report = Arc::new(report);
-        for origin in targets {
-            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-                self.failed(&origin, "too many forwards under way; this one is dropped");
-                continue;
-            };
-            let me = self.clone();
-            let report = report.clone();
-            tokio::spawn(async move {
-                let outcome =
-                    tokio::time::timeout(FORWARD_TIMEOUT, me.send(&origin, &report)).await;
-                drop(permit);
-                match outcome {
-                    Ok(Ok(Sent::Taken)) => {}
-                    Ok(Ok(Sent::ToSelf)) => {
-                        tracing::debug!(peer = %origin, "this peer URL is this exporter; not forwarding to it again");
-                        me.selves
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(origin);
-                    }
-                    Ok(Err(why)) => me.failed(&origin, &why),
-                    Err(_) => me.failed(
-                        &origin,
-                        &format!(
-                            "no answer within {}",
-                            humantime::format_duration(FORWARD_TIMEOUT)
-                        ),
-                    ),
+        let sends = targets
+            .into_iter()
+            .map(|origin| self.forward_one(name, origin, &report));
+        futures_util::future::join_all(sends).await
+    }
+
+    async fn forward_one(&self, name: &str, origin: String, report: &Report) -> Delivery {
+        let Ok(_permit) = self.slots(&origin).try_acquire_owned() else {
+            self.failed(
+                name,
+                &origin,
+                "too many forwards under way; this one is dropped",
+            );
+            return Delivery::Failed;
+        };
+        let outcome = tokio::time::timeout(FORWARD_TIMEOUT, self.send(&origin, report)).await;
+        match outcome {
+            Ok(Ok(Sent::Taken)) => Delivery::Taken,
+            Ok(Ok(Sent::ToSelf)) => {
+                tracing::debug!(peer = %origin, "this peer URL is this exporter; not forwarding to it again");
+                self.selves
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(origin);
+                Delivery::ToSelf
+            }
+            Ok(Ok(Sent::Refused {
+                status,
+                retry_after,
+            })) => {
+                self.failed(name, &origin, &format!("answered {status}"));
+                match status {
+                    401 => Delivery::Unauthorized,
+                    429 => Delivery::RateLimited(retry_after),
+                    _ => Delivery::Failed,
                 }
-            });
+            }
+            Ok(Err(why)) => {
+                self.failed(name, &origin, &why);
+                Delivery::Failed
+            }
+            Err(_) => {
+                let why = format!(
+                    "no answer within {}",
+                    humantime::format_duration(FORWARD_TIMEOUT)
+                );
+                self.failed(name, &origin, &why);
+                Delivery::Failed
+            }
         }
     }
 
@@ -283,15 +344,19 @@ impl Forwarder {
         } else {
             exchange(TokioIo::new(tcp), request).await?
         };
-        match status.as_u16() {
-            208 => Ok(Sent::ToSelf),
-            200..=299 => Ok(Sent::Taken),
-            code => Err(format!("answered {code}")),
-        }
+        let (status, retry_after) = status;
+        Ok(match status.as_u16() {
+            208 => Sent::ToSelf,
+            200..=299 => Sent::Taken,
+            status => Sent::Refused {
+                status,
+                retry_after,
+            },
+        })
     }
 
     /// Counts a failed forward; logs it unless one was logged in the last `LOG_EVERY`.
-    fn failed(&self, origin: &str, why: &str) {
+    fn failed(&self, agent: &str, origin: &str, why: &str) {
         self.failures.inc();
         let mut gate = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -301,7 +366,7 @@ impl Forwarder {
         }
         let earlier = std::mem::take(&mut gate.unlogged);
         gate.last = Some(now);
-        tracing::warn!(peer = origin, error = why, unlogged_failures_before = earlier, "heartbeat report not forwarded (counted in agent_exporter_heartbeat_forward_failures_total)");
+        tracing::warn!(agent, peer = origin, error = why, unlogged_failures_before = earlier, "heartbeat report not forwarded (counted in agent_exporter_heartbeat_forward_failures_total)");
     }
 }
 
@@ -321,11 +386,33 @@ enum Sent {
     Taken,
     /// The peer was this exporter.
     ToSelf,
+    /// Any other answer, with its `Retry-After` when it has one.
+    Refused {
+        status: u16,
+        retry_after: Option<HeaderValue>,
+    },
+}
+
+/// What one owner made of a forwarded report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Taken,
+    /// The origin is this exporter; nothing was sent.
+    ToSelf,
+    /// The owner does not know the agent or its token (a config not yet reloaded there).
+    Unauthorized,
+    /// The owner's rate limit, with its `Retry-After`.
+    RateLimited(Option<HeaderValue>),
+    /// Not sent, no answer in time, or any other answer.
+    Failed,
 }
 
 const USER_AGENT: &str = concat!("agent-health-exporter/", env!("CARGO_PKG_VERSION"));
 
-async fn exchange<T>(io: T, request: Request<Full<Bytes>>) -> Result<http::StatusCode, String>
+async fn exchange<T>(
+    io: T,
+    request: Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Option<HeaderValue>), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -335,7 +422,9 @@ where
     let conn = tokio::spawn(conn);
     let answer = sender.send_request(request).await;
     conn.abort();
-    answer.map(|a| a.status()).map_err(|e| format!("HTTP: {e}"))
+    answer
+        .map(|a| (a.status(), a.headers().get(header::RETRY_AFTER).cloned()))
+        .map_err(|e| format!("HTTP: {e}"))
 }
 
 /// A random id for this process, in hex.
@@ -375,5 +464,26 @@ mod tests {
         assert!(scheme.to_string().contains("ftp"), "{scheme}");
         // One shard (an HA pair): the template may name the exporter without `{shard}`.
         assert!(Peers::parse(&["http://e-a:10056".into()], Shard::default()).is_ok());
+    }
+
+    #[test]
+    fn same_exporter_named_twice_is_one_peer() {
+        let three = Shard::new(0, 3).unwrap();
+        // The same exporter named twice is one peer.
+        let twice = Peers::parse(
+            &[
+                "http://e-{shard}.e:10056".into(),
+                "http://E-{shard}.e:10056/".into(),
+                "http://e-{shard}.e:10056".into(),
+            ],
+            three,
+        )
+        .unwrap();
+        for shard in 0..3 {
+            assert_eq!(
+                twice.origins(shard).collect::<Vec<_>>(),
+                vec![format!("http://e-{shard}.e:10056")]
+            );
+        }
     }
 }
