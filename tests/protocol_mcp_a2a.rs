@@ -371,3 +371,18 @@ async fn protocol_info_keeps_the_last_reported_server_through_failed_probes() {
     let text = served.scrape();
     assert_eq!(harness::metric(&text, info), Some(1.0), "{text}");
 }
+
+#[tokio::test]
+async fn mcp_server_refusing_every_version_we_speak_is_protocol_naming_the_versions() {
+    let Some(result) = probe_misbehaving("mcp_future", "future", "").await else {
+        return;
+    };
+    assert_eq!(
+        failed(&result),
+        (
+            FailureReason::Protocol,
+            "server/discover: the server speaks 2099-01-01, \
+             we speak 2026-07-28, 2025-11-25, 2025-06-18, 2025-03-26"
+        )
+    );
+}
