@@ -21,6 +21,12 @@ pub fn python_mcp2(test: &str, modules: &str) -> Option<PathBuf> {
     venv_python("AHE_PEERS_PYTHON_MCP2", "peers-venv-mcp2", test, modules)
 }
 
+/// The third venv's python (a2a-sdk 0.3.x, which cannot share a venv with the 1.x of the
+/// first): AHE_PEERS_PYTHON_A2A03 or target/peers-venv-a2a03.
+pub fn python_a2a03(test: &str, modules: &str) -> Option<PathBuf> {
+    venv_python("AHE_PEERS_PYTHON_A2A03", "peers-venv-a2a03", test, modules)
+}
+
 fn venv_python(variable: &str, venv: &str, test: &str, modules: &str) -> Option<PathBuf> {
     let default = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
