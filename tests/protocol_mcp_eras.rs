@@ -121,3 +121,29 @@ async fn the_era_found_is_tried_first_on_the_next_probe() {
     // One refused discover, then 4 handshake-era POSTs per probe.
     assert_eq!(legacy.command("counts"), "modern=1 legacy=12");
 }
+
+#[tokio::test]
+async fn a_remembered_legacy_endpoint_that_turns_modern_is_found_again_in_the_same_probe() {
+    let Some(legacy) = mcp2_peer("mcp2_era_change", &["--era", "legacy"]) else {
+        return;
+    };
+    let port = legacy.port;
+    let first = probe_tools(port, "add").await;
+    assert_eq!(version(&first), "2025-11-25");
+    drop(legacy);
+    // The same URL, now served by a modern-only server: the remembered era's initialize is
+    // refused with -32022, and server/discover follows in the same probe.
+    let Some(mut modern) = mcp2_peer(
+        "mcp2_era_change",
+        &["--era", "modern", "--port", &port.to_string()],
+    ) else {
+        return;
+    };
+    let second = probe_tools(port, "add").await;
+    assert_eq!(second.outcome, Outcome::Healthy, "{second:?}");
+    assert_eq!(version(&second), MODERN);
+    assert_eq!(modern.command("counts"), "modern=2 legacy=1");
+    // Remembered as modern now: no handshake-era request any more.
+    assert_eq!(probe_tools(port, "add").await.outcome, Outcome::Healthy);
+    assert_eq!(modern.command("counts"), "modern=4 legacy=1");
+}

@@ -9,7 +9,7 @@ to its legacy transport; others to its 2026-07-28 one). --era picks what the end
   legacy   a request of the 2026-07-28 era is refused as a pre-2026 server does: 400 with a
            JSON-RPC -32600 error naming the handshake versions
 
---json answers JSON instead of SSE. The stdin command `counts` prints "modern=N legacy=M": the
+--json answers JSON instead of SSE; --port listens there instead of on a free port. The stdin command `counts` prints "modern=N legacy=M": the
 POSTs with and without an Mcp-Method header (the DELETEs of legacy sessions are not counted)."""
 import argparse
 import json
@@ -51,6 +51,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--era", choices=["dual", "modern", "legacy"], default="dual")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     mcp = MCPServer("peer-tools-2", version="2.0.0")
 
@@ -72,7 +73,7 @@ def main():
             return f"modern={counts['modern']} legacy={counts['legacy']}"
         return f"unknown command {line!r}"
 
-    serve(gate(app, args.era, counts), command=command)
+    serve(gate(app, args.era, counts), port=args.port, command=command)
 
 
 if __name__ == "__main__":
