@@ -5,7 +5,11 @@ the same grpcio health server. CPU time (utime + stime from /proc/PID/stat) of t
 only, divided by the probes it ran: wall time on a shared machine says little. Our exporter probes
 a fleet of identical agents on its own schedule; blackbox_exporter is driven through /probe one
 request at a time (its HTTP handling is part of its cost per probe, as our scheduling is of
-ours). MCP and A2A: our CPU per probe against the official MCP SDK and a2a-sdk servers.
+ours). MCP and A2A: our CPU per probe against the official MCP SDK and a2a-sdk servers; MCP in
+both eras against the same SDK 2.x server (tests/peers/mcp2_server.py, in the venv that
+AHE_PEERS_PYTHON_MCP2 names or target/peers-venv-mcp2), once admitting both eras (the probe
+speaks 2026-07-28: server/discover, tools/list) and once the handshake era only (initialize,
+notifications/initialized, ping, tools/list, DELETE, the era remembered after the first probe).
 
 Also cross-checks verdicts: for each gRPC scenario both probers must agree on success.
 
@@ -58,9 +62,13 @@ def wait_ready(url):
     sys.exit(f"{url} never became ready")
 
 
+MCP2_PYTHON = os.environ.get("AHE_PEERS_PYTHON_MCP2",
+                             os.path.join(ROOT, "target/peers-venv-mcp2/bin/python"))
+
+
 class Peer:
-    def __init__(self, script, *args):
-        self.proc = subprocess.Popen([sys.executable, "-u", os.path.join(PEERS, script), *args],
+    def __init__(self, script, *args, python=sys.executable):
+        self.proc = subprocess.Popen([python, "-u", os.path.join(PEERS, script), *args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         self.port = int(self.proc.stdout.readline().split()[1])
@@ -208,12 +216,24 @@ def main():
             print(f"  {name:22} {ours_ok!s:5} / {theirs!s:5}  {answer['probe'].get('reason') or ''}")
         print("verdicts agree" if agree else "VERDICTS DIFFER")
 
-        for label, script, url, extra in [
-            ("mcp (SSE answers)", "mcp_server.py", "http://127.0.0.1:{port}/mcp",
-             ", protocol: mcp, mcp: {expect_tools: [add]}"),
-            ("a2a", "a2a_server.py", "http://127.0.0.1:{port}/", ", protocol: a2a"),
-        ]:
-            peer = Peer(script)
+        mcp_url = "http://127.0.0.1:{port}/mcp"
+        tools = ", protocol: mcp, mcp: {expect_tools: [add]}"
+        peers = [
+            ("mcp (SSE answers)", ("mcp_server.py",), sys.executable, mcp_url, tools),
+            ("a2a", ("a2a_server.py",), sys.executable, "http://127.0.0.1:{port}/",
+             ", protocol: a2a"),
+        ]
+        if os.path.exists(MCP2_PYTHON):
+            peers += [
+                ("mcp 2026-07-28 (SDK 2.x)", ("mcp2_server.py", "--era", "dual"),
+                 MCP2_PYTHON, mcp_url, tools),
+                ("mcp handshake era (SDK 2.x)", ("mcp2_server.py", "--era", "legacy"),
+                 MCP2_PYTHON, mcp_url, tools),
+            ]
+        else:
+            print(f"no MCP SDK 2.x at {MCP2_PYTHON}: the MCP eras are not measured")
+        for label, script, python, url, extra in peers:
+            peer = Peer(*script, python=python)
             try:
                 count = max(1, args.agents // 5)
                 ours, probes, failures = ours_cpu_per_probe(

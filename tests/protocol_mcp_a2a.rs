@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agent_health_exporter::probe::{self, FailureReason, Outcome, ProbeResult};
-use harness::peers::{agent, python, Peer};
+use harness::peers::{agent, python, python_a2a03, Peer};
 
 fn peer(test: &str, modules: &str, script: &str, args: &[&str]) -> Option<Peer> {
     let python = python(test, modules)?;
@@ -370,4 +370,45 @@ async fn protocol_info_keeps_the_last_reported_server_through_failed_probes() {
     assert!(down, "the agent never failed: {}", served.scrape());
     let text = served.scrape();
     assert_eq!(harness::metric(&text, info), Some(1.0), "{text}");
+}
+
+#[tokio::test]
+async fn mcp_server_refusing_every_version_we_speak_is_protocol_naming_the_versions() {
+    let Some(result) = probe_misbehaving("mcp_future", "future", "").await else {
+        return;
+    };
+    assert_eq!(
+        failed(&result),
+        (
+            FailureReason::Protocol,
+            "server/discover: the server speaks 2099-01-01, \
+             we speak 2026-07-28, 2025-11-25, 2025-06-18, 2025-03-26"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a2a_sdk_0_3_agent_is_healthy_and_reports_protocol_0_3_0() {
+    let Some(python) = python_a2a03("a2a_sdk_0_3", "a2a.server.apps, uvicorn") else {
+        return;
+    };
+    let server = Peer::start(&python, "a2a03_server.py", &[]);
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let result = probe_yaml(&url, "a2a", "    a2a: {expect_skills: [book-flight]}\n").await;
+    assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+    let info = result.protocol.info.as_ref().expect("card info");
+    assert_eq!(
+        (
+            info.server_name.as_str(),
+            info.server_version.as_str(),
+            info.protocol_version.as_str()
+        ),
+        ("Peer Travel Agent 0.3", "0.3.9", "0.3.0")
+    );
+    let missing = probe_yaml(&url, "a2a", "    a2a: {expect_skills: [book-hotel]}\n").await;
+    assert_eq!(
+        failed(&missing).0,
+        FailureReason::BodyMismatch,
+        "{missing:?}"
+    );
 }

@@ -1,33 +1,66 @@
-//! The MCP probe (`protocol: mcp`): the lifecycle of the streamable-HTTP transport:
-//! initialize, notifications/initialized, ping (tools/list when the server has no ping),
-//! tools/list when tools are expected. The session ends after the verdict (see
-//! `mcp_transport`); answers may be JSON or SSE-framed; phases are summed.
+//! The MCP probe (`protocol: mcp`) over the streamable-HTTP transport, in either era: the
+//! stateless 2026-07-28 one (`server/discover`, then `tools/list` when tools are expected) is
+//! tried first; a server that answers as one of the handshake era does is probed with the
+//! legacy lifecycle (`mcp_legacy`). The era found is remembered per endpoint and tried first
+//! next time. Answers may be JSON or SSE-framed; phases are summed over both attempts.
 
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use http::header::HeaderValue;
 use serde_json::{json, Value};
 
 use super::expect::succeeded;
-use super::mcp_transport::{Transport, METHOD_NOT_FOUND};
+use super::mcp_legacy::{self, HANDSHAKE_VERSIONS};
+use super::mcp_transport::{Discovery, RpcError, Transport, MODERN_VERSION, UNSUPPORTED_VERSION};
 use super::progress::Progress;
-use super::Failure;
-use super::{FailureReason, ProbeResult, ProtocolInfo};
+use super::{Failure, FailureReason, ProbeResult, ProtocolInfo};
 use crate::config::{AgentSpec, McpTarget};
 
-/// Protocol versions of the streamable-HTTP transport we speak, newest first; we ask for the
-/// first and accept any of them in the answer, as the lifecycle's negotiation prescribes.
-pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 /// Pages of tools/list followed at most.
 const MAX_PAGES: usize = 20;
+/// Endpoints remembered as of the handshake era, at most; past it the set starts over (each
+/// forgotten endpoint costs one `server/discover` more, once).
+const MAX_REMEMBERED: usize = 65_536;
+
+/// Hashes of the URLs last found to be of the handshake era. The stateless era is the
+/// default and needs no entry: a set of 8-byte hashes keeps the memory small in a large fleet.
+static LEGACY: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+
+/// The two eras of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    Modern,
+    Legacy,
+}
+
+/// How an attempt in one era ended short of success.
+#[derive(Debug)]
+pub(super) enum Attempt {
+    /// The server refused this era's version: the other era is worth trying.
+    VersionRefused(Failure),
+    Failed(Failure),
+}
+
+impl From<Failure> for Attempt {
+    fn from(failure: Failure) -> Self {
+        Attempt::Failed(failure)
+    }
+}
 
 pub(super) async fn probe(spec: &AgentSpec, mcp: &McpTarget) -> ProbeResult {
     let started = Instant::now();
     let mut progress = Progress::default();
     // Outside the timed exchange: the session it opened is ended whatever became of it.
     let mut talk = Transport::new(&spec.http, &mcp.url);
-    let exchange = exchange(&mut talk, mcp, &mut progress);
+    let key = url_key(&mcp.url);
+    let mut found = None;
+    let exchange = exchange(&mut talk, mcp, remembered(key), &mut found, &mut progress);
     let attempt = tokio::time::timeout(spec.timeout, exchange).await;
+    if let Some(era) = found {
+        remember(key, era);
+    }
     // No document to read JSON rules on (the config refuses `degraded.json` here): latency only.
     let result = progress.finish(started, spec.timeout, attempt, |(), duration| {
         succeeded(&spec.degraded, duration, None)
@@ -36,28 +69,102 @@ pub(super) async fn probe(spec: &AgentSpec, mcp: &McpTarget) -> ProbeResult {
     result
 }
 
+/// The versions we speak, for errors.
+pub(super) fn spoken() -> String {
+    let mut all = vec![MODERN_VERSION];
+    all.extend(HANDSHAKE_VERSIONS);
+    all.join(", ")
+}
+
+/// One era, then the other when the server refused the first one's version. `found` is the
+/// era the server turned out to speak, set as soon as it is known.
 async fn exchange(
     talk: &mut Transport,
     mcp: &McpTarget,
+    first: Era,
+    found: &mut Option<Era>,
     progress: &mut Progress,
 ) -> Result<(), Failure> {
-    let init = json!({
-        "protocolVersion": SUPPORTED_VERSIONS[0],
-        "capabilities": {},
-        "clientInfo": {"name": "agent-health-exporter", "version": env!("CARGO_PKG_VERSION")},
-    });
-    let result = talk
-        .call(1, "initialize", init, progress)
-        .await?
-        .map_err(|e| e.failure("initialize"))?;
-    let version = result
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let server = result.get("serverInfo");
+    let second = match first {
+        Era::Modern => Era::Legacy,
+        Era::Legacy => Era::Modern,
+    };
+    let refused = match attempt(talk, mcp, first, found, progress).await {
+        Ok(()) => return Ok(()),
+        Err(Attempt::Failed(failure)) => return Err(failure),
+        Err(Attempt::VersionRefused(failure)) => failure,
+    };
+    match attempt(talk, mcp, second, found, progress).await {
+        Ok(()) => Ok(()),
+        Err(Attempt::Failed(failure)) => Err(failure),
+        // Both eras refused: the last word says which versions the server speaks.
+        Err(Attempt::VersionRefused(last)) => Err(refused_by_both(&refused, &last)),
+    }
+}
+
+async fn attempt(
+    talk: &mut Transport,
+    mcp: &McpTarget,
+    era: Era,
+    found: &mut Option<Era>,
+    progress: &mut Progress,
+) -> Result<(), Attempt> {
+    let result = match era {
+        Era::Modern => modern(talk, mcp, found, progress).await,
+        Era::Legacy => mcp_legacy::exchange(talk, mcp, progress).await,
+    };
+    if era == Era::Legacy && !matches!(result, Err(Attempt::VersionRefused(_))) {
+        // initialize was answered: a server of the handshake era.
+        if progress.info.is_some() {
+            *found = Some(Era::Legacy);
+        }
+    }
+    result
+}
+
+fn refused_by_both(first: &Failure, last: &Failure) -> Failure {
+    Failure::new(
+        FailureReason::Protocol,
+        format!(
+            "no protocol version in common (we speak {}): {}; {}",
+            spoken(),
+            first.error,
+            last.error
+        ),
+    )
+}
+
+/// The stateless era: `server/discover`, then `tools/list` when tools are expected.
+async fn modern(
+    talk: &mut Transport,
+    mcp: &McpTarget,
+    found: &mut Option<Era>,
+    progress: &mut Progress,
+) -> Result<(), Attempt> {
+    talk.modern = true;
+    let result = match talk.discover(1, progress).await? {
+        Discovery::Result(result) => result,
+        Discovery::Error(error) => return Err(discover_error(&error)),
+        // A 4xx without a JSON-RPC error: not a server of this era.
+        Discovery::Refused(status) => {
+            return Err(Attempt::VersionRefused(Failure::new(
+                FailureReason::HttpStatus,
+                format!("server/discover: HTTP status {status}"),
+            )))
+        }
+    };
+    let versions = string_list(result.get("supportedVersions"));
+    if !versions.iter().any(|v| v == MODERN_VERSION) {
+        return Err(Attempt::VersionRefused(Failure::new(
+            FailureReason::Protocol,
+            format!("server/discover: the server speaks {}", listed(&versions)),
+        )));
+    }
+    let info = result
+        .get("_meta")
+        .and_then(|m| m.get("io.modelcontextprotocol/serverInfo"));
     let text = |key: &str| {
-        server
-            .and_then(|s| s.get(key))
+        info.and_then(|s| s.get(key))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned()
@@ -66,42 +173,91 @@ async fn exchange(
         "mcp",
         &text("name"),
         &text("version"),
-        version,
+        MODERN_VERSION,
     ));
-    if !SUPPORTED_VERSIONS.contains(&version) {
-        return Err(Failure::new(
-            FailureReason::Protocol,
-            format!(
-                "initialize: the server chose protocol version {version:?}, we speak {}",
-                SUPPORTED_VERSIONS.join(", ")
-            ),
-        ));
-    }
-    talk.version = HeaderValue::from_str(version).ok();
-    talk.notify("notifications/initialized", progress).await?;
-    // ping is required of every server, yet some answer "method not found": such a server is
-    // up, and tools/list says whether it serves.
-    let without_ping = match talk.call(2, "ping", json!({}), progress).await? {
-        Ok(_) => false,
-        Err(error) if error.code == METHOD_NOT_FOUND => true,
-        Err(error) => return Err(error.failure("ping")),
-    };
-    if without_ping || !mcp.expect_tools.is_empty() {
-        let tools = tools(talk, progress).await?;
-        let missing: Vec<&str> = mcp
-            .expect_tools
-            .iter()
-            .filter(|t| !tools.contains(t))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Failure::new(
-                FailureReason::BodyMismatch,
-                format!("tools/list lacks {}", missing.join(", ")),
-            ));
-        }
+    *found = Some(Era::Modern);
+    if !mcp.expect_tools.is_empty() {
+        check_tools(talk, mcp, progress).await?;
     }
     Ok(())
+}
+
+/// A JSON-RPC error to `server/discover`: -32022 naming only versions of neither era we speak
+/// is the server's last word; -32022 naming a handshake version, or any other error (a
+/// server of the handshake era has no such method, or refuses a request without a session),
+/// sends us to the handshake era.
+fn discover_error(error: &RpcError) -> Attempt {
+    let failure = Failure::new(
+        FailureReason::Protocol,
+        format!(
+            "server/discover: JSON-RPC error {}: {}",
+            error.code,
+            error.message.chars().take(200).collect::<String>()
+        ),
+    );
+    if error.code != UNSUPPORTED_VERSION {
+        return Attempt::VersionRefused(failure);
+    }
+    let supported = string_list(error.data.as_ref().and_then(|d| d.get("supported")));
+    if supported.is_empty()
+        || supported
+            .iter()
+            .any(|v| HANDSHAKE_VERSIONS.contains(&v.as_str()))
+    {
+        return Attempt::VersionRefused(failure);
+    }
+    Attempt::Failed(Failure::new(
+        FailureReason::Protocol,
+        format!(
+            "server/discover: the server speaks {}, we speak {}",
+            listed(&supported),
+            spoken()
+        ),
+    ))
+}
+
+fn string_list(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|v| v.chars().take(32).collect())
+                .take(16)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn listed(versions: &[String]) -> String {
+    if versions.is_empty() {
+        "no version it names".to_owned()
+    } else {
+        versions.join(", ")
+    }
+}
+
+/// Fails with `body_mismatch` naming the expected tools `tools/list` lacks.
+pub(super) async fn check_tools(
+    talk: &mut Transport,
+    mcp: &McpTarget,
+    progress: &mut Progress,
+) -> Result<(), Failure> {
+    let tools = tools(talk, progress).await?;
+    let missing: Vec<&str> = mcp
+        .expect_tools
+        .iter()
+        .filter(|t| !tools.contains(t))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            FailureReason::BodyMismatch,
+            format!("tools/list lacks {}", missing.join(", ")),
+        ))
+    }
 }
 
 /// Every tool name, following `nextCursor`.
@@ -136,4 +292,38 @@ async fn tools(talk: &mut Transport, progress: &mut Progress) -> Result<Vec<Stri
         }
     }
     Ok(names)
+}
+
+fn url_key(url: &url::Url) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    url.as_str().hash(&mut hasher);
+    hasher.finish()
+}
+
+fn remembered(key: u64) -> Era {
+    let legacy = LEGACY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match legacy.as_ref() {
+        Some(set) if set.contains(&key) => Era::Legacy,
+        _ => Era::Modern,
+    }
+}
+
+fn remember(key: u64, era: Era) {
+    let mut legacy = LEGACY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let set = legacy.get_or_insert_with(HashSet::new);
+    match era {
+        Era::Modern => {
+            set.remove(&key);
+        }
+        Era::Legacy => {
+            if set.len() >= MAX_REMEMBERED {
+                set.clear();
+            }
+            set.insert(key);
+        }
+    }
 }

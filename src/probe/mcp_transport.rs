@@ -3,6 +3,8 @@
 //! the server's own requests and notifications, the `Mcp-Session-Id` kept from the first head
 //! that carries it, and the session's end (DELETE) sent after the verdict in a task bounded on
 //! its own, so that no probe, failed or not, leaves a session behind on the server.
+//! Requests of the 2026-07-28 era carry no session: their version and capabilities go in
+//! `_meta` and in the `MCP-Protocol-Version` and `Mcp-Method` headers.
 
 use std::time::Duration;
 
@@ -22,12 +24,43 @@ use crate::config::HttpSpec;
 const SESSION_END_TIMEOUT: Duration = Duration::from_secs(2);
 /// JSON-RPC's "method not found".
 pub(super) const METHOD_NOT_FOUND: i64 = -32601;
+/// MCP's "unsupported protocol version" (2026-07-28), with `data.supported`.
+pub(super) const UNSUPPORTED_VERSION: i64 = -32022;
+/// The protocol version of the stateless era.
+pub(super) const MODERN_VERSION: &str = "2026-07-28";
+
+/// How `server/discover` was answered, short of a transport failure.
+#[derive(Debug)]
+pub(super) enum Discovery {
+    /// Its `result`.
+    Result(Value),
+    /// A JSON-RPC error, in a 2xx or 4xx answer.
+    Error(RpcError),
+    /// A 4xx answer without a JSON-RPC error in it: the status.
+    Refused(u16),
+}
 
 /// A JSON-RPC error answer.
 #[derive(Debug)]
 pub(super) struct RpcError {
     pub code: i64,
     pub message: String,
+    /// Its `data`, where -32022 names the versions the server speaks.
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    fn of(error: &Value) -> RpcError {
+        RpcError {
+            code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            data: error.get("data").cloned(),
+        }
+    }
 }
 
 impl RpcError {
@@ -50,6 +83,8 @@ pub(super) struct Transport {
     session_id: Option<HeaderValue>,
     /// The negotiated protocol version, sent with every request after initialize.
     pub version: Option<HeaderValue>,
+    /// Requests of the 2026-07-28 era: `_meta` and the routing headers, no session.
+    pub modern: bool,
 }
 
 impl Transport {
@@ -59,6 +94,7 @@ impl Transport {
             url: url.clone(),
             session_id: None,
             version: None,
+            modern: false,
         }
     }
 
@@ -70,8 +106,8 @@ impl Transport {
         params: Value,
         progress: &mut Progress,
     ) -> Result<Result<Value, RpcError>, Failure> {
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let extra = self.headers(true);
+        let body = self.request_body(id, method, params);
+        let extra = self.headers(Some(method));
         let mut answer = self
             .session
             .request(
@@ -82,7 +118,7 @@ impl Transport {
                 progress,
             )
             .await?;
-        if self.session_id.is_none() {
+        if self.session_id.is_none() && !self.modern {
             self.session_id = answer.head.headers.get("mcp-session-id").cloned();
         }
         check_status(&answer, method)?;
@@ -90,12 +126,7 @@ impl Transport {
             .await?
             .map_err(|why| Failure::new(FailureReason::Protocol, format!("{method}: {why}")))?;
         if let Some(error) = response.get("error") {
-            let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-            let message = error.get("message").and_then(Value::as_str).unwrap_or("");
-            return Ok(Err(RpcError {
-                code,
-                message: message.to_owned(),
-            }));
+            return Ok(Err(RpcError::of(error)));
         }
         match response.get("result") {
             Some(result) if result.is_object() => Ok(Ok(result.clone())),
@@ -112,7 +143,7 @@ impl Transport {
         progress: &mut Progress,
     ) -> Result<(), Failure> {
         let body = json!({"jsonrpc": "2.0", "method": method});
-        let extra = self.headers(true);
+        let extra = self.headers(Some(method));
         let reply = self
             .session
             .send(
@@ -136,7 +167,7 @@ impl Transport {
         if self.session_id.is_none() {
             return;
         }
-        let extra = self.headers(false);
+        let extra = self.headers(None);
         let Transport {
             mut session, url, ..
         } = self;
@@ -153,9 +184,101 @@ impl Transport {
         });
     }
 
-    fn headers(&self, posting: bool) -> Vec<(HeaderName, HeaderValue)> {
+    /// `server/discover` in the 2026-07-28 era. A 4xx answer's body is read for a JSON-RPC
+    /// error (whatever its id: servers answer requests they refuse with their own), and no
+    /// session id is taken from it: a legacy server may open one even as it refuses.
+    pub(super) async fn discover(
+        &mut self,
+        id: u64,
+        progress: &mut Progress,
+    ) -> Result<Discovery, Failure> {
+        const METHOD: &str = "server/discover";
+        let body = self.request_body(id, METHOD, json!({}));
+        let extra = self.headers(Some(METHOD));
+        let mut answer = self
+            .session
+            .request(
+                Method::POST,
+                &self.url,
+                &extra,
+                Bytes::from(body.to_string()),
+                progress,
+            )
+            .await?;
+        let status = answer.head.status;
+        if status.is_client_error() {
+            let mut body = BytesMut::new();
+            while let Some(data) = answer.chunk(progress).await? {
+                body.extend_from_slice(&data);
+            }
+            let error = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").filter(|e| e.is_object()).cloned());
+            return Ok(match error {
+                Some(error) => Discovery::Error(RpcError::of(&error)),
+                None => Discovery::Refused(status.as_u16()),
+            });
+        }
+        check_status(&answer, METHOD)?;
+        let response = read_response(&mut answer, id, progress)
+            .await?
+            .map_err(|why| Failure::new(FailureReason::Protocol, format!("{METHOD}: {why}")))?;
+        if let Some(error) = response.get("error") {
+            return Ok(Discovery::Error(RpcError::of(error)));
+        }
+        match response.get("result") {
+            Some(result) if result.is_object() => Ok(Discovery::Result(result.clone())),
+            _ => Err(Failure::new(
+                FailureReason::Protocol,
+                format!("{METHOD}: the response has neither a result object nor an error"),
+            )),
+        }
+    }
+
+    /// A request's JSON; in the 2026-07-28 era its params carry the `_meta` every request
+    /// must: the version, the client's capabilities (none: a probe answers no server
+    /// request), and who asks.
+    fn request_body(&self, id: u64, method: &str, mut params: Value) -> Value {
+        if self.modern {
+            if let Some(params) = params.as_object_mut() {
+                params.insert(
+                    "_meta".to_owned(),
+                    json!({
+                        "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                        "io.modelcontextprotocol/clientInfo": {
+                            "name": "agent-health-exporter",
+                            "version": env!("CARGO_PKG_VERSION"),
+                        },
+                    }),
+                );
+            }
+        }
+        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+    }
+
+    /// The headers of a POST of `method`, or of the session's DELETE (None).
+    fn headers(&self, posting: Option<&str>) -> Vec<(HeaderName, HeaderValue)> {
         let mut extra = Vec::new();
-        if posting {
+        if self.modern {
+            if let Some(method) = posting.and_then(|m| HeaderValue::from_str(m).ok()) {
+                extra.push((
+                    header::ACCEPT,
+                    HeaderValue::from_static("application/json, text/event-stream"),
+                ));
+                extra.push((
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ));
+                extra.push((
+                    HeaderName::from_static("mcp-protocol-version"),
+                    HeaderValue::from_static(MODERN_VERSION),
+                ));
+                extra.push((HeaderName::from_static("mcp-method"), method));
+                return extra;
+            }
+        }
+        if posting.is_some() {
             extra.push((
                 header::ACCEPT,
                 HeaderValue::from_static("application/json, text/event-stream"),

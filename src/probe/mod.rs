@@ -10,6 +10,7 @@ mod http;
 mod http1;
 mod http_session;
 mod mcp;
+mod mcp_legacy;
 mod mcp_transport;
 mod net;
 mod progress;

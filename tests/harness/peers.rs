@@ -12,8 +12,27 @@ use agent_health_exporter::config::AgentSpec;
 
 /// The venv's python, when it exists and can import `modules`; else prints why the test skips.
 pub fn python(test: &str, modules: &str) -> Option<PathBuf> {
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers-venv/bin/python");
-    let python = std::env::var_os("AHE_PEERS_PYTHON")
+    venv_python("AHE_PEERS_PYTHON", "peers-venv", test, modules)
+}
+
+/// The second venv's python (the MCP SDK 2.x, which cannot share a venv with the 1.x the
+/// legacy tests pin), as `python` does it: AHE_PEERS_PYTHON_MCP2 or target/peers-venv-mcp2.
+pub fn python_mcp2(test: &str, modules: &str) -> Option<PathBuf> {
+    venv_python("AHE_PEERS_PYTHON_MCP2", "peers-venv-mcp2", test, modules)
+}
+
+/// The third venv's python (a2a-sdk 0.3.x, which cannot share a venv with the 1.x of the
+/// first): AHE_PEERS_PYTHON_A2A03 or target/peers-venv-a2a03.
+pub fn python_a2a03(test: &str, modules: &str) -> Option<PathBuf> {
+    venv_python("AHE_PEERS_PYTHON_A2A03", "peers-venv-a2a03", test, modules)
+}
+
+fn venv_python(variable: &str, venv: &str, test: &str, modules: &str) -> Option<PathBuf> {
+    let default = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(venv)
+        .join("bin/python");
+    let python = std::env::var_os(variable)
         .map(PathBuf::from)
         .unwrap_or(default);
     let imports = Command::new(&python)
@@ -26,7 +45,7 @@ pub fn python(test: &str, modules: &str) -> Option<PathBuf> {
     }
     let message = format!(
         "SKIPPED {test}: no Python with {modules} at {} \
-         (run tests/peers/setup-venv.sh, or set AHE_PEERS_PYTHON)",
+         (run tests/peers/setup-venv.sh, or set {variable})",
         python.display()
     );
     eprintln!("{message}");

@@ -1,7 +1,8 @@
 """MCP endpoints that behave in ways the SDK never produces, one --mode each.
 
 Failing on purpose: init-error (JSON-RPC error on initialize), hang (never answers), garbage
-(a body that is not JSON-RPC), bad-sse (SSE framing without a response).
+(a body that is not JSON-RPC), bad-sse (SSE framing without a response), future (every
+request refused with 400 and -32022, as a server speaking only a version of 2099 would).
 
 Speaking the protocol, with a twist (a small hand-written server: initialize, ping, tools/list
 with the tool `echo`, DELETE):
@@ -25,7 +26,7 @@ from starlette.routing import Route
 
 from _serve import serve
 
-FAILING = ["init-error", "hang", "garbage", "bad-sse"]
+FAILING = ["init-error", "hang", "garbage", "bad-sse", "future"]
 SPEAKING = ["prime", "sse-requests", "no-ping", "close", "sessions"]
 
 
@@ -38,6 +39,11 @@ def failing(mode):
             await asyncio.sleep(3600)
         if mode == "garbage":
             return Response(b"<html>definitely not JSON-RPC", media_type="application/json")
+        if mode == "future":
+            return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"), "error": {
+                "code": -32022, "message": "Unsupported protocol version",
+                "data": {"supported": ["2099-01-01"], "requested": "2026-07-28"}}},
+                status_code=400)
         if mode == "bad-sse":
             return Response(b"event: message\ndata: {\"jsonrpc\": \"2.0\", \"id\": 99}\n\n",
                             media_type="text/event-stream")
