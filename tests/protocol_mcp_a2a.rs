@@ -73,7 +73,7 @@ async fn mcp_server_without_an_expected_tool_is_body_mismatch() {
 }
 
 #[tokio::test]
-async fn mcp_error_on_initialize_is_not_serving_with_code_and_message() {
+async fn mcp_json_rpc_error_to_every_request_is_not_serving_with_code_and_message() {
     let Some(server) = mcp_peer(
         "mcp_init_error",
         "mcp_misbehaving.py",
@@ -87,7 +87,7 @@ async fn mcp_error_on_initialize_is_not_serving_with_code_and_message() {
         failed(&result),
         (
             FailureReason::NotServing,
-            "initialize: JSON-RPC error -32603: backend database unavailable"
+            "server/discover: JSON-RPC error -32603: backend database unavailable"
         )
     );
 }
@@ -118,6 +118,33 @@ async fn mcp_sdk_server_with_an_event_store_opens_its_answers_with_a_priming_eve
     let url = format!("http://127.0.0.1:{}/mcp", server.port);
     let result = probe_yaml(&url, "mcp", "    mcp: {expect_tools: [add, echo]}\n").await;
     assert_eq!(result.outcome, Outcome::Healthy, "{result:?}");
+}
+
+#[tokio::test]
+async fn mcp_modern_server_failing_discover_is_not_serving_not_probed_as_a_legacy_one() {
+    // Its handshake still answers: falling back would call a broken server healthy.
+    let Some(result) = probe_misbehaving("mcp_broken_modern", "broken-modern", "").await else {
+        return;
+    };
+    let (reason, error) = failed(&result);
+    assert_eq!(reason, FailureReason::NotServing, "{result:?}");
+    assert!(
+        error.starts_with("server/discover: JSON-RPC error -32603"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn mcp_server_refusing_the_credentials_is_http_status_on_discover_not_a_legacy_retry() {
+    let Some(result) = probe_misbehaving("mcp_unauthorized", "unauthorized", "").await else {
+        return;
+    };
+    let (reason, error) = failed(&result);
+    assert_eq!(reason, FailureReason::HttpStatus, "{result:?}");
+    assert!(
+        error.starts_with("server/discover: HTTP status 401"),
+        "{error}"
+    );
 }
 
 /// The misbehaving peer in `mode`, probed with `extra` config lines.

@@ -13,19 +13,23 @@ use serde_json::{json, Value};
 
 use super::expect::succeeded;
 use super::mcp_legacy::{self, HANDSHAKE_VERSIONS};
-use super::mcp_transport::{Discovery, RpcError, Transport, MODERN_VERSION, UNSUPPORTED_VERSION};
+use super::mcp_transport::{
+    Discovery, RpcError, Transport, HEADER_MISMATCH, METHOD_NOT_FOUND, MODERN_VERSION,
+    UNSUPPORTED_VERSION,
+};
 use super::progress::Progress;
 use super::{Failure, FailureReason, ProbeResult, ProtocolInfo};
 use crate::config::{AgentSpec, McpTarget};
 
 /// Pages of tools/list followed at most.
 const MAX_PAGES: usize = 20;
-/// Endpoints remembered as of the handshake era, at most; past it the set starts over (each
-/// forgotten endpoint costs one `server/discover` more, once).
-const MAX_REMEMBERED: usize = 65_536;
+/// Agents remembered as of the handshake era, at most: above the default `max_targets` of a
+/// source; past it one entry makes room for the next (it costs one `server/discover` more).
+const MAX_REMEMBERED: usize = 262_144;
 
-/// Hashes of the URLs last found to be of the handshake era. The stateless era is the
-/// default and needs no entry: a set of 8-byte hashes keeps the memory small in a large fleet.
+/// Hashes of the agents (name and URL) last found to be of the handshake era. Per agent, not
+/// per URL: two agents of one gateway URL may reach different servers through their headers.
+/// The stateless era is the default and needs no entry: 8-byte hashes keep the memory small.
 static LEGACY: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
 
 /// The two eras of the protocol.
@@ -54,7 +58,7 @@ pub(super) async fn probe(spec: &AgentSpec, mcp: &McpTarget) -> ProbeResult {
     let mut progress = Progress::default();
     // Outside the timed exchange: the session it opened is ended whatever became of it.
     let mut talk = Transport::new(&spec.http, &mcp.url);
-    let key = url_key(&mcp.url);
+    let key = agent_key(&spec.name, &mcp.url);
     let mut found = None;
     let exchange = exchange(&mut talk, mcp, remembered(key), &mut found, &mut progress);
     let attempt = tokio::time::timeout(spec.timeout, exchange).await;
@@ -123,6 +127,14 @@ async fn attempt(
 }
 
 fn refused_by_both(first: &Failure, last: &Failure) -> Failure {
+    // Neither era's request reached an MCP endpoint (a wrong path, a proxy's 404): the HTTP
+    // status is the answer, not a version mismatch.
+    if first.reason == FailureReason::HttpStatus && last.reason == FailureReason::HttpStatus {
+        return Failure::new(
+            FailureReason::HttpStatus,
+            format!("{}; {}", first.error, last.error),
+        );
+    }
     Failure::new(
         FailureReason::Protocol,
         format!(
@@ -144,13 +156,20 @@ async fn modern(
     talk.modern = true;
     let result = match talk.discover(1, progress).await? {
         Discovery::Result(result) => result,
-        Discovery::Error(error) => return Err(discover_error(&error)),
-        // A 4xx without a JSON-RPC error: not a server of this era.
+        Discovery::Error(error, status) => return Err(discover_error(&error, status)),
         Discovery::Refused(status) => {
-            return Err(Attempt::VersionRefused(Failure::new(
+            let failure = Failure::new(
                 FailureReason::HttpStatus,
                 format!("server/discover: HTTP status {status}"),
-            )))
+            );
+            // The spec's rule for a client of both eras: a 400 without a modern error (and
+            // 404 or 405, as the older transport answers an unknown POST) is a server of the
+            // handshake era. Any other status (401, 403, 5xx …) is the answer.
+            return Err(if matches!(status, 400 | 404 | 405) {
+                Attempt::VersionRefused(failure)
+            } else {
+                Attempt::Failed(failure)
+            });
         }
     };
     let versions = string_list(result.get("supportedVersions"));
@@ -182,11 +201,12 @@ async fn modern(
     Ok(())
 }
 
-/// A JSON-RPC error to `server/discover`: -32022 naming only versions of neither era we speak
-/// is the server's last word; -32022 naming a handshake version, or any other error (a
-/// server of the handshake era has no such method, or refuses a request without a session),
-/// sends us to the handshake era.
-fn discover_error(error: &RpcError) -> Attempt {
+/// A JSON-RPC error to `server/discover`, carried by an answer of HTTP `status`. A server of the
+/// handshake era refuses the sessionless request in a 4xx (its error is none of this era's), or
+/// answers "method not found": then the handshake is worth trying. -32022 naming only versions
+/// we do not speak is the server's last word. Any other error comes from a server of this era
+/// that is not serving: `not_serving`, as the Contract says of an MCP JSON-RPC error.
+fn discover_error(error: &RpcError, status: u16) -> Attempt {
     let failure = Failure::new(
         FailureReason::Protocol,
         format!(
@@ -196,7 +216,19 @@ fn discover_error(error: &RpcError) -> Attempt {
         ),
     );
     if error.code != UNSUPPORTED_VERSION {
-        return Attempt::VersionRefused(failure);
+        let refused_as_legacy = matches!(status, 400 | 404 | 405) && error.code != HEADER_MISMATCH;
+        return if error.code == METHOD_NOT_FOUND || refused_as_legacy {
+            Attempt::VersionRefused(failure)
+        } else if (400..500).contains(&status) {
+            // Credentials refused, a rate limit …: the answer, whatever the era.
+            let rpc = error.failure("server/discover");
+            Attempt::Failed(Failure::new(
+                FailureReason::HttpStatus,
+                format!("server/discover: HTTP status {status}: {}", rpc.error),
+            ))
+        } else {
+            Attempt::Failed(error.failure("server/discover"))
+        };
     }
     let supported = string_list(error.data.as_ref().and_then(|d| d.get("supported")));
     if supported.is_empty()
@@ -294,9 +326,9 @@ async fn tools(talk: &mut Transport, progress: &mut Progress) -> Result<Vec<Stri
     Ok(names)
 }
 
-fn url_key(url: &url::Url) -> u64 {
+fn agent_key(name: &str, url: &url::Url) -> u64 {
     let mut hasher = DefaultHasher::new();
-    url.as_str().hash(&mut hasher);
+    (name, url.as_str()).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -320,8 +352,10 @@ fn remember(key: u64, era: Era) {
             set.remove(&key);
         }
         Era::Legacy => {
-            if set.len() >= MAX_REMEMBERED {
-                set.clear();
+            if set.len() >= MAX_REMEMBERED && !set.contains(&key) {
+                if let Some(&old) = set.iter().next() {
+                    set.remove(&old);
+                }
             }
             set.insert(key);
         }

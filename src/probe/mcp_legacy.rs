@@ -26,15 +26,18 @@ pub(super) async fn exchange(
         "capabilities": {},
         "clientInfo": {"name": "agent-health-exporter", "version": env!("CARGO_PKG_VERSION")},
     });
-    // A 400 to initialize is how a server of the stateless era refuses the handshake.
     let result = match talk.call(1, "initialize", init, progress).await {
         Ok(Ok(result)) => result,
-        Ok(Err(error)) if error.code == UNSUPPORTED_VERSION => {
+        // A server of the stateless era refuses the handshake with a 400, or a 404/405 or
+        // "method not found" for a method it no longer has: the other era is worth trying
+        // (also when this agent was remembered as of the handshake era and was upgraded).
+        Ok(Err(error)) if error.code == UNSUPPORTED_VERSION || error.code == METHOD_NOT_FOUND => {
             return Err(Attempt::VersionRefused(error.failure("initialize")))
         }
         Ok(Err(error)) => return Err(Attempt::Failed(error.failure("initialize"))),
         Err(failure)
-            if failure.reason == FailureReason::HttpStatus && progress.http_status == Some(400) =>
+            if failure.reason == FailureReason::HttpStatus
+                && matches!(progress.http_status, Some(400 | 404 | 405)) =>
         {
             return Err(Attempt::VersionRefused(failure))
         }

@@ -26,6 +26,9 @@ const SESSION_END_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const METHOD_NOT_FOUND: i64 = -32601;
 /// MCP's "unsupported protocol version" (2026-07-28), with `data.supported`.
 pub(super) const UNSUPPORTED_VERSION: i64 = -32022;
+/// MCP's "header mismatch" (2026-07-28): the HTTP headers disagree with the body; a server of
+/// that era said it, so it is no reason to try the handshake.
+pub(super) const HEADER_MISMATCH: i64 = -32020;
 /// The protocol version of the stateless era.
 pub(super) const MODERN_VERSION: &str = "2026-07-28";
 
@@ -34,8 +37,8 @@ pub(super) const MODERN_VERSION: &str = "2026-07-28";
 pub(super) enum Discovery {
     /// Its `result`.
     Result(Value),
-    /// A JSON-RPC error, in a 2xx or 4xx answer.
-    Error(RpcError),
+    /// A JSON-RPC error, and the HTTP status of the answer that carried it (2xx or 4xx).
+    Error(RpcError, u16),
     /// A 4xx answer without a JSON-RPC error in it: the status.
     Refused(u16),
 }
@@ -215,7 +218,7 @@ impl Transport {
                 .ok()
                 .and_then(|v| v.get("error").filter(|e| e.is_object()).cloned());
             return Ok(match error {
-                Some(error) => Discovery::Error(RpcError::of(&error)),
+                Some(error) => Discovery::Error(RpcError::of(&error), status.as_u16()),
                 None => Discovery::Refused(status.as_u16()),
             });
         }
@@ -224,7 +227,7 @@ impl Transport {
             .await?
             .map_err(|why| Failure::new(FailureReason::Protocol, format!("{METHOD}: {why}")))?;
         if let Some(error) = response.get("error") {
-            return Ok(Discovery::Error(RpcError::of(error)));
+            return Ok(Discovery::Error(RpcError::of(error), status.as_u16()));
         }
         match response.get("result") {
             Some(result) if result.is_object() => Ok(Discovery::Result(result.clone())),

@@ -2,7 +2,9 @@
 
 Failing on purpose: init-error (JSON-RPC error on initialize), hang (never answers), garbage
 (a body that is not JSON-RPC), bad-sse (SSE framing without a response), future (every
-request refused with 400 and -32022, as a server speaking only a version of 2099 would).
+request refused with 400 and -32022, as a server speaking only a version of 2099 would),
+broken-modern (a server of both eras whose server/discover answers -32603 while its handshake
+still works), unauthorized (every request answered 401 with a JSON-RPC error).
 
 Speaking the protocol, with a twist (a small hand-written server: initialize, ping, tools/list
 with the tool `echo`, DELETE):
@@ -26,7 +28,7 @@ from starlette.routing import Route
 
 from _serve import serve
 
-FAILING = ["init-error", "hang", "garbage", "bad-sse", "future"]
+FAILING = ["init-error", "hang", "garbage", "bad-sse", "future", "broken-modern", "unauthorized"]
 SPEAKING = ["prime", "sse-requests", "no-ping", "close", "sessions"]
 
 
@@ -44,6 +46,17 @@ def failing(mode):
                 "code": -32022, "message": "Unsupported protocol version",
                 "data": {"supported": ["2099-01-01"], "requested": "2026-07-28"}}},
                 status_code=400)
+        if mode == "unauthorized":
+            return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"), "error": {
+                "code": -32001, "message": "missing or invalid token"}}, status_code=401)
+        if mode == "broken-modern" and message.get("method") != "server/discover":
+            if "id" not in message:
+                return Response(status_code=202)
+            result = {}
+            if message.get("method") == "initialize":
+                result = {"protocolVersion": "2025-11-25", "capabilities": {},
+                          "serverInfo": {"name": "broken-modern", "version": "1"}}
+            return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"), "result": result})
         if mode == "bad-sse":
             return Response(b"event: message\ndata: {\"jsonrpc\": \"2.0\", \"id\": 99}\n\n",
                             media_type="text/event-stream")
