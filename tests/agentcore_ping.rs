@@ -34,6 +34,12 @@ async fn agentcore_ping_template_is_healthy_busy_degraded_and_otherwise_unhealth
         ),
         (r#"{"status":"Unhealthy"}"#, "body_mismatch"),
         (r#"{"state":"Healthy"}"#, "body_mismatch"),
+        // A nested component's status is not the runtime's.
+        (
+            r#"{"status":"Unhealthy","dependencies":{"model":{"status":"Healthy"}}}"#,
+            "body_mismatch",
+        ),
+        ("Healthy", "body_mismatch"),
     ];
     for (body, expected) in cases {
         let agent = MockAgent::start(Behaviour::ok(body)).await;
@@ -55,4 +61,25 @@ async fn agentcore_ping_template_is_healthy_busy_degraded_and_otherwise_unhealth
         };
         assert_eq!(verdict, expected, "{body}: {result:?}");
     }
+    let agent = MockAgent::start(Behaviour::Status(500)).await;
+    let yaml = example_with_agent(agent.url("/ping").as_str());
+    let config = agent_health_exporter::config::parse(&yaml, "example.yaml", Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spec = &config
+        .agents
+        .iter()
+        .find(|a| a.spec.name == "runtime")
+        .expect("the agent")
+        .spec;
+    let result = probe::run(spec).await;
+    assert!(
+        matches!(
+            result.outcome,
+            Outcome::Failed {
+                reason: probe::FailureReason::HttpStatus,
+                ..
+            }
+        ),
+        "500: {result:?}"
+    );
 }
