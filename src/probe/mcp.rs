@@ -1,7 +1,7 @@
 //! The MCP probe (`protocol: mcp`) over the streamable-HTTP transport, in either era: the
 //! stateless 2026-07-28 one (`server/discover`, then `tools/list` when tools are expected) is
 //! tried first; a server that answers as one of the handshake era does is probed with the
-//! legacy lifecycle (`mcp_legacy`). The era found is remembered per endpoint and tried first
+//! legacy lifecycle (`mcp_legacy`). The era found is remembered per agent and tried first
 //! next time. Answers may be JSON or SSE-framed; phases are summed over both attempts.
 
 use std::collections::HashSet;
