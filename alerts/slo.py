@@ -34,6 +34,10 @@ ALERTS = (
     ("page", ((14.4, "1h", "5m"), (6, "6h", "30m")), "2m"),
     ("ticket", ((3, "1d", "2h"), (1, "3d", "6h")), "15m"),
 )
+# Per agent, deduplicated over the exporters, over the last 5 minutes: bad events and
+# all events per second. The SLI windows add these 5m slices up.
+AGENT_BAD = "slo_agent:sli_bad:rate5m"
+AGENT_EVENTS = "slo_agent:sli_events:rate5m"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
 UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -261,13 +265,27 @@ def rules_text(slos_list):
     out.append("groups:\n")
     for slo in slos_list:
         out.append(f"  - name: agent-slo.sli.{slo['id']}\n    rules:\n")
+        # Deduplicate over 5m slices only, then add the slices up: an exporter whose
+        # series stop (a replica down, a restart under a new instance label) leaves
+        # the min/max 5 minutes later instead of holding its failure-free part of a
+        # long window in the min for that whole window.
+        bad, total = agent_rates(slo, "5m")
+        sel = label_selector(slo)
+        for record, expr in ((AGENT_BAD, bad), (AGENT_EVENTS, total)):
+            out.append(f"      - record: {record}\n        expr: |\n{indent(expr, 10)}\n")
+            out.append("        labels:\n" + yaml_labels(sloth_labels(slo), 10) + "\n")
+        by = ", ".join(slo["grouping"])
         for window in SHORT_WINDOWS:
-            error, total = sli_queries(slo, window)
+            if window == "5m":
+                error = f"sum by ({by}) ({AGENT_BAD}{{{sel}}})"
+                total = f"sum by ({by}) ({AGENT_EVENTS}{{{sel}}}) > 0"
+            else:
+                error = f"sum by ({by}) (sum_over_time({AGENT_BAD}{{{sel}}}[{window}]))"
+                total = f"sum by ({by}) (sum_over_time({AGENT_EVENTS}{{{sel}}}[{window}])) > 0"
             out.append(f"      - record: slo:sli_error:ratio_rate{window}\n        expr: |\n")
             out.append(indent(f"(\n{indent(error, 2)}\n)\n/\n(\n{indent(total, 2)}\n)", 10) + "\n")
             out.append("        labels:\n" + yaml_labels({**sloth_labels(slo), "sloth_window": window}, 10) + "\n")
         period = slo["window"]
-        sel = label_selector(slo)
         out.append(
             f"      - record: slo:sli_error:ratio_rate{period}\n"
             f"        expr: |\n"
@@ -360,8 +378,11 @@ RULES_HEAD = """\
 # Latency: probes slower than the threshold (`native or classic` histograms, as in
 # agent-health.rules.yml; between two classic bounds the count is interpolated).
 #
-# Several exporters: each agent's rates are reduced over the exporters (the target
-# labels of EXPORTER_LABELS in generate.py) BEFORE the ratio is taken: the largest
+# Several exporters: each agent's 5m rates are reduced over the exporters (the target
+# labels of EXPORTER_LABELS in generate.py) into slo_agent:sli_bad:rate5m and
+# slo_agent:sli_events:rate5m BEFORE the ratio is taken, and the 30m ... 3d windows
+# add up those 5m slices (sum_over_time), so an exporter that stops (replica down,
+# restart under a new instance) leaves the reduction after 5 minutes: the largest
 # event rate (a probe seen by two replicas is one probe) and the smallest bad rate (an
 # event is bad when every exporter reporting the agent saw it bad, which for one
 # exporter, an HA pair or two locations is AgentDown's quorum min(2, n); with three or
