@@ -210,13 +210,17 @@ def agent_rates(slo, window):
             f")"
         )
         return bad, total
+    # histogram_fraction is NaN on an empty histogram (an idle agent over the window):
+    # then bad = count = 0, or the type's sum, and its SLI, would be NaN.
     native = f"rate(agent_probe_duration_seconds{matchers(sel)}[{window}])"
     threshold = slo["threshold"]
     count = f"rate(agent_probe_duration_seconds_count{matchers(sel)}[{window}])"
     bad = (
         f"min without ({labels}) (\n"
         f"  (\n"
-        f"    histogram_count({native}) * (1 - histogram_fraction(0, {threshold:g}, {native}))\n"
+        f"    (histogram_count({native}) * (1 - histogram_fraction(0, {threshold:g}, {native}))\n"
+        f"      and histogram_count({native}) > 0)\n"
+        f"    or histogram_count({native})\n"
         f"    or\n"
         f"    {count} - {good_classic(sel, threshold, window)}\n"
         f"  )\n"
