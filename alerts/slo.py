@@ -452,7 +452,8 @@ def pyrra_objects(slos_list):
                 f"      grouping:{grouping}\n"
             )
         elif slo["threshold"] in bounds:
-            bucket = matchers(sel, f'le="{slo["threshold"]:g}"')
+            # The stored `le` may be "1" or "1.0" (text or OpenMetrics), as in our rules.
+            bucket = matchers(sel, f'le=~"{le_regex(slo["threshold"])}"')
             indicator = (
                 "    latency:\n"
                 f"      success:\n        metric: agent_probe_duration_seconds_bucket{bucket}\n"

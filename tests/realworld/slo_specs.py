@@ -197,8 +197,10 @@ PYRRA_SCHEMA = {
     },
 }
 
-# The burn-rate tiers both tools use for a 30d period (Sloth's defaults and Pyrra's
-# fast/medium/slow/long-term tiers): (factor, long window, short window) per severity.
+# The burn-rate tiers of the SRE workbook for a 30d period, Sloth's defaults and ours:
+# (factor, long window, short window) per severity. Pyrra does not use these: its own
+# tiers (factors 14, 7, 2 and 1, windows scaled to the period from 1h/5m, 6h/30m,
+# 1d/2h and 4d/6h at 28d) are computed by Pyrra and not compared here.
 WORKBOOK = {"page": [(14.4, "1h", "5m"), (6, "6h", "30m")], "ticket": [(3, "1d", "2h"), (1, "3d", "6h")]}
 # Sloth's SLI windows for a 30d period (the period one is added from slos.yaml).
 SLOTH_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
