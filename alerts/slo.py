@@ -378,7 +378,8 @@ RULES_HEAD = """\
 #
 # SLI: bad events / all events per agent type (or per agent where slos.yaml asks),
 # over 5m ... 3d from the counters, over the period averaged from the 5m one as Sloth
-# does. Availability: failed probes, or heartbeat periods spoiled by a failure.
+# does. Availability: failed probes, or heartbeat failures per period (capped at 1
+# on average over each 5m slice, not per period).
 # Latency: probes slower than the threshold (`native or classic` histograms, as in
 # agent-health.rules.yml; between two classic bounds the count is interpolated).
 #
