@@ -39,6 +39,13 @@ ALERTS = (
 AGENT_BAD = "slo_agent:sli_bad:rate5m"
 AGENT_EVENTS = "slo_agent:sli_events:rate5m"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# agent_type values as configured for the exporter: letters, digits, '_', '.', '-'.
+# They go into PromQL matchers escaped; ids and SLO names use a Kubernetes-fit slug.
+TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def slug(name):
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "type"
 DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
 UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -111,8 +118,10 @@ def slos(spec=None):
 
     for name, settings in sorted(types.items()):
         settings = settings or {}
-        if not NAME_RE.match(str(name)):
-            raise SloError(f"{SLOS}: types.{name}: a type name of lowercase letters, digits and '-'")
+        if not TYPE_RE.match(str(name)):
+            raise SloError(f"{SLOS}: types.{name}: a type name of letters, digits, '_', '.' and '-'")
+        if any(slug(str(other)) == slug(str(name)) for other in types if other != name):
+            raise SloError(f"{SLOS}: types.{name}: its id {slug(str(name))} collides with another type's: rename one")
         unknown = set(settings) - {"availability", "latency", "per_agent"}
         if unknown:
             raise SloError(f"{SLOS}: types.{name}: unknown key(s) {sorted(unknown)}")
@@ -121,7 +130,7 @@ def slos(spec=None):
             slo = objective(kind, settings, f"types.{name}")
             if slo:
                 suffix = "-per-agent" if settings.get("per_agent") else ""
-                slo.update(name=f"{name}-{kind}{suffix}", types=[name], grouping=grouping)
+                slo.update(name=f"{slug(str(name))}-{kind}{suffix}", types=[str(name)], grouping=grouping)
                 out.append(slo)
     for kind in KINDS:
         slo = objective(kind, {}, "defaults")
@@ -137,7 +146,8 @@ def selector(slo):
     if slo["types"]:
         return 'agent_type="' + slo["types"][0] + '"'
     if slo.get("exclude"):
-        return 'agent_type!~"' + "|".join(slo["exclude"]) + '"'
+        escaped = (re.escape(str(t)).replace("\\", "\\\\") for t in slo["exclude"])
+        return 'agent_type!~"' + "|".join(escaped) + '"'
     return ""
 
 

@@ -320,6 +320,18 @@ def main():
         except slo.SloError as error:
             message = str(error)
         check(expected in message, f"slos.yaml mistake refused: {message}")
+    # Type names the exporter accepts (underscores, dots) render, with regex
+    # metacharacters escaped in the default objective's exclusion and a name fit for
+    # Kubernetes in the ids.
+    try:
+        named = slo.slos({**base, "types": {"code_reviewer": {}, "v1.2": {}}})
+        by_id = {s["id"]: s for s in named}
+        exclude = slo.selector(by_id["agents-availability"])
+        ok = "agents-code-reviewer-availability" in by_id and exclude == 'agent_type!~"code_reviewer|v1\\\\.2"'
+        message = f"ids {sorted(by_id)}, default selector {exclude}"
+    except slo.SloError as error:
+        ok, message = False, str(error)
+    check(ok, f"type names with _ and . accepted and escaped: {message}")
     print(f"\n{len(failures)} failure(s)")
     return 1 if failures else 0
 
