@@ -34,7 +34,18 @@ ALERTS = (
     ("page", ((14.4, "1h", "5m"), (6, "6h", "30m")), "2m"),
     ("ticket", ((3, "1d", "2h"), (1, "3d", "6h")), "15m"),
 )
+# Per agent, deduplicated over the exporters, over the last 5 minutes: bad events and
+# all events per second. The SLI windows add these 5m slices up.
+AGENT_BAD = "slo_agent:sli_bad:rate5m"
+AGENT_EVENTS = "slo_agent:sli_events:rate5m"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# agent_type values as configured for the exporter: letters, digits, '_', '.', '-'.
+# They go into PromQL matchers escaped; ids and SLO names use a Kubernetes-fit slug.
+TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def slug(name):
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "type"
 DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
 UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -107,8 +118,10 @@ def slos(spec=None):
 
     for name, settings in sorted(types.items()):
         settings = settings or {}
-        if not NAME_RE.match(str(name)):
-            raise SloError(f"{SLOS}: types.{name}: a type name of lowercase letters, digits and '-'")
+        if not TYPE_RE.match(str(name)):
+            raise SloError(f"{SLOS}: types.{name}: a type name of letters, digits, '_', '.' and '-'")
+        if any(slug(str(other)) == slug(str(name)) for other in types if other != name):
+            raise SloError(f"{SLOS}: types.{name}: its id {slug(str(name))} collides with another type's: rename one")
         unknown = set(settings) - {"availability", "latency", "per_agent"}
         if unknown:
             raise SloError(f"{SLOS}: types.{name}: unknown key(s) {sorted(unknown)}")
@@ -117,7 +130,7 @@ def slos(spec=None):
             slo = objective(kind, settings, f"types.{name}")
             if slo:
                 suffix = "-per-agent" if settings.get("per_agent") else ""
-                slo.update(name=f"{name}-{kind}{suffix}", types=[name], grouping=grouping)
+                slo.update(name=f"{slug(str(name))}-{kind}{suffix}", types=[str(name)], grouping=grouping)
                 out.append(slo)
     for kind in KINDS:
         slo = objective(kind, {}, "defaults")
@@ -133,7 +146,8 @@ def selector(slo):
     if slo["types"]:
         return 'agent_type="' + slo["types"][0] + '"'
     if slo.get("exclude"):
-        return 'agent_type!~"' + "|".join(slo["exclude"]) + '"'
+        escaped = (re.escape(str(t)).replace("\\", "\\\\") for t in slo["exclude"])
+        return 'agent_type!~"' + "|".join(escaped) + '"'
     return ""
 
 
@@ -206,13 +220,17 @@ def agent_rates(slo, window):
             f")"
         )
         return bad, total
+    # histogram_fraction is NaN on an empty histogram (an idle agent over the window):
+    # then bad = count = 0, or the type's sum, and its SLI, would be NaN.
     native = f"rate(agent_probe_duration_seconds{matchers(sel)}[{window}])"
     threshold = slo["threshold"]
     count = f"rate(agent_probe_duration_seconds_count{matchers(sel)}[{window}])"
     bad = (
         f"min without ({labels}) (\n"
         f"  (\n"
-        f"    histogram_count({native}) * (1 - histogram_fraction(0, {threshold:g}, {native}))\n"
+        f"    (histogram_count({native}) * (1 - histogram_fraction(0, {threshold:g}, {native}))\n"
+        f"      and histogram_count({native}) > 0)\n"
+        f"    or histogram_count({native})\n"
         f"    or\n"
         f"    {count} - {good_classic(sel, threshold, window)}\n"
         f"  )\n"
@@ -261,13 +279,27 @@ def rules_text(slos_list):
     out.append("groups:\n")
     for slo in slos_list:
         out.append(f"  - name: agent-slo.sli.{slo['id']}\n    rules:\n")
+        # Deduplicate over 5m slices only, then add the slices up: an exporter whose
+        # series stop (a replica down, a restart under a new instance label) leaves
+        # the min/max 5 minutes later instead of holding its failure-free part of a
+        # long window in the min for that whole window.
+        bad, total = agent_rates(slo, "5m")
+        sel = label_selector(slo)
+        for record, expr in ((AGENT_BAD, bad), (AGENT_EVENTS, total)):
+            out.append(f"      - record: {record}\n        expr: |\n{indent(expr, 10)}\n")
+            out.append("        labels:\n" + yaml_labels(sloth_labels(slo), 10) + "\n")
+        by = ", ".join(slo["grouping"])
         for window in SHORT_WINDOWS:
-            error, total = sli_queries(slo, window)
+            if window == "5m":
+                error = f"sum by ({by}) ({AGENT_BAD}{{{sel}}})"
+                total = f"sum by ({by}) ({AGENT_EVENTS}{{{sel}}}) > 0"
+            else:
+                error = f"sum by ({by}) (sum_over_time({AGENT_BAD}{{{sel}}}[{window}]))"
+                total = f"sum by ({by}) (sum_over_time({AGENT_EVENTS}{{{sel}}}[{window}])) > 0"
             out.append(f"      - record: slo:sli_error:ratio_rate{window}\n        expr: |\n")
             out.append(indent(f"(\n{indent(error, 2)}\n)\n/\n(\n{indent(total, 2)}\n)", 10) + "\n")
             out.append("        labels:\n" + yaml_labels({**sloth_labels(slo), "sloth_window": window}, 10) + "\n")
         period = slo["window"]
-        sel = label_selector(slo)
         out.append(
             f"      - record: slo:sli_error:ratio_rate{period}\n"
             f"        expr: |\n"
@@ -356,12 +388,16 @@ RULES_HEAD = """\
 #
 # SLI: bad events / all events per agent type (or per agent where slos.yaml asks),
 # over 5m ... 3d from the counters, over the period averaged from the 5m one as Sloth
-# does. Availability: failed probes, or heartbeat periods spoiled by a failure.
+# does. Availability: failed probes, or heartbeat failures per period (capped at 1
+# on average over each 5m slice, not per period).
 # Latency: probes slower than the threshold (`native or classic` histograms, as in
 # agent-health.rules.yml; between two classic bounds the count is interpolated).
 #
-# Several exporters: each agent's rates are reduced over the exporters (the target
-# labels of EXPORTER_LABELS in generate.py) BEFORE the ratio is taken: the largest
+# Several exporters: each agent's 5m rates are reduced over the exporters (the target
+# labels of EXPORTER_LABELS in generate.py) into slo_agent:sli_bad:rate5m and
+# slo_agent:sli_events:rate5m BEFORE the ratio is taken, and the 30m ... 3d windows
+# add up those 5m slices (sum_over_time), so an exporter that stops (replica down,
+# restart under a new instance) leaves the reduction after 5 minutes: the largest
 # event rate (a probe seen by two replicas is one probe) and the smallest bad rate (an
 # event is bad when every exporter reporting the agent saw it bad, which for one
 # exporter, an HA pair or two locations is AgentDown's quorum min(2, n); with three or
@@ -385,7 +421,10 @@ def sloth_text(slos_list):
         "# alerts/agent-slo.rules.yml as a Sloth prometheus/v1 spec. Do not edit; edit slos.yaml.\n",
         f"# The period is Sloth's --default-slo-period (its default is 30d): {window} here.\n",
         "#   sloth generate -i deploy/slo/sloth.yaml --default-slo-period=" + window + "\n",
-        "# Sloth's rules and ours share names, labels and thresholds: load one set, not both.\n",
+        "# Sloth's rules and ours share the SLI and meta record names, the sloth_* labels, the\n",
+        "# objectives and the burn-rate thresholds, not everything: Sloth adds sloth_slo_info and\n",
+        "# no `for:` (ours wait 2m/15m), and its queries deduplicate exporters over each whole\n",
+        "# window (ours over 5m slices). Load one set, not both.\n",
         'version: "prometheus/v1"\n',
         f'service: "{service}"\n',
         "labels:\n  app: agent-health-exporter\n",
@@ -427,7 +466,8 @@ def pyrra_objects(slos_list):
                 f"      grouping:{grouping}\n"
             )
         elif slo["threshold"] in bounds:
-            bucket = matchers(sel, f'le="{slo["threshold"]:g}"')
+            # The stored `le` may be "1" or "1.0" (text or OpenMetrics), as in our rules.
+            bucket = matchers(sel, f'le=~"{le_regex(slo["threshold"])}"')
             indicator = (
                 "    latency:\n"
                 f"      success:\n        metric: agent_probe_duration_seconds_bucket{bucket}\n"

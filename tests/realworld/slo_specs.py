@@ -197,8 +197,10 @@ PYRRA_SCHEMA = {
     },
 }
 
-# The burn-rate tiers both tools use for a 30d period (Sloth's defaults and Pyrra's
-# fast/medium/slow/long-term tiers): (factor, long window, short window) per severity.
+# The burn-rate tiers of the SRE workbook for a 30d period, Sloth's defaults and ours:
+# (factor, long window, short window) per severity. Pyrra does not use these: its own
+# tiers (factors 14, 7, 2 and 1, windows scaled to the period from 1h/5m, 6h/30m,
+# 1d/2h and 4d/6h at 28d) are computed by Pyrra and not compared here.
 WORKBOOK = {"page": [(14.4, "1h", "5m"), (6, "6h", "30m")], "ticket": [(3, "1d", "2h"), (1, "3d", "6h")]}
 # Sloth's SLI windows for a 30d period (the period one is added from slos.yaml).
 SLOTH_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
@@ -318,6 +320,18 @@ def main():
         except slo.SloError as error:
             message = str(error)
         check(expected in message, f"slos.yaml mistake refused: {message}")
+    # Type names the exporter accepts (underscores, dots) render, with regex
+    # metacharacters escaped in the default objective's exclusion and a name fit for
+    # Kubernetes in the ids.
+    try:
+        named = slo.slos({**base, "types": {"code_reviewer": {}, "v1.2": {}}})
+        by_id = {s["id"]: s for s in named}
+        exclude = slo.selector(by_id["agents-availability"])
+        ok = "agents-code-reviewer-availability" in by_id and exclude == 'agent_type!~"code_reviewer|v1\\\\.2"'
+        message = f"ids {sorted(by_id)}, default selector {exclude}"
+    except slo.SloError as error:
+        ok, message = False, str(error)
+    check(ok, f"type names with _ and . accepted and escaped: {message}")
     print(f"\n{len(failures)} failure(s)")
     return 1 if failures else 0
 
