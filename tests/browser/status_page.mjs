@@ -250,7 +250,7 @@ async function heartbeatDeadline(page, name, token, probed) {
     const s = await shown();
     return s[1].includes(before) && s;
   }, LIMIT_MS).catch(() => shown());
-  check(/^deadline in (11|12) min$/.test(text) && title === `no heartbeat by ${before} counts as missed`,
+  check(/^deadline in (11|12) min$/.test(text) && title === `no report by ${before} counts as missed (or, during a run, as timeout)`,
     "a heartbeat agent's row shows its deadline, as the API gives it", `${text} | ${title} | API ${before}`);
   const none = await page.$eval(`[data-agent="${probed}"] .deadline`, (e) => e.textContent + e.title);
   check(none === "", "a probed agent's row shows no deadline", none);
