@@ -182,18 +182,7 @@ async fn modern(
     let info = result
         .get("_meta")
         .and_then(|m| m.get("io.modelcontextprotocol/serverInfo"));
-    let text = |key: &str| {
-        info.and_then(|s| s.get(key))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    progress.info = Some(ProtocolInfo::reported(
-        "mcp",
-        &text("name"),
-        &text("version"),
-        MODERN_VERSION,
-    ));
+    progress.info = Some(server_info(info, MODERN_VERSION));
     *found = Some(Era::Modern);
     if !mcp.expect_tools.is_empty() {
         check_tools(talk, mcp, progress).await?;
@@ -246,6 +235,17 @@ fn discover_error(error: &RpcError, status: u16) -> Attempt {
             spoken()
         ),
     ))
+}
+
+/// What the server said of itself (an `Implementation`: `name`, `version`), in either era.
+pub(super) fn server_info(implementation: Option<&Value>, protocol_version: &str) -> ProtocolInfo {
+    let text = |key: &str| {
+        implementation
+            .and_then(|s| s.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    ProtocolInfo::reported("mcp", text("name"), text("version"), protocol_version)
 }
 
 fn string_list(value: Option<&Value>) -> Vec<String> {

@@ -5,10 +5,10 @@
 use http::header::HeaderValue;
 use serde_json::{json, Value};
 
-use super::mcp::{check_tools, Attempt};
+use super::mcp::{check_tools, server_info, Attempt};
 use super::mcp_transport::{Transport, METHOD_NOT_FOUND, UNSUPPORTED_VERSION};
 use super::progress::Progress;
-use super::{Failure, FailureReason, ProtocolInfo};
+use super::{Failure, FailureReason};
 use crate::config::McpTarget;
 
 /// Protocol versions of the handshake era we speak, newest first; we ask for the first and
@@ -47,20 +47,7 @@ pub(super) async fn exchange(
         .get("protocolVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let server = result.get("serverInfo");
-    let text = |key: &str| {
-        server
-            .and_then(|s| s.get(key))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    progress.info = Some(ProtocolInfo::reported(
-        "mcp",
-        &text("name"),
-        &text("version"),
-        version,
-    ));
+    progress.info = Some(server_info(result.get("serverInfo"), version));
     if !HANDSHAKE_VERSIONS.contains(&version) {
         return Err(Attempt::VersionRefused(Failure::new(
             FailureReason::Protocol,
