@@ -21,6 +21,32 @@ fn config(heartbeat: &str) -> String {
     )
 }
 
+/// Waits (up to 2 s past `within`'s start) for the agent to turn unhealthy, and requires that
+/// to come `within` milliseconds after `since`, with `reason`.
+async fn turns_unhealthy(
+    served: &Served,
+    since: Instant,
+    within: std::ops::Range<u64>,
+    reason: FailureReason,
+) {
+    let unhealthy = wait_until(Duration::from_millis(within.start + 2000), || {
+        served.state("worker").status == Status::Unhealthy
+    })
+    .await;
+    let after = since.elapsed();
+    assert!(
+        unhealthy,
+        "not unhealthy {after:?} after it should be ({reason:?})"
+    );
+    let ms = after.as_millis() as u64;
+    assert!(
+        within.contains(&ms),
+        "{reason:?} after {after:?}, not within {within:?} ms"
+    );
+    let state = served.state("worker");
+    assert_eq!(state.last.expect("a result").outcome.reason(), Some(reason));
+}
+
 async fn start(heartbeat: &str) -> Served {
     Served::start_with(&config(heartbeat), |dir: &Path, _| {
         std::fs::write(dir.join("worker.token"), format!("{TOKEN}\n")).expect("token");
@@ -585,21 +611,7 @@ async fn report_during_a_run_ends_it_and_silence_counts_from_the_report_again() 
     let run = state.last.expect("a result").duration;
     assert!(run >= Duration::from_millis(800), "run lasted {run:?}");
     // Without a run, silence past period + grace is missed.
-    let missed = wait_until(Duration::from_secs(2), || {
-        served.state("worker").status == Status::Unhealthy
-    })
-    .await;
-    let after = ended.elapsed();
-    assert!(missed, "no miss {after:?} after the report");
-    assert!(
-        after >= Duration::from_millis(380) && after < Duration::from_millis(1500),
-        "{after:?}"
-    );
-    let state = served.state("worker");
-    assert_eq!(
-        state.last.expect("a result").outcome.reason(),
-        Some(FailureReason::Missed)
-    );
+    turns_unhealthy(&served, ended, 380..1500, FailureReason::Missed).await;
     served.shutdown().await;
 }
 
@@ -616,21 +628,7 @@ async fn max_run_time_shorter_than_period_plus_grace_times_the_run_out_at_max_ru
         "deadline {:.3} s after the start; max_run_time is 400 ms",
         deadline - started_unix
     );
-    let timed_out = wait_until(Duration::from_secs(2), || {
-        served.state("worker").status == Status::Unhealthy
-    })
-    .await;
-    let after = started.elapsed();
-    assert!(timed_out, "no timeout {after:?} after the start");
-    assert!(
-        after >= Duration::from_millis(380) && after < Duration::from_millis(1500),
-        "{after:?}"
-    );
-    let state = served.state("worker");
-    assert_eq!(
-        state.last.expect("a result").outcome.reason(),
-        Some(FailureReason::Timeout)
-    );
+    turns_unhealthy(&served, started, 380..1500, FailureReason::Timeout).await;
     served.shutdown().await;
 }
 
@@ -652,18 +650,7 @@ async fn a_start_during_an_open_run_keeps_its_end_so_a_job_that_only_starts_time
         "deadline {:.3} s after the first start; later starts must not move it",
         deadline - first_unix
     );
-    let timed_out = wait_until(Duration::from_secs(2), || {
-        served.state("worker").status == Status::Unhealthy
-    })
-    .await;
-    let after = first.elapsed();
-    assert!(timed_out, "no timeout {after:?} after the first start");
-    assert!(after >= Duration::from_millis(950), "{after:?}");
-    let state = served.state("worker");
-    assert_eq!(
-        state.last.expect("a result").outcome.reason(),
-        Some(FailureReason::Timeout)
-    );
+    turns_unhealthy(&served, first, 950..3000, FailureReason::Timeout).await;
     served.shutdown().await;
 }
 
