@@ -10,6 +10,7 @@ authentication, no retries to report.
 
 import argparse
 import json
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,10 @@ def parse_args():
         help="host:port to listen on (a container needs 0.0.0.0:9099) [%(default)s]",
     )
     parser.add_argument("--out", help="append every alert received to this file, one JSON per line")
+    parser.add_argument(
+        "--address-file",
+        help="once listening, write the bound host:port here (with --listen HOST:0, the port the kernel chose)",
+    )
     return parser.parse_args()
 
 
@@ -74,7 +79,13 @@ def main():
     host, _, port = args.listen.rpartition(":")
     Handler.out = args.out
     server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
-    print(f"webhook receiver listening on {args.listen}", flush=True)
+    bound = "%s:%d" % server.server_address[:2]
+    if args.address_file:
+        # Written whole then renamed, so that a reader never sees half an address.
+        with open(args.address_file + ".tmp", "w") as f:
+            f.write(bound + "\n")
+        os.replace(args.address_file + ".tmp", args.address_file)
+    print(f"webhook receiver listening on {bound}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

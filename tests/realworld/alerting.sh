@@ -198,14 +198,19 @@ fi
 "$PEERS_PYTHON" -c 'import grpc_health, mcp, a2a' ||
     fail "$PEERS_PYTHON lacks the peers' packages: bash tests/peers/setup-venv.sh"
 
-read -r PROM_PORT AM_PORT EXPORTER_PORT WEBHOOK_PORT TLS_PORT GRPC_PORT <<<"$(helper free-ports 6)"
+read -r PROM_PORT AM_PORT EXPORTER_PORT TLS_PORT GRPC_PORT <<<"$(helper free-ports 5)"
 PROM="http://127.0.0.1:$PROM_PORT"
 AM="http://127.0.0.1:$AM_PORT"
 EXPORTER="http://127.0.0.1:$EXPORTER_PORT"
 
-step "Webhook receiver on 127.0.0.1:$WEBHOOK_PORT"
+step "Webhook receiver"
 ALERTS_FILE="$WORK/alerts.jsonl"
-start webhook python3 -u "$REPO/deploy/webhook-receiver.py" --listen "127.0.0.1:$WEBHOOK_PORT" --out "$ALERTS_FILE"
+# Port 0: the receiver binds what the kernel gives and says which, so no other
+# process can take its port between picking and binding.
+start webhook python3 -u "$REPO/deploy/webhook-receiver.py" --listen 127.0.0.1:0 \
+    --address-file "$WORK/webhook.addr" --out "$ALERTS_FILE"
+wait_for 15 "webhook receiver listening" test -s "$WORK/webhook.addr"
+WEBHOOK_ADDR=$(<"$WORK/webhook.addr")
 
 step "Demo fleet"
 start demo-fleet "$DEMO_FLEET_BIN" --ports-file "$WORK/fleet.json"
@@ -328,7 +333,7 @@ pass "the exporter answers protobuf"
 step "Alertmanager on $AM (deploy/alertmanager.yml adapted)"
 am_intervals=(-e 's|group_wait: .*|group_wait: 2s|' -e 's|group_interval: .*|group_interval: 5s|')
 [[ $CADENCE == production ]] && am_intervals=()
-sed -e "s|http://webhook:9099/|http://127.0.0.1:$WEBHOOK_PORT/|" "${am_intervals[@]}" \
+sed -e "s|http://webhook:9099/|http://$WEBHOOK_ADDR/|" "${am_intervals[@]}" \
     "$REPO/deploy/alertmanager.yml" >"$WORK/alertmanager.yml"
 diff -u "$REPO/deploy/alertmanager.yml" "$WORK/alertmanager.yml" || true
 amtool check-config "$WORK/alertmanager.yml" >/dev/null || fail "amtool rejects the adapted alertmanager.yml"

@@ -79,11 +79,14 @@ several() { python3 "$SEVERAL" "$@"; }
 now() { date +%s.%N; }
 
 step "Alertmanager with the shipped routing, and the webhook receiver"
-read -r prom_port am_port webhook_port proxy_port <<<"$(helper free-ports 4)"
+read -r prom_port am_port proxy_port <<<"$(helper free-ports 3)"
 AM="127.0.0.1:$am_port"
 ALERTS="$work/alerts.jsonl"
-start webhook python3 -u "$REPO/deploy/webhook-receiver.py" --listen "127.0.0.1:$webhook_port" --out "$ALERTS"
-sed -e "s|http://webhook:9099/|http://127.0.0.1:$webhook_port/|" \
+# Port 0: another script may bind ports meanwhile; the receiver says which it got.
+start webhook python3 -u "$REPO/deploy/webhook-receiver.py" --listen 127.0.0.1:0 \
+    --address-file "$work/webhook.addr" --out "$ALERTS"
+wait_for 15 "webhook receiver listening" test -s "$work/webhook.addr"
+sed -e "s|http://webhook:9099/|http://$(<"$work/webhook.addr")/|" \
     -e 's|group_wait: .*|group_wait: 1s|' -e 's|group_interval: .*|group_interval: 2s|' \
     "$REPO/deploy/alertmanager.yml" >"$work/alertmanager.yml"
 amtool check-config "$work/alertmanager.yml" >/dev/null || fail "amtool rejects the adapted alertmanager.yml"

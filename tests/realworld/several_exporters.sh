@@ -129,17 +129,21 @@ now() { date +%s.%N; }
 # Starts the webhook receiver, the demo fleet (FLEET_SIZE agents and the refusing
 # `shadow`) and Alertmanager for run $RUN; sets AM, PROM_PORT, ALERTS, CONTROL.
 start_common() {
-    local am_port webhook_port
-    read -r PROM_PORT am_port webhook_port <<<"$(helper free-ports 3)"
+    local am_port webhook
+    read -r PROM_PORT am_port <<<"$(helper free-ports 2)"
     AM="http://127.0.0.1:$am_port"
     ALERTS="$RUN/alerts.jsonl"
+    # Port 0: the demo fleet binds dozens of ports while Python starts, so a port
+    # picked in advance could be taken before the receiver binds it.
     start webhook python3 -u "$REPO/deploy/webhook-receiver.py" \
-        --listen "127.0.0.1:$webhook_port" --out "$ALERTS"
+        --listen 127.0.0.1:0 --address-file "$RUN/webhook.addr" --out "$ALERTS"
+    wait_for 15 "webhook receiver listening" test -s "$RUN/webhook.addr"
+    webhook=$(<"$RUN/webhook.addr")
     start demo-fleet "$DEMO_FLEET_BIN" --agents "$FLEET_SIZE" --agent shadow=refuse \
         --ports-file "$RUN/fleet.json"
     wait_for 15 "demo fleet address map" test -s "$RUN/fleet.json"
     CONTROL="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["control"])' "$RUN/fleet.json")"
-    sed -e "s|http://webhook:9099/|http://127.0.0.1:$webhook_port/|" \
+    sed -e "s|http://webhook:9099/|http://$webhook/|" \
         -e 's|group_wait: .*|group_wait: 1s|' -e 's|group_interval: .*|group_interval: 2s|' \
         "$REPO/deploy/alertmanager.yml" >"$RUN/alertmanager.yml"
     amtool check-config "$RUN/alertmanager.yml" >/dev/null || fail "amtool rejects the adapted alertmanager.yml"
