@@ -7,6 +7,7 @@ so the shell script can retry it until its deadline.
 """
 
 import json
+import random
 import re
 import socket
 import sys
@@ -40,18 +41,48 @@ def grafana_expr(expr):
     return expr
 
 
-def free_ports(count):
-    """Ports the kernel considers free right now, all bound at once so they differ."""
-    sockets = []
+def ephemeral_range():
+    """The ports the kernel hands out to bind(0) and to outgoing connections."""
     try:
-        for _ in range(count):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def pick_free_ports(count):
+    """`count` distinct ports free on 127.0.0.1, below the kernel's ephemeral range.
+
+    A port picked here is released before its user binds it. Were it an ephemeral
+    port, any process binding port 0 or connecting meanwhile (the demo fleet binds
+    dozens, scripts run side by side) could take it. Below the range only another
+    pick like this one can, and picks are random over thousands of ports.
+    """
+    low, _ = ephemeral_range()
+    first, last = (10000, low - 1) if low > 12000 else (1024, low - 1)
+    rng = random.SystemRandom()
+    sockets, tries = [], 0
+    try:
+        while len(sockets) < count:
+            tries += 1
+            if tries > 10000:
+                raise RuntimeError(f"no {count} free ports in {first}-{last}")
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", rng.randint(first, last)))
+            except OSError:
+                s.close()
+                continue
             sockets.append(s)
-        print(" ".join(str(s.getsockname()[1]) for s in sockets))
+        return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:
             s.close()
+
+
+def free_ports(count):
+    print(" ".join(str(port) for port in pick_free_ports(count)))
 
 
 def api(base, path, params=None):

@@ -138,9 +138,8 @@ in_image /bin/agent-health-exporter \
   || fail "the image's own config (its CMD) does not check"
 echo "ok: the config named by CMD checks inside the image"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-agent_port=$(free_port)
-port=$(free_port)
+# Below the kernel's ephemeral range, so that no other process takes them meanwhile.
+read -r agent_port port < <(python3 "$root/tests/realworld/helpers.py" free-ports 2)
 mkdir -p "$work/agent"
 python3 -m http.server --bind 127.0.0.1 --directory "$work/agent" "$agent_port" \
   >/dev/null 2>&1 &

@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import helpers  # the port picker shared by the real-world scripts
+
 HERE = Path(__file__).resolve().parent
 PEERS = HERE.parent / "peers"
 TIMEOUT = "1500ms"
@@ -62,9 +64,7 @@ class Peer:
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return helpers.pick_free_ports(1)[0]
 
 
 def wait_for_port(port, seconds=20):

@@ -12,12 +12,13 @@ Standard library only, loopback only.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+import helpers  # the port picker shared by the real-world scripts
 
 RULES = [
     # Templated replacement with numbered groups.
@@ -74,11 +75,7 @@ def targets():
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return helpers.pick_free_ports(1)[0]
 
 
 def prometheus_targets(prometheus, work, expected):

@@ -64,11 +64,8 @@ for _ in $(seq 1 50); do [ -s "$work/agent.port" ] && break; sleep 0.1; done
 agent_port=$(cat "$work/agent.port")
 
 # Three free ports: the two exporters', and one where nothing listens for the TCP agents.
-read -r port dead_port fleet_port < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(3)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))')
+# Below the kernel's ephemeral range, so that no other process takes them meanwhile.
+read -r port dead_port fleet_port < <(python3 "$root/tests/realworld/helpers.py" free-ports 3)
 
 cat > "$work/config.yaml" <<EOF
 agents:

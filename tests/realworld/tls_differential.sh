@@ -10,11 +10,13 @@ blackbox=${BLACKBOX:-/usr/bin/prometheus-blackbox-exporter}
 command -v openssl >/dev/null || { echo "FAIL: openssl is not installed"; exit 1; }
 [ -x "$blackbox" ] || { echo "FAIL: $blackbox is not installed (prometheus-blackbox-exporter)"; exit 1; }
 
+helpers=$(cd "$(dirname "$0")" && pwd)/helpers.py
 source "$(dirname "$0")/workdir.sh"
 cd "$work"
 
+# Below the kernel's ephemeral range, so that no other process takes it meanwhile.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 "$helpers" free-ports 1
 }
 
 # --- a small CA (openssl ca, for exact validity dates) ---------------------------------------
