@@ -165,7 +165,7 @@ impl Def {
             Def::Bytes(b) => format!("`{b}` ({})", binary_size(b)),
             Def::Integer(n) => format!("`{n}`"),
             Def::Bool(b) => format!("`{b}`"),
-            Def::Text(t) if t.is_empty() => "`\"\"`".into(),
+            Def::Text("") => "`\"\"`".into(),
             Def::Text(t) => format!("`{t}`"),
             Def::Rule(r) => r.into(),
         }
