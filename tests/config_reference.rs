@@ -77,12 +77,26 @@ fn reference_has_a_row_for_every_key_with_its_default() {
 }
 
 #[test]
-fn example_config_names_the_committed_schema_for_editors() {
-    let text = std::fs::read_to_string(repo().join("config.example.yaml")).expect("readable");
-    assert_eq!(
-        text.lines().next(),
-        Some("# yaml-language-server: $schema=docs/config.schema.json")
-    );
+fn shipped_configs_name_the_committed_schema_for_editors() {
+    for config in [
+        "config.example.yaml",
+        "deploy/demo-fleet.yaml",
+        "examples/fleet/config.yaml",
+    ] {
+        let path = repo().join(config);
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let first = text.lines().next().unwrap_or_default();
+        let schema = first
+            .strip_prefix("# yaml-language-server: $schema=")
+            .unwrap_or_else(|| panic!("{config} does not start by naming its schema: {first}"));
+        // The language server takes the path from the config file's folder.
+        let named = path.parent().expect("a folder").join(schema);
+        assert_eq!(
+            named.canonicalize().ok(),
+            repo().join(SCHEMA_FILE).canonicalize().ok(),
+            "{config} names {schema}"
+        );
+    }
 }
 
 /// Python with jsonschema and PyYAML, or None (the test then skips and says so, unless
