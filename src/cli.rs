@@ -18,6 +18,15 @@ pub struct Cli {
     #[arg(long = "config.check")]
     pub config_check: bool,
 
+    /// With --config.check: also print each agent's resolved settings as one JSON line
+    /// (secrets shown as <secret>), as GET /api/v1/agents/{name}/config answers them.
+    #[arg(long = "verbose", requires = "config_check")]
+    pub verbose: bool,
+
+    /// Print the JSON Schema (draft 2020-12) of the config file and exit.
+    #[arg(long = "config.schema")]
+    pub config_schema: bool,
+
     /// Check the config file and the files it names on this interval and reload the config
     /// when one changed (as Prometheus 3); `0s` never.
     #[arg(long = "config.auto-reload-interval", default_value = "0s", value_parser = parse_interval)]

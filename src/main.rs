@@ -21,6 +21,18 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if cli.config_schema {
+        return match serde_json::to_string_pretty(&config::reference::schema()) {
+            Ok(schema) => {
+                println!("{schema}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot encode the schema: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Healthcheck) = cli.command {
         return match healthcheck::run(&cli.listen_address, cli.web_config_file.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -96,12 +108,19 @@ fn check_config(cli: &Cli, shard: Shard) -> ExitCode {
                 .agents
                 .iter()
                 .filter(|a| shard.owns(&a.spec.name))
-                .map(config::summary_line)
+                .map(|a| {
+                    let mut line = config::summary_line(a);
+                    if cli.verbose {
+                        line.push('\n');
+                        line.push_str(&effective_line(a, "static"));
+                    }
+                    line
+                })
                 .collect();
             for line in &lines {
                 println!("{line}");
             }
-            let (found, mine) = print_discovered(&config, shard);
+            let (found, mine) = print_discovered(&config, shard, cli.verbose);
             let total = config.agents.len() + found;
             let owned = lines.len() + mine;
             if shard.count() == 1 {
@@ -132,7 +151,7 @@ fn check_config(cli: &Cli, shard: Shard) -> ExitCode {
 /// Asks every discovery source once and prints the agents it adds (with their origin, those of
 /// `shard` only), what it dropped and why, or why it failed. Answers how many agents the
 /// sources add, and how many of them `shard` probes.
-fn print_discovered(config: &config::Config, shard: Shard) -> (usize, usize) {
+fn print_discovered(config: &config::Config, shard: Shard, verbose: bool) -> (usize, usize) {
     if config.discovery.is_empty() {
         return (0, 0);
     }
@@ -160,6 +179,9 @@ fn print_discovered(config: &config::Config, shard: Shard) -> (usize, usize) {
         for (agent, origin) in &found_here.agents {
             if shard.owns(&agent.spec.name) {
                 println!("{} origin={origin:?}", config::summary_line(agent));
+                if verbose {
+                    println!("{}", effective_line(agent, origin));
+                }
                 mine += 1;
             }
         }
@@ -180,6 +202,11 @@ fn print_discovered(config: &config::Config, shard: Shard) -> (usize, usize) {
         found += found_here.agents.len();
     }
     (found, mine)
+}
+
+/// `--verbose`: the agent's resolved settings, one JSON line, secrets redacted.
+fn effective_line(agent: &config::ResolvedAgent, origin: &str) -> String {
+    config::effective(&agent.spec, agent.check.as_deref(), Some(origin)).to_string()
 }
 
 /// A command line clap refused (or `--help`). Clap exits 2 on a usage error, which Docker

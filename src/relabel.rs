@@ -70,9 +70,9 @@ fn rule_error(message: impl Into<String>, fix: impl Into<String>) -> RuleError {
     }
 }
 
-const DEFAULT_REGEX: &str = "(.*)";
-const DEFAULT_SEPARATOR: &str = ";";
-const DEFAULT_REPLACEMENT: &str = "$1";
+pub(crate) const DEFAULT_REGEX: &str = "(.*)";
+pub(crate) const DEFAULT_SEPARATOR: &str = ";";
+pub(crate) const DEFAULT_REPLACEMENT: &str = "$1";
 
 impl Rule {
     /// Checks one rule as Prometheus does when it loads its config.

@@ -7,6 +7,7 @@ mod a2a;
 mod batch;
 mod checks;
 mod discovery;
+mod effective;
 mod error;
 mod expect;
 mod files;
@@ -16,6 +17,7 @@ mod http;
 mod layer;
 mod mcp;
 mod raw;
+pub mod reference;
 mod resolve;
 mod secret;
 mod spec;
@@ -30,6 +32,7 @@ pub use a2a::A2aTarget;
 pub use batch::BatchResolver;
 pub use checks::{resolve_agent, AgentFields, Templates};
 pub use discovery::{DnsRecord, SourceKind, SourceSpec};
+pub use effective::{effective, REDACTED};
 pub use error::{base_dir, ConfigError, ConfigIssue};
 pub use grpc::{GrpcTarget, Metadata as GrpcMetadata};
 pub use heartbeat::{default_grace, HeartbeatSpec};
@@ -85,7 +88,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Where a user finds the valid keys, for error messages.
-const KEYS: &str = "the README lists every key and its type";
+const KEYS: &str = "docs/configuration.md lists every key and its type";
 
 /// Validates config text; `file` names it in errors, `base_dir` anchors relative paths.
 pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {

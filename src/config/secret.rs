@@ -35,6 +35,13 @@ impl Secret {
         }
     }
 
+    /// The file the value was read from; None for one given in place (URL credentials).
+    /// Showing it is safe: it names the secret, it is not the secret.
+    pub fn file(&self) -> Option<&str> {
+        // A file's origin is "<key> <path>" (`files.rs`); others are one word.
+        self.origin.split_once(' ').map(|(_, path)| path)
+    }
+
     /// The value itself, for the one place that sends it.
     pub fn expose(&self) -> String {
         self.current().to_string()
@@ -116,6 +123,11 @@ impl TlsClient {
             identity: Arc::new(identity),
             current: Arc::new(RwLock::new(KeyPair { config, material })),
         }
+    }
+
+    /// What the setup trusts and presents, without its key.
+    pub fn identity(&self) -> &TlsIdentity {
+        &self.identity
     }
 
     /// The configuration to connect with now.

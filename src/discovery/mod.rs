@@ -201,6 +201,24 @@ impl Discovery {
         }
     }
 
+    /// The check agent `name` uses, if it uses one: that of the static agent of the name, else
+    /// that of the first source's (the one `compose` keeps). A scan of the fleet, for the
+    /// per-agent config endpoint, not for hot paths.
+    pub fn check(&self, name: &str) -> Option<String> {
+        let state = self.state();
+        let found = state
+            .static_agents
+            .iter()
+            .chain(
+                state
+                    .sources
+                    .iter()
+                    .flat_map(|s| s.read.agents.iter().map(|f| &f.agent)),
+            )
+            .find(|a| a.spec.name == name)?;
+        found.check.clone()
+    }
+
     /// The origins of `names`, in order, under one lock.
     pub fn origins<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<String> {
         let state = self.state();

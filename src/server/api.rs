@@ -1,4 +1,5 @@
-//! `GET /api/v1/agents`, `GET /api/v1/agents/{name}` and `POST /api/v1/agents/{name}/probe`.
+//! `GET /api/v1/agents`, `GET /api/v1/agents/{name}`, `GET /api/v1/agents/{name}/config` and
+//! `POST /api/v1/agents/{name}/probe`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,25 @@ pub(super) fn one(state: &ServerState, name: &str) -> Response<Body> {
         }
         None => unknown_agent(name),
     }
+}
+
+/// The agent's effective settings, as probed now: after defaults, check, discovery and
+/// relabeling; secrets shown as `<secret>` (`config::effective`).
+pub(super) fn config(state: &ServerState, name: &str) -> Response<Body> {
+    let Some(agent) = state.monitor.agent(name) else {
+        return unknown_agent(name);
+    };
+    let (check, origin) = match state.reloader.as_deref() {
+        Some(reloader) => {
+            let discovery = reloader.discovery();
+            (discovery.check(name), Some(discovery.origin(name)))
+        }
+        None => (None, None),
+    };
+    json(
+        StatusCode::OK,
+        &crate::config::effective(&agent.spec, check.as_deref(), origin.as_deref()),
+    )
 }
 
 /// Says where each agent came from: `static`, or its discovery source.

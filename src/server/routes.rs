@@ -46,6 +46,7 @@ pub(super) async fn handle<B>(
         };
         return match (method, action) {
             (Method::GET | Method::HEAD, None) => api::one(&state, &name),
+            (Method::GET | Method::HEAD, Some("config")) => api::config(&state, &name),
             (Method::POST, Some("probe")) if !state.endpoints.probe_api => api::error(
                 StatusCode::FORBIDDEN,
                 "the probe API is off; start the exporter with --web.enable-probe-api to probe agents on demand",
@@ -53,6 +54,7 @@ pub(super) async fn handle<B>(
             (Method::POST, Some("probe")) => api::probe_now(&state, &name).await,
             (_, None) => method_not_allowed("GET"),
             (_, Some("probe")) => method_not_allowed("POST"),
+            (_, Some("config")) => method_not_allowed("GET"),
             _ => api::error(StatusCode::NOT_FOUND, "no such endpoint"),
         };
     }

@@ -1,0 +1,385 @@
+//! The configuration reference (docs/configuration.md) and the JSON Schema
+//! (docs/config.schema.json, `--config.schema`) are rendered from the key table in
+//! src/config/reference.rs, whose agreement with the parser is proved beside it. Here: the
+//! committed files equal the rendering, and every shipped config (the example, the compose demo,
+//! the fleet example, the Kubernetes ConfigMap) passes both the schema, under a real validator
+//! (Python's jsonschema), and `--config.check`; every config block of the docs passes the schema
+//! and holds only keys and values `--config.check` knows; wrong configs fail both, and configs
+//! the parser takes in less common spellings pass both.
+//!
+//! Rewrite the committed files after changing the table:
+//! `AHE_REWRITE_REFERENCE=1 cargo test --test config_reference`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use agent_health_exporter::config::reference;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_agent-health-exporter")
+}
+
+const SCHEMA_FILE: &str = "docs/config.schema.json";
+const REFERENCE_FILE: &str = "docs/configuration.md";
+
+fn schema_text() -> String {
+    let text = serde_json::to_string_pretty(&reference::schema()).expect("JSON encodes");
+    format!("{text}\n")
+}
+
+/// Compares a committed file with its rendering, or rewrites it when asked.
+fn committed_equals(path: &str, rendered: &str) {
+    let file = repo().join(path);
+    if std::env::var_os("AHE_REWRITE_REFERENCE").is_some() {
+        std::fs::write(&file, rendered).expect("writable");
+        return;
+    }
+    let committed = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "{path} differs from what src/config/reference.rs renders; rewrite it with \
+         AHE_REWRITE_REFERENCE=1 cargo test --test config_reference"
+    );
+}
+
+#[test]
+fn committed_reference_is_the_rendering_of_the_key_table() {
+    committed_equals(REFERENCE_FILE, &reference::markdown());
+}
+
+#[test]
+fn committed_schema_is_what_config_schema_prints() {
+    committed_equals(SCHEMA_FILE, &schema_text());
+    let out = Command::new(binary())
+        .arg("--config.schema")
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), schema_text());
+}
+
+#[test]
+fn reference_has_a_row_for_every_key_with_its_default() {
+    let text = reference::markdown();
+    for row in [
+        "| `interval` | duration | `30s` | defaults, check, agent | replace |",
+        "| `labels` | map of strings |  | defaults, check, agent | merge by key |",
+        "| `max_body_bytes` | size | `1048576` (1MiB) | check, agent | replace |",
+        "| `refresh_interval` | duration | `5m` | discovery source | - |",
+    ] {
+        assert!(text.contains(row), "no row {row}");
+    }
+}
+
+#[test]
+fn shipped_configs_name_the_committed_schema_for_editors() {
+    for config in [
+        "config.example.yaml",
+        "deploy/demo-fleet.yaml",
+        "examples/fleet/config.yaml",
+    ] {
+        let path = repo().join(config);
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let first = text.lines().next().unwrap_or_default();
+        let schema = first
+            .strip_prefix("# yaml-language-server: $schema=")
+            .unwrap_or_else(|| panic!("{config} does not start by naming its schema: {first}"));
+        // The language server takes the path from the config file's folder.
+        let named = path.parent().expect("a folder").join(schema);
+        assert_eq!(
+            named.canonicalize().ok(),
+            repo().join(SCHEMA_FILE).canonicalize().ok(),
+            "{config} names {schema}"
+        );
+    }
+}
+
+/// Python with jsonschema and PyYAML, or None (the test then skips and says so, unless
+/// AHE_REQUIRE_SCHEMA_VALIDATOR is set, as .ci/run sets it).
+fn validator(test: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("AHE_SCHEMA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let imports = Command::new(&python)
+        .args(["-c", "import jsonschema, yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if matches!(imports, Ok(s) if s.success()) {
+        return Some(python);
+    }
+    let message = format!(
+        "SKIPPED {test}: no {} with jsonschema and yaml (apt-get install python3-jsonschema \
+         python3-yaml, or set AHE_SCHEMA_PYTHON)",
+        python.display()
+    );
+    assert!(
+        std::env::var_os("AHE_REQUIRE_SCHEMA_VALIDATOR").is_none(),
+        "{message}"
+    );
+    eprintln!("{message}");
+    println!("{message}");
+    None
+}
+
+/// The validator's verdict on each file: Ok, or the first error.
+fn validate(python: &Path, dir: &Path, files: &[PathBuf]) -> BTreeMap<PathBuf, Result<(), String>> {
+    let schema = dir.join("config.schema.json");
+    std::fs::write(&schema, schema_text()).expect("writable");
+    let out = Command::new(python)
+        .arg(repo().join("tests/peers/validate_config_schema.py"))
+        .arg(&schema)
+        .args(files)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the schema is not a valid draft 2020-12 schema: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let verdicts: BTreeMap<PathBuf, Result<(), String>> = text
+        .lines()
+        .filter_map(|line| {
+            if let Some(file) = line.strip_prefix("ok ") {
+                return Some((PathBuf::from(file), Ok(())));
+            }
+            let rest = line.strip_prefix("invalid ")?;
+            let (file, error) = rest.split_once(": ")?;
+            Some((PathBuf::from(file), Err(error.to_owned())))
+        })
+        .collect();
+    assert_eq!(verdicts.len(), files.len(), "{text}");
+    verdicts
+}
+
+/// `--config.check` of one file: exit status and output.
+fn config_check(file: &Path) -> (bool, String) {
+    let out = Command::new(binary())
+        .args(["--config.check", "--config.file"])
+        .arg(file)
+        .output()
+        .expect("the binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The config of the Kubernetes ConfigMap, with its secrets' mount point moved to `dir`,
+/// where a file stands for each secret it names.
+fn kubernetes_config(dir: &Path) -> PathBuf {
+    const MOUNT: &str = "/etc/agent-health-exporter/secrets/";
+    let manifest = std::fs::read_to_string(repo().join("deploy/kubernetes/common/configmap.yaml"))
+        .expect("readable");
+    let value: serde_json::Value = serde_saphyr::from_str(&manifest).expect("YAML");
+    let config = value["data"]["agent-health-exporter.yaml"]
+        .as_str()
+        .expect("the ConfigMap holds agent-health-exporter.yaml");
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets).expect("writable");
+    for (at, _) in config.match_indices(MOUNT) {
+        let name: String = config[at + MOUNT.len()..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ',' && *c != '}')
+            .collect();
+        std::fs::write(secrets.join(name), "token\n").expect("writable");
+    }
+    let path = dir.join("kubernetes.yaml");
+    let moved = config.replace(MOUNT, &format!("{}/", secrets.display()));
+    std::fs::write(&path, moved).expect("writable");
+    path
+}
+
+/// The fenced YAML blocks of a markdown file that are configs of the exporter (their top-level
+/// keys are config sections), with their fence info.
+fn config_blocks(markdown: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        let Some(info) = line.trim_start().strip_prefix("```") else {
+            continue;
+        };
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.trim_start().starts_with("```"))
+            .collect();
+        let info = info.trim();
+        if !(info.starts_with("yaml") || info.starts_with("yml")) {
+            continue;
+        }
+        let body = body.join("\n") + "\n";
+        let Ok(serde_json::Value::Object(top)) = serde_saphyr::from_str::<serde_json::Value>(&body)
+        else {
+            continue;
+        };
+        let sections = ["defaults", "checks", "agents", "discovery"];
+        if !top.is_empty() && top.keys().all(|k| sections.contains(&k.as_str())) {
+            blocks.push((info.to_owned(), body));
+        }
+    }
+    blocks
+}
+
+/// The docs whose config blocks are checked: the README and every page under docs/.
+fn docs() -> Vec<PathBuf> {
+    let mut pages = vec![repo().join("README.md")];
+    if let Ok(entries) = std::fs::read_dir(repo().join("docs")) {
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .collect();
+        found.sort();
+        pages.extend(found);
+    }
+    pages
+}
+
+#[test]
+fn shipped_configs_pass_the_schema_and_the_config_check() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = vec![
+        repo().join("config.example.yaml"),
+        repo().join("deploy/demo-fleet.yaml"),
+        repo().join("examples/fleet/config.yaml"),
+        kubernetes_config(dir.path()),
+    ];
+    let shipped = files.len();
+    for page in docs() {
+        let text = std::fs::read_to_string(&page).expect("readable");
+        for (index, (_, body)) in config_blocks(&text).into_iter().enumerate() {
+            let stem = page.file_stem().and_then(|s| s.to_str()).unwrap_or("page");
+            let file = dir.path().join(format!("{stem}-{index}.yaml"));
+            std::fs::write(&file, body).expect("writable");
+            files.push(file);
+        }
+    }
+    let blocks = files.len() - shipped;
+    assert!(blocks >= 3, "only {blocks} config blocks found in the docs");
+    // Side by side: the fleet example's check waits for its DNS source to time out.
+    let checks: Vec<(bool, String)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = files
+            .iter()
+            .map(|file| scope.spawn(move || config_check(file)))
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("the check ran"))
+            .collect()
+    });
+    for (index, (file, (ok, text))) in files.iter().zip(&checks).enumerate() {
+        if index < shipped {
+            assert!(ok, "--config.check refuses {}:\n{text}", file.display());
+        } else {
+            // A doc block may name files a reader has and this test has not (the snippet
+            // tests run them where they do); what it writes must still be keys and values
+            // the parser knows.
+            for schema_error in ["unknown field", "invalid type", "invalid value"] {
+                assert!(
+                    !text.contains(schema_error),
+                    "--config.check on a config block of the docs ({}):\n{text}",
+                    file.display()
+                );
+            }
+        }
+    }
+    let Some(python) = validator("shipped_configs_pass_the_schema_and_the_config_check") else {
+        return;
+    };
+    let refused: Vec<String> = validate(&python, dir.path(), &files)
+        .into_iter()
+        .filter_map(|(file, verdict)| verdict.err().map(|e| format!("{}: {e}", file.display())))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the schema refuses shipped configs: {refused:#?}"
+    );
+}
+
+/// Configs the parser refuses for a reason the schema can see.
+const WRONG: &[(&str, &str)] = &[
+    (
+        "misspelled key",
+        "agents: [{name: a, type: t, url: \"http://127.0.0.1:1/\", intervall: 5s}]",
+    ),
+    ("duration without unit", "defaults: {interval: 30}"),
+    ("unknown protocol", "checks: {t: {protocol: soap}}"),
+    (
+        "status out of range",
+        "agents: [{name: a, type: t, url: \"http://127.0.0.1:1/\", expect: {status: 700}}]",
+    ),
+    ("zero threshold", "defaults: {failure_threshold: 0}"),
+    (
+        "body limit on an http_sd source",
+        "discovery: [{http_sd: {url: \"http://127.0.0.1:1/\", http: {max_body_bytes: 1MiB}}}]",
+    ),
+    (
+        "unknown record type",
+        "discovery: [{dns_sd: {names: [a.test], record_type: MX}}]",
+    ),
+    (
+        "agent without a name",
+        "agents: [{type: t, url: \"http://127.0.0.1:1/\"}]",
+    ),
+    (
+        "size without a number",
+        "checks: {t: {http: {max_body_bytes: lots}}}",
+    ),
+    ("unknown top-level section", "agent: []"),
+];
+
+/// Configs the parser takes, written in spellings a schema could easily miss.
+const RIGHT: &[(&str, &str)] = &[
+    ("empty file", ""),
+    (
+        "compound duration, plain byte count, numeric label, class in capitals",
+        "defaults: {interval: 1m30s, timeout: 1.5s, labels: {version: 2}}\n\
+         agents: [{name: a, type: t, url: \"http://127.0.0.1:1/\", \
+         http: {max_body_bytes: 65536, method: post}, expect: {status: \"2XX\"}}]",
+    ),
+    (
+        "empty sections and any-case words",
+        "checks:\n  t:\n    http:\n    expect:\n\
+         discovery: [{dns_sd: {names: [a.test], record_type: srv}, \
+         relabel_configs: [{action: Keep, regex: x, source_labels: [a]}]}]",
+    ),
+    (
+        "padded protocol, spaced size",
+        "agents: [{name: a, type: t, url: \"http://127.0.0.1:1/\", protocol: \" mcp \", \
+         mcp: {expect_tools: [echo]}, http: {max_body_bytes: 2 MB}}]",
+    ),
+];
+
+#[test]
+fn schema_and_config_check_agree_on_wrong_and_unusual_configs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = Vec::new();
+    for (index, (what, yaml)) in WRONG.iter().chain(RIGHT).enumerate() {
+        let file = dir.path().join(format!("{index}.yaml"));
+        std::fs::write(&file, yaml).expect("writable");
+        let (ok, text) = config_check(&file);
+        let expected = index >= WRONG.len();
+        assert_eq!(ok, expected, "--config.check on {what}:\n{yaml}\n{text}");
+        files.push(file);
+    }
+    let Some(python) = validator("schema_and_config_check_agree_on_wrong_and_unusual_configs")
+    else {
+        return;
+    };
+    let verdicts = validate(&python, dir.path(), &files);
+    for (index, (what, yaml)) in WRONG.iter().chain(RIGHT).enumerate() {
+        let verdict = &verdicts[&files[index]];
+        let expected = index >= WRONG.len();
+        assert_eq!(
+            verdict.is_ok(),
+            expected,
+            "the schema on {what}:\n{yaml}\n{verdict:?}"
+        );
+    }
+}
