@@ -57,7 +57,11 @@ fn links(text: &str) -> Vec<String> {
 }
 
 /// Pages other helpers write at the same time; their links are checked once they exist.
-const PENDING: &[&str] = &["docs/configuration.md", "docs/failure-reasons.md", "docs/canaries.md"];
+const PENDING: &[&str] = &[
+    "docs/configuration.md",
+    "docs/failure-reasons.md",
+    "docs/canaries.md",
+];
 
 #[test]
 fn every_relative_link_in_the_docs_reaches_its_file_and_heading() {
@@ -70,16 +74,31 @@ fn every_relative_link_in_the_docs_reaches_its_file_and_heading() {
                 continue;
             }
             let (path, heading) = link.split_once('#').unwrap_or((&link, ""));
-            let target: PathBuf = if path.is_empty() { file.clone() } else { normalize(&folder.join(path)) };
+            let target: PathBuf = if path.is_empty() {
+                file.clone()
+            } else {
+                normalize(&folder.join(path))
+            };
             let full = repo().join(&target);
             if !full.exists() {
                 if !PENDING.iter().any(|p| Path::new(p) == target) {
-                    broken.push(format!("{}: {link} (no {})", file.display(), target.display()));
+                    broken.push(format!(
+                        "{}: {link} (no {})",
+                        file.display(),
+                        target.display()
+                    ));
                 }
                 continue;
             }
-            if !heading.is_empty() && full.extension().is_some_and(|x| x == "md") && !anchors(&full).iter().any(|a| a == heading) {
-                broken.push(format!("{}: {link} (no heading #{heading} in {})", file.display(), target.display()));
+            if !heading.is_empty()
+                && full.extension().is_some_and(|x| x == "md")
+                && !anchors(&full).iter().any(|a| a == heading)
+            {
+                broken.push(format!(
+                    "{}: {link} (no heading #{heading} in {})",
+                    file.display(),
+                    target.display()
+                ));
             }
         }
     }
@@ -108,19 +127,35 @@ fn every_page_of_docs_is_one_click_from_the_readme() {
         .into_iter()
         .filter(|f| f != Path::new("README.md"))
         .map(|f| f.display().to_string())
-        .filter(|f| !linked.iter().any(|l| l.split('#').next() == Some(f.as_str())))
+        .filter(|f| {
+            !linked
+                .iter()
+                .any(|l| l.split('#').next() == Some(f.as_str()))
+        })
         .collect();
-    assert!(missing.is_empty(), "pages the README does not link: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "pages the README does not link: {missing:?}"
+    );
 }
 
 #[test]
 fn readme_stays_short_and_keeps_its_two_commands() {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
     let lines = readme.lines().count();
-    assert!(lines <= 250, "README.md has {lines} lines; move detail to docs/");
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines; move detail to docs/"
+    );
     assert!(readme.starts_with("# agent-health-exporter\n\n![")); // the screenshot comes first
-    assert!(repo().join("docs/images/status-page.png").exists(), "the README's screenshot");
-    for command in ["cargo run --release -- --config.file=config.example.yaml", "cargo test"] {
+    assert!(
+        repo().join("docs/images/status-page.png").exists(),
+        "the README's screenshot"
+    );
+    for command in [
+        "cargo run --release -- --config.file=config.example.yaml",
+        "cargo test",
+    ] {
         assert!(
             readme.lines().any(|l| l.trim() == command),
             "the README must keep the command `{command}` (.ci/run and the walkthrough rely on it)"

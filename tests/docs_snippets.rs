@@ -115,7 +115,9 @@ fn collect_files(value: &serde_json::Value, parent: &str, out: &mut Vec<(String,
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot run: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -140,7 +142,9 @@ fn check(block: &Block, kind: &Kind) -> Result<(), String> {
         Kind::ExporterConfig => {
             create_named_files(&block.text, dir.path());
             run(
-                Command::new(BIN).arg("--config.check").arg(format!("--config.file={}", file.display())),
+                Command::new(BIN)
+                    .arg("--config.check")
+                    .arg(format!("--config.file={}", file.display())),
                 &format!("{}: --config.check", block.place()),
             )
         }
@@ -160,10 +164,13 @@ fn check(block: &Block, kind: &Kind) -> Result<(), String> {
             let rules = dir.path().join("rules");
             std::fs::create_dir_all(&rules).expect("rules folder");
             for name in ["agent-health.rules.yml", "agent-slo.rules.yml"] {
-                std::fs::copy(repo().join("alerts").join(name), rules.join(name)).expect("rule file");
+                std::fs::copy(repo().join("alerts").join(name), rules.join(name))
+                    .expect("rule file");
             }
             run(
-                Command::new("promtool").args(["check", "config"]).arg(&file),
+                Command::new("promtool")
+                    .args(["check", "config"])
+                    .arg(&file),
                 &format!("{}: promtool check config", block.place()),
             )
         }
@@ -198,7 +205,10 @@ fn every_config_block_in_the_docs_passes_config_check() {
             }
         }
     }
-    assert!(checked >= 5, "only {checked} config blocks found: is the docs parser broken?");
+    assert!(
+        checked >= 5,
+        "only {checked} config blocks found: is the docs parser broken?"
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
     println!("{checked} config blocks pass --config.check");
 }
@@ -249,7 +259,8 @@ fn explicit_default_timeout_makes_a_short_interval_an_error() {
             .output()
             .expect("run the binary")
     };
-    let agent = "agents:\n  - {name: a, type: t, url: \"http://127.0.0.1:1/health\", interval: 2s}\n";
+    let agent =
+        "agents:\n  - {name: a, type: t, url: \"http://127.0.0.1:1/health\", interval: 2s}\n";
     let implicit = check(agent);
     assert!(
         implicit.status.success(),
@@ -257,11 +268,22 @@ fn explicit_default_timeout_makes_a_short_interval_an_error() {
         String::from_utf8_lossy(&implicit.stderr)
     );
     let explicit = check(&format!("defaults: {{timeout: 5s}}\n{agent}"));
-    let said = String::from_utf8_lossy(&explicit.stdout).to_string() + &String::from_utf8_lossy(&explicit.stderr);
-    assert!(!explicit.status.success(), "defaults.timeout 5s with interval 2s must fail: {said}");
-    assert!(said.contains("timeout 5s is not shorter than interval 2s"), "{said}");
-    let own = check(&format!(
-        "defaults: {{timeout: 5s}}\nagents:\n  - {{name: a, type: t, url: \"http://127.0.0.1:1/health\", interval: 2s, timeout: 1s}}\n"
-    ));
-    assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+    let said = String::from_utf8_lossy(&explicit.stdout).to_string()
+        + &String::from_utf8_lossy(&explicit.stderr);
+    assert!(
+        !explicit.status.success(),
+        "defaults.timeout 5s with interval 2s must fail: {said}"
+    );
+    assert!(
+        said.contains("timeout 5s is not shorter than interval 2s"),
+        "{said}"
+    );
+    let own = check(
+        "defaults: {timeout: 5s}\nagents:\n  - {name: a, type: t, url: \"http://127.0.0.1:1/health\", interval: 2s, timeout: 1s}\n",
+    );
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
 }

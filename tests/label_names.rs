@@ -615,7 +615,8 @@ discovery:
 
 #[test]
 fn config_guide_lists_exactly_the_reserved_label_names() {
-    let guide = std::fs::read_to_string(repo_path("docs/config-file.md")).expect("docs/config-file.md");
+    let guide =
+        std::fs::read_to_string(repo_path("docs/config-file.md")).expect("docs/config-file.md");
     let start = "- **Reserved label names** are those the exporter sets on an agent's series: ";
     let at = guide
         .find(start)

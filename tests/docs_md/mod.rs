@@ -20,7 +20,11 @@ pub fn doc_files() -> Vec<PathBuf> {
         .expect("docs/")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .map(|p| p.strip_prefix(repo()).expect("under the repository").to_path_buf())
+        .map(|p| {
+            p.strip_prefix(repo())
+                .expect("under the repository")
+                .to_path_buf()
+        })
         .collect();
     docs.sort();
     files.extend(docs);
@@ -59,7 +63,10 @@ pub fn blocks(file: &Path) -> Vec<Block> {
         let indent = line.len() - trimmed.len();
         match open.as_mut() {
             None if trimmed.starts_with("```") => {
-                let info = trimmed[3..].split_whitespace().map(str::to_string).collect();
+                let info = trimmed[3..]
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
                 open = Some((n + 1, indent, info, Vec::new()));
             }
             None => {}

@@ -187,17 +187,17 @@ def run_commands(name, env):
             if starts_exporter(text):
                 stop(server)
                 # The binary given stands for cargo's build of it: the same program, no second build.
-                text = text.replace("cargo run --release --", env["AHE_BINARY"])
-                text = text.replace("examples/fleet/run.sh", "examples/fleet/run.sh " + env["AHE_BINARY"])
-                server = subprocess.Popen(["bash", "-c", text], cwd=ROOT, env=env, start_new_session=True,
+                command = text.replace("cargo run --release --", env["AHE_BINARY"])
+                command = command.replace("examples/fleet/run.sh", "examples/fleet/run.sh " + env["AHE_BINARY"])
+                server = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, start_new_session=True,
                                           stdout=subprocess.DEVNULL, stderr=open(WORK / "exporter.log", "a"))
                 # cargo run may need to build: generous, and CI has built the release binary already.
                 if not wait(f"{place}: the exporter answers /-/ready", lambda: get(BASE + "/-/ready") is not None, 300):
                     print((WORK / "exporter.log").read_text()[-3000:])
                     continue
                 say(True, f"{place}: started, and /-/ready answers")
-                for command, expect in EXPECT:
-                    if command in text:
+                for wanted, expect in EXPECT:
+                    if wanted in text:
                         expect()
                 continue
             out = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=ROOT, env=env,
