@@ -3,8 +3,9 @@
 //! configs with `--web.config.file`, and (when Debian's tools are installed) Prometheus configs
 //! with `promtool check config`, Alertmanager configs with `amtool check-config` and rule files
 //! with `promtool check rules`. Shell commands, and the service level file, are run by
-//! tests/realworld/docs_snippets.py, which .ci/run starts; a block marked `excerpt` is a fragment
-//! and is skipped by name.
+//! tests/realworld/docs_snippets.py, which .ci/run starts. Skipped by name: `excerpt` (a
+//! fragment), `manual` (a command that needs Docker, a cluster or the reader's hosts), `output`
+//! and `diagram`.
 
 mod docs_md;
 
@@ -33,7 +34,10 @@ enum Kind {
 
 fn kind(block: &Block) -> Result<Kind, String> {
     let words: Vec<&str> = block.info.iter().skip(1).map(String::as_str).collect();
-    if block.has("excerpt") || block.has("output") || block.has("diagram") {
+    if ["excerpt", "manual", "output", "diagram"]
+        .iter()
+        .any(|w| block.has(w))
+    {
         return Ok(Kind::Skipped);
     }
     match (block.lang(), words.as_slice()) {
@@ -47,7 +51,8 @@ fn kind(block: &Block) -> Result<Kind, String> {
         _ => Err(format!(
             "{}: the block's info string {:?} does not say what it is: use `yaml` (an exporter config), \
              `yaml web-config`, `yaml prometheus`, `yaml alertmanager`, `yaml rules`, `yaml slos`, \
-             `sh` (run by tests/realworld/docs_snippets.py), or add `excerpt`, `output` or `diagram`",
+             `sh` (run by tests/realworld/docs_snippets.py), or add `excerpt` (a fragment), `manual` (a \
+             command that needs what CI lacks: Docker, a cluster, your hosts), `output` or `diagram`",
             block.place(),
             block.info.join(" ")
         )),

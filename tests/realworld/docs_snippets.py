@@ -12,8 +12,9 @@
   SCREENSHOT=path saves the README's picture); the fleet example must list its DNS-discovered
   workers. `cargo test` is .ci/run's own step and is only checked to be there.
 
-Exporter configs are tests/docs_snippets.rs's (cargo test). Blocks marked `excerpt`, `output` or
-`diagram` are skipped by name. Needs Debian's prometheus, prometheus-alertmanager, chromium,
+Exporter configs are tests/docs_snippets.rs's (cargo test). Blocks marked `excerpt` (a fragment),
+`manual` (a command that needs Docker, a cluster or the reader's hosts), `output` or `diagram`
+are skipped by name, and counted. Needs Debian's prometheus, prometheus-alertmanager, chromium,
 dnsmasq, python3-yaml and Node.js, as .ci/run installs them.
 Usage: tests/realworld/docs_snippets.py path/to/agent-health-exporter   (about a minute)
 """
@@ -34,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FILES = ["README.md", "dashboards/README.md", "deploy/kubernetes/README.md"] + sorted(
     str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")
 )
-SKIP_WORDS = {"excerpt", "output", "diagram"}
+SKIP_WORDS = {"excerpt", "manual", "output", "diagram"}
 failures = []
 
 
@@ -151,8 +152,15 @@ def expect_fleet():
         say(True, "examples/fleet/run.sh: workers from DNS (dnsmasq) and from HTTP SD are in the fleet")
 
 
+def expect_own_fleet():
+    if wait("README: the exporter on fleet.yaml lists planner, ledger and nightly-export",
+            lambda: set(agents()) == {"planner", "ledger", "nightly-export"}, 10):
+        say(True, "README: the exporter on fleet.yaml lists planner, ledger and nightly-export")
+
+
 EXPECT = [
     ("cargo run --release -- --config.file=config.example.yaml", expect_readme),
+    ("agent-health-exporter --config.file=fleet.yaml\n", expect_own_fleet),
     ("examples/fleet/run.sh", expect_fleet),
 ]
 BASE = "http://127.0.0.1:10056"
@@ -174,11 +182,18 @@ def stop(proc):
 
 def run_commands(name, env):
     server = None
+    # "Run it on your fleet": the commands that name fleet.yaml run in a folder of their own,
+    # holding the page's exporter config as fleet.yaml, as a reader would have written it.
+    fleet = WORK / "fleet"
     try:
         for line, info, text in blocks(name):
+            if info == ["yaml"] and "fleet.yaml" in "".join(t for _, i, t in blocks(name) if i[:1] == ["sh"]):
+                fleet.mkdir(exist_ok=True)
+                (fleet / "fleet.yaml").write_text(text)
             if info[:1] != ["sh"] or SKIP_WORDS & set(info[1:]):
                 continue
             place = f"{name}:{line}"
+            cwd = fleet if ("fleet.yaml" in text or "nightly.token" in text) and fleet.is_dir() else ROOT
             if text.strip() == "cargo test":
                 ci = (ROOT / ".ci" / "run").read_text()
                 say(re.search(r"^cargo test --locked$", ci, re.M) is not None,
@@ -189,7 +204,7 @@ def run_commands(name, env):
                 # The binary given stands for cargo's build of it: the same program, no second build.
                 command = text.replace("cargo run --release --", env["AHE_BINARY"])
                 command = command.replace("examples/fleet/run.sh", "examples/fleet/run.sh " + env["AHE_BINARY"])
-                server = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, start_new_session=True,
+                server = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, start_new_session=True,
                                           stdout=subprocess.DEVNULL, stderr=open(WORK / "exporter.log", "a"))
                 # cargo run may need to build: generous, and CI has built the release binary already.
                 if not wait(f"{place}: the exporter answers /-/ready", lambda: get(BASE + "/-/ready") is not None, 300):
@@ -200,7 +215,7 @@ def run_commands(name, env):
                     if wanted in text:
                         expect()
                 continue
-            out = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=ROOT, env=env,
+            out = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=cwd, env=env,
                                  capture_output=True, text=True, timeout=60, check=False)
             say(out.returncode == 0, f"{place}: runs" + ("" if out.returncode == 0 else f":\n{out.stdout}{out.stderr}"))
     finally:
@@ -243,7 +258,7 @@ def main():
     for name in FILES:
         run_commands(name, env)
     print(f"{counted['checked']} tool-checked blocks, {counted['skipped']} skipped by name "
-          f"(excerpt, output, diagram); exporter configs are checked by cargo test --test docs_snippets")
+          f"(excerpt, manual, output, diagram); exporter configs are checked by cargo test --test docs_snippets")
     shutil.rmtree(WORK, ignore_errors=True)
     if failures:
         sys.exit(f"FAIL: {len(failures)} snippet checks failed")
