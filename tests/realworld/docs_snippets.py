@@ -86,6 +86,7 @@ def check_file(cmd, text, place, name):
 
 
 def check_slos(text, place):
+    sys.dont_write_bytecode = True  # no __pycache__ left in alerts/
     sys.path.insert(0, str(ROOT / "alerts"))
     import yaml  # noqa: PLC0415 (Debian's python3-yaml, as alerts/generate.py needs)
     import slo  # noqa: PLC0415
