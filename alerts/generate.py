@@ -4,7 +4,7 @@ and deploy/kubernetes/components/prometheus-operator/prometheusrule.yaml: the sa
 PrometheusRule.
 
 EXPORTER_LABELS below is the one place that names the target labels by which Prometheus
-tells several exporters of the same agents apart (see the README section "Running several
+tells several exporters of the same agents apart (see docs/several-exporters.md, "Running several
 exporters"). Every agent alert aggregates them away, so that an HA pair or N probing
 locations page once per agent and only on quorum. Add the label your scrape config sets
 (for example `region`), run
@@ -23,7 +23,7 @@ import sys
 
 # Target labels that differ between exporters probing the same agents. `instance` always
 # differs; `pod` is set by the Prometheus Operator on Kubernetes; `replica` and `location`
-# are the labels the README's scrape configs add. A label absent from a series is ignored.
+# are the labels the scrape configs of docs/several-exporters.md add. A label absent from a series is ignored.
 EXPORTER_LABELS = ["instance", "pod", "replica", "location"]
 
 HERE = pathlib.Path(__file__).resolve().parent

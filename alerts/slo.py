@@ -486,7 +486,7 @@ def pyrra_objects(slos_list):
             "# Pyrra sums the raw counters of every exporter: with an HA pair or several\n"
             "# locations each probe counts once per exporter (the ratio stays, the quorum\n"
             "# of alerts/agent-slo.rules.yml does not apply), and heartbeat agents count\n"
-            "# reports, not periods. See the README section \"Service levels\".\n"
+            "# reports, not periods. See docs/service-levels.md.\n"
             "apiVersion: pyrra.dev/v1alpha1\n"
             "kind: ServiceLevelObjective\n"
             "metadata:\n"

@@ -614,14 +614,15 @@ discovery:
 }
 
 #[test]
-fn readme_lists_exactly_the_reserved_label_names() {
-    let readme = std::fs::read_to_string(repo_path("README.md")).expect("README");
+fn config_guide_lists_exactly_the_reserved_label_names() {
+    let guide =
+        std::fs::read_to_string(repo_path("docs/config-file.md")).expect("docs/config-file.md");
     let start = "- **Reserved label names** are those the exporter sets on an agent's series: ";
-    let at = readme
+    let at = guide
         .find(start)
-        .expect("the README's reserved names bullet")
+        .expect("the reserved names bullet of docs/config-file.md")
         + start.len();
-    let listed: Vec<&str> = readme[at..]
+    let listed: Vec<&str> = guide[at..]
         .split(" (")
         .next()
         .unwrap_or_default()
@@ -631,7 +632,7 @@ fn readme_lists_exactly_the_reserved_label_names() {
     assert_eq!(
         listed,
         agent_health_exporter::metrics::reserved_label_names(),
-        "update the README's list to the names the families set"
+        "update the list in docs/config-file.md to the names the families set"
     );
 }
 

@@ -56,7 +56,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Scrapes answered at once unless `--web.max-requests` says otherwise, as node_exporter.
 pub const DEFAULT_MAX_REQUESTS: usize = 40;
 /// A response that makes no progress this long (the client reads nothing) is dropped with its
-/// connection: what the README promises event-stream clients, and what bounds how long a
+/// connection: what docs/api.md promises event-stream clients, and what bounds how long a
 /// stalled scraper holds its answer.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request body declared in Content-Length that is answered at all. No endpoint reads

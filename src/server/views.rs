@@ -1,5 +1,5 @@
 //! The JSON shapes of the API and the event stream, built from the monitor's state. They are a
-//! documented, stable schema (README, "JSON API"): add fields, never rename or remove them.
+//! documented, stable schema (docs/api.md, "JSON API"): add fields, never rename or remove them.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;

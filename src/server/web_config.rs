@@ -134,7 +134,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<WebConfig, WebCo
             WebConfigError::Invalid(vec![ConfigIssue::from_yaml(
                 file,
                 &e,
-                "the README lists every key of the web config and its type",
+                "docs/operations.md lists every key of the web config and its type",
             )])
         })?
     };

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fleet example of the README ("Discovery") as shipped: examples/fleet/config.yaml with its
+# The fleet example of docs/discovery.md as shipped: examples/fleet/config.yaml with its
 # orchestrator (examples/fleet/orchestrator_sd.py, the HTTP SD endpoint on 127.0.0.1:8000) and
 # a real DNS server (Debian's dnsmasq on 127.0.0.1:5353) serving the workers' SRV records.
 # Proves that the built binary runs it with agents of three types from all four places

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's heartbeat clients against the built binary: the cron one-liner with curl, the
+# The heartbeat clients of docs/heartbeats.md against the built binary: the cron one-liner with curl, the
 # shell wrapper (examples/heartbeat/wrap.sh) and the Python worker (examples/heartbeat/
-# worker.py, standard library only). Each report must move the agent as the README says.
+# worker.py, standard library only). Each report must move the agent as docs/heartbeats.md says.
 # Usage: tests/realworld/heartbeat_clients.sh path/to/agent-health-exporter
 set -euo pipefail
 bin=${1:?usage: $0 path/to/agent-health-exporter}
@@ -37,7 +37,7 @@ expect() { # expect WHAT WANT GOT
 }
 expect "unknown before the first heartbeat" unknown "$(field status)"
 
-# The README's cron one-liner, token read from its file.
+# The docs' cron one-liner, token read from its file.
 curl -fsS -m 10 --retry 3 -o /dev/null -H "Authorization: Bearer $(cat "$work/worker.token")" \
   "$base/api/v1/agents/indexer-worker-7/heartbeat"
 expect "cron one-liner: healthy" healthy "$(field status)"

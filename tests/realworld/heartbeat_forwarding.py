@@ -60,7 +60,7 @@ def configs(out_dir, period, grace):
 
 
 def prometheus_config(out, exporters_json, alertmanager, rules_glob):
-    """The scrape config of the README's "Running several exporters": one target group per
+    """The scrape config of docs/several-exporters.md: one target group per
     replica set with its `replica` label, 1s intervals."""
     exporters = json.loads(exporters_json)  # {"a": ["127.0.0.1:P", ...], "b": [...]}
     lines = [

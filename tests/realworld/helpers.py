@@ -27,7 +27,7 @@ GRAFANA_SUBSTITUTIONS = [
 ]
 
 # Dashboard variables over target labels that only a scrape config with several
-# exporters sets (README: "Running several exporters"): without them the variable
+# exporters sets (docs/several-exporters.md): without them the variable
 # is empty and its `.*` matches every series, so no values is not a failure unless
 # the caller requires the label (`check-dashboards --require replica ...`).
 OPTIONAL_VARIABLES = {"replica", "location"}

@@ -89,7 +89,7 @@ def configs(fleet_file, out_dir, mode):
 
 
 def prometheus_config(out, mode, exporters_json, fleet_file, alertmanager, rules_glob):
-    """The scrape config of the README's section "Running several exporters" (with this
+    """The scrape config of docs/several-exporters.md (with this
     run's addresses and 2s intervals), plus for the shard run a job whose targets are the
     agent names and whose hashmod relabel rule computes their shard: Prometheus' own
     assignment, read back from /api/v1/targets."""

@@ -7,7 +7,7 @@
 #
 # Run 1, shards and HA pairs: six exporter processes, 3 shards x 2 replicas, on a demo
 # fleet of 60 agents; Prometheus adds the `replica` label (the scrape config of the
-# README's "Running several exporters"), loads the shipped rules and sends to an
+# docs/several-exporters.md), loads the shipped rules and sends to an
 # Alertmanager with the shipped routing (deploy/alertmanager.yml, group waits
 # shortened). It proves, printing each check:
 #   - every agent is probed by exactly two processes, one per replica, both of the
