@@ -417,3 +417,63 @@ async fn canary_events_go_only_to_clients_that_ask_for_them() {
         "no canary event without ?canaries=true"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_keep_their_interval_and_a_reload_keeps_restarts_or_stops_them() {
+    let server = ChatServer::start(Answer::Json(200, completion("pong"))).await;
+    let agent = |prompt: &str| {
+        format!(
+            "agents:\n  - name: llm\n    type: model\n    url: {}\n    \
+             canary: {{interval: 1s, timeout: 800ms, openai: {{model: small, prompt: {prompt}}}}}\n",
+            server.url("/health")
+        )
+    };
+    let served = Served::start(&agent("one")).await;
+    let runs = || {
+        served
+            .state("llm")
+            .canary
+            .map_or(0, |c| c.runs_success + c.runs_failure)
+    };
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let first = runs();
+    // Slots 1 s apart from a phase in [0, 1 s): two to four in 3.3 s, never more.
+    assert!((2..=4).contains(&first), "{first} canaries in 3.3 s");
+    // One more may be under way: sent, not yet recorded.
+    let sent = server.requests.lock().unwrap().len() as u64;
+    assert!(
+        sent == first || sent == first + 1,
+        "{sent} sent, {first} recorded"
+    );
+
+    // Rewritten unchanged: state and schedule kept.
+    std::fs::write(&served.config, agent("one")).unwrap();
+    let summary = served.reloader.reload().expect("reload");
+    assert_eq!(summary.unchanged, 1);
+    assert!(runs() >= first, "counters kept");
+
+    // A changed prompt is a changed agent: fresh state, the new prompt sent.
+    std::fs::write(&served.config, agent("two")).unwrap();
+    let summary = served.reloader.reload().expect("reload");
+    assert_eq!(summary.changed, ["llm"]);
+    assert!(runs() <= 1, "fresh state after the change");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let last = server.requests.lock().unwrap().last().unwrap().1.clone();
+    assert_eq!(last["messages"][0]["content"], "two");
+
+    // Without its canary the agent sends no more tasks.
+    let plain = format!(
+        "agents:\n  - name: llm\n    type: model\n    url: {}\n",
+        server.url("/health")
+    );
+    std::fs::write(&served.config, plain).unwrap();
+    served.reloader.reload().expect("reload");
+    let before = server.requests.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        server.requests.lock().unwrap().len(),
+        before,
+        "the canary task stopped"
+    );
+    assert!(served.state("llm").canary.is_none());
+}
