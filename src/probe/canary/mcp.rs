@@ -16,7 +16,7 @@ use crate::probe::mcp::{remember_era, remembered_legacy, Attempt};
 use crate::probe::mcp_legacy;
 use crate::probe::mcp_transport::{Transport, METHOD_NOT_FOUND, UNSUPPORTED_VERSION};
 use crate::probe::progress::Progress;
-use crate::probe::{Failure, FailureReason};
+use crate::probe::FailureReason;
 
 /// The id of the tool call (the handshake's requests use 1 and below).
 const CALL_ID: u64 = 7;
@@ -100,10 +100,9 @@ async fn in_era(
         {
             Err(Attempt::VersionRefused(error.failure("tools/call")))
         }
-        Ok(Err(error)) => Err(Attempt::Failed(Failure::new(
-            FailureReason::NotServing,
-            error.failure("tools/call").error,
-        ))),
+        // The server answered, and refused the call (an unknown tool, bad arguments): the
+        // canary counts it as a failed task.
+        Ok(Err(error)) => Err(Attempt::Failed(error.failure("tools/call"))),
         Err(failure)
             if !legacy
                 && failure.reason == FailureReason::HttpStatus
