@@ -101,7 +101,9 @@ impl Resolver {
         defaults: RawDefaults,
         checks: BTreeMap<String, Spanned<RawCheck>>,
     ) -> Templates {
-        let defaults = self.layer(RawCheck::from(defaults), "defaults");
+        let mut defaults = self.layer(RawCheck::from(defaults), "defaults");
+        // Cadence alone in `defaults` is what every canary starts from, not a canary.
+        defaults.canary.written_at = None;
         let checks = checks
             .into_iter()
             .map(|(name, raw)| {
