@@ -6,6 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::canary::{CanarySpec, CanaryTask, OnFailure};
 use super::spec::{AgentSpec, Auth, HttpSpec, JsonMatch, Target};
 use super::{GrpcMetadata, TlsClient};
 
@@ -103,6 +104,52 @@ pub fn effective(spec: &AgentSpec, check: Option<&str>, origin: Option<&str>) ->
             out.insert("degraded".into(), degraded(spec));
         }
     }
+    if let Some(canary) = &spec.canary {
+        out.insert("canary".into(), self::canary(canary));
+    }
+    Value::Object(out)
+}
+
+/// The canary as written, resolved: a prompt is configuration, not a secret, so it is shown.
+fn canary(canary: &CanarySpec) -> Value {
+    let task = match &canary.task {
+        CanaryTask::A2a { text } => json!({"text": text}),
+        CanaryTask::Mcp { tool, arguments } => json!({"tool": tool, "arguments": arguments}),
+        CanaryTask::OpenAi {
+            model,
+            prompt,
+            max_tokens,
+            url,
+            stream,
+        } => json!({
+            "model": model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "path": url.path(),
+            "stream": stream,
+        }),
+    };
+    let mut out = Map::new();
+    out.insert("interval".into(), duration(canary.interval));
+    out.insert("timeout".into(), duration(canary.timeout));
+    out.insert(
+        "on_failure".into(),
+        json!(match canary.on_failure {
+            OnFailure::Degraded => "degraded",
+            OnFailure::Unhealthy => "unhealthy",
+        }),
+    );
+    out.insert("failure_threshold".into(), json!(canary.failure_threshold));
+    out.insert(canary.task.kind().into(), task);
+    out.insert(
+        "expect".into(),
+        json!({
+            "contains": canary.expect.contains,
+            "regex": canary.expect.regex.as_ref().map(|r| r.as_str()),
+            "json": pointers(&canary.expect.json),
+            "max_latency": canary.expect.max_latency.map(duration),
+        }),
+    );
     Value::Object(out)
 }
 

@@ -19,6 +19,9 @@ use super::discovery::{
     DEFAULT_DNS_REFRESH, DEFAULT_FILE_REFRESH, DEFAULT_HTTP_REFRESH, DEFAULT_MAX_TARGETS,
     DEFAULT_SD_MAX_BYTES, DEFAULT_SD_TIMEOUT,
 };
+use super::canary::{
+    DEFAULT_CANARY_INTERVAL, DEFAULT_CANARY_TIMEOUT, DEFAULT_CHAT_PATH, DEFAULT_MAX_TOKENS,
+};
 use super::http::DEFAULT_MAX_BODY_BYTES;
 use super::resolve::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 use crate::relabel::{DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR};
@@ -107,6 +110,8 @@ pub enum Ty {
     SecretFileMap,
     /// A map of JSON Pointers to any JSON value.
     JsonMap,
+    /// A map of names to any values.
+    AnyMap,
     /// One status (`200`, `"2xx"`) or a list of them.
     Status,
     /// A nested section.
@@ -134,6 +139,7 @@ impl Ty {
             Ty::TextMap => "map of strings".into(),
             Ty::SecretFileMap => "map of secret files".into(),
             Ty::JsonMap => "map of JSON Pointer to value".into(),
+            Ty::AnyMap => "map of any values".into(),
             Ty::Status => "status or list of statuses".into(),
             Ty::Section(s) => format!("[section](#{})", s.anchor()),
             Ty::List(s) => format!("list of [{}](#{})", s.title, s.anchor()),
@@ -475,6 +481,29 @@ pub static CHECK_KEYS: &[Key] = &[
         CHECK_AND_AGENT,
         Merge::Keys,
     ),
+    layered(
+        key(
+            "canary",
+            Ty::Section(&CANARY_CADENCE),
+            Def::None,
+            "The cadence every canary starts from; no task here, since every agent of every \
+             kind inherits `defaults`.",
+        ),
+        &[Place::Defaults],
+        Merge::Keys,
+    ),
+    layered(
+        key(
+            "canary",
+            Ty::Section(&CANARY),
+            Def::None,
+            "A small real task sent on its own cadence: its answer is measured and checked \
+             (docs/canaries.md). The cadence keys merge one by one over `defaults.canary`; the \
+             task comes whole from the highest layer that sets one.",
+        ),
+        CHECK_AND_AGENT,
+        Merge::Keys,
+    ),
 ];
 
 /// Who an agent is: keys of an agent only.
@@ -547,7 +576,8 @@ pub static AGENT_SECTION: Section = Section {
     id: "agent",
     places: &[],
     inherits: CHECK_KEYS,
-    only: None,
+    // An agent takes a check's keys, not those only `defaults` takes (`defaults.canary`).
+    only: Some(Place::Agent),
     title: "agents",
     doc: "Who the agent is, and any key of a check, which then overrides its check's. \
           Precedence: the agent's own keys, then its check, then `defaults`.",
@@ -1125,8 +1155,193 @@ pub static RELABEL: Section = Section {
     ],
 };
 
+/// The keys of a canary's cadence, in `defaults.canary` and in a canary.
+const CANARY_CADENCE_KEYS: &[Key] = &[
+    key(
+        "interval",
+        Ty::Duration,
+        Def::Duration(DEFAULT_CANARY_INTERVAL),
+        "Time between two canaries, independent of the probe interval.",
+    ),
+    key(
+        "timeout",
+        Ty::Duration,
+        Def::Duration(DEFAULT_CANARY_TIMEOUT),
+        "Upper bound of one canary; must be shorter than `interval`. Without one, a canary \
+         whose interval is not longer than the default timeout gets 80 % of its interval.",
+    ),
+    key(
+        "on_failure",
+        Ty::Enum {
+            values: &["degraded", "unhealthy"],
+            any_case: false,
+            trimmed: true,
+        },
+        Def::Text("degraded"),
+        "What failing canaries make of the agent's status.",
+    ),
+    key(
+        "failure_threshold",
+        COUNT,
+        Def::Integer(1),
+        "Consecutive failed canaries before `on_failure` applies.",
+    ),
+];
+
+pub static CANARY_CADENCE: Section = Section {
+    id: "canary_cadence",
+    places: &[Place::Defaults],
+    inherits: &[],
+    only: None,
+    title: "defaults.canary",
+    doc: "The cadence of every canary, unless its check or agent sets it.",
+    keys: CANARY_CADENCE_KEYS,
+};
+
+pub static CANARY: Section = Section {
+    id: "canary",
+    places: CHECK_AND_AGENT,
+    inherits: &[],
+    only: None,
+    title: "canary",
+    doc: "A canary task: the cadence keys and exactly one of `a2a`, `mcp`, `openai`.",
+    keys: &[
+        CANARY_CADENCE_KEYS[0],
+        CANARY_CADENCE_KEYS[1],
+        CANARY_CADENCE_KEYS[2],
+        CANARY_CADENCE_KEYS[3],
+        key(
+            "a2a",
+            Ty::Section(&CANARY_A2A),
+            Def::None,
+            "Send one message to an agent with `protocol: a2a`.",
+        ),
+        key(
+            "mcp",
+            Ty::Section(&CANARY_MCP),
+            Def::None,
+            "Call one tool of an agent with `protocol: mcp`.",
+        ),
+        key(
+            "openai",
+            Ty::Section(&CANARY_OPENAI),
+            Def::None,
+            "Ask for one chat completion on the agent's origin (any http(s) agent).",
+        ),
+    ],
+};
+
+pub static CANARY_A2A: Section = Section {
+    id: "canary_a2a",
+    places: CHECK_AND_AGENT,
+    inherits: &[],
+    only: None,
+    title: "canary.a2a",
+    doc: "`message/send` (A2A 0.3) or `SendMessage` (A2A 1.0), as the agent card says.",
+    keys: &[
+        required("text", Ty::Text, "The message's text."),
+        key(
+            "expect",
+            Ty::Section(&CANARY_EXPECT),
+            Def::None,
+            "What the reply must show.",
+        ),
+    ],
+};
+
+pub static CANARY_MCP: Section = Section {
+    id: "canary_mcp",
+    places: CHECK_AND_AGENT,
+    inherits: &[],
+    only: None,
+    title: "canary.mcp",
+    doc: "`tools/call` in the agent's MCP era.",
+    keys: &[
+        required("tool", Ty::Text, "The tool's name."),
+        key(
+            "arguments",
+            Ty::AnyMap,
+            Def::None,
+            "The call's arguments, as the tool's input schema wants them.",
+        ),
+        key(
+            "expect",
+            Ty::Section(&CANARY_EXPECT),
+            Def::None,
+            "What the result must show.",
+        ),
+    ],
+};
+
+pub static CANARY_OPENAI: Section = Section {
+    id: "canary_openai",
+    places: CHECK_AND_AGENT,
+    inherits: &[],
+    only: None,
+    title: "canary.openai",
+    doc: "An OpenAI-compatible chat completion, with the agent's `http` auth and TLS.",
+    keys: &[
+        required("model", Ty::Text, "The model to ask."),
+        required("prompt", Ty::Text, "The user message."),
+        key(
+            "max_tokens",
+            COUNT,
+            Def::Integer(DEFAULT_MAX_TOKENS as u64),
+            "Upper bound of the answer's tokens.",
+        ),
+        key(
+            "path",
+            Ty::Text,
+            Def::Text(DEFAULT_CHAT_PATH),
+            "Path on the agent's origin (scheme, host and port of its URL).",
+        ),
+        key(
+            "stream",
+            Ty::Bool,
+            Def::Bool(false),
+            "Stream the answer and measure the time to its first token.",
+        ),
+        key(
+            "expect",
+            Ty::Section(&CANARY_EXPECT),
+            Def::None,
+            "What the answer must show.",
+        ),
+    ],
+};
+
+pub static CANARY_EXPECT: Section = Section {
+    id: "canary_expect",
+    places: CHECK_AND_AGENT,
+    inherits: &[],
+    only: None,
+    title: "canary expect",
+    doc: "Conditions on a canary's reply text; all must hold.",
+    keys: &[
+        key("contains", Ty::Text, Def::None, "Text the reply must contain."),
+        key(
+            "regex",
+            Ty::Text,
+            Def::None,
+            "Regular expression (Rust syntax) the reply must match.",
+        ),
+        key(
+            "json",
+            Ty::JsonMap,
+            Def::None,
+            "JSON Pointer (RFC 6901) to the value expected there, on a JSON reply.",
+        ),
+        key(
+            "max_latency",
+            Ty::Duration,
+            Def::None,
+            "A slower canary fails with `timeout`.",
+        ),
+    ],
+};
+
 /// Every section, in the order the reference lists them.
-pub fn sections() -> [&'static Section; 19] {
+pub fn sections() -> [&'static Section; 25] {
     [
         &ROOT,
         &AGENT_SECTION,
@@ -1141,6 +1356,12 @@ pub fn sections() -> [&'static Section; 19] {
         &GRPC,
         &MCP,
         &A2A,
+        &CANARY_CADENCE,
+        &CANARY,
+        &CANARY_A2A,
+        &CANARY_MCP,
+        &CANARY_OPENAI,
+        &CANARY_EXPECT,
         &SOURCE,
         &FILE_SD,
         &HTTP_SD,

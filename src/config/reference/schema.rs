@@ -102,7 +102,7 @@ fn value(ty: Ty) -> Value {
         Ty::TextMap | Ty::SecretFileMap => {
             json!({"type": "object", "additionalProperties": scalar()})
         }
-        Ty::JsonMap => json!({"type": "object"}),
+        Ty::JsonMap | Ty::AnyMap => json!({"type": "object"}),
         Ty::Status => {
             let one = json!({"anyOf": [
                 {"type": "integer", "minimum": 100, "maximum": 599},

@@ -47,6 +47,7 @@ fn sample(ty: Ty) -> String {
         Ty::TextList => "[x]".into(),
         Ty::TextMap | Ty::SecretFileMap => "{a: b}".into(),
         Ty::JsonMap => "{\"/a\": 1}".into(),
+        Ty::AnyMap => "{a: 1}".into(),
         Ty::Status => "[200, \"2xx\"]".into(),
         Ty::Section(s) => section_yaml(s, None),
         Ty::List(s) => format!("[{}]", section_yaml(s, None)),
@@ -232,7 +233,8 @@ fn reference_defaults_are_what_an_agent_gets_without_the_key() {
         (
             "",
             effective_of(
-                "agents: [{name: a, type: t, url: \"https://127.0.0.1:1/\"}]",
+                "agents: [{name: a, type: t, url: \"https://127.0.0.1:1/\", \
+                 canary: {openai: {model: m, prompt: p}}}]",
                 &dir,
             ),
         ),
