@@ -130,7 +130,10 @@ impl Exporter {
         let scrapes = server::ScrapeCache::new(
             options.limits.max_requests,
             exporter.scrapes_refused.clone(),
-            options.limits.write_timeout,
+            server::scrape_cache::Gauges {
+                buffered: exporter.scrape_buffered_bytes.clone(),
+                cut: exporter.scrapes_cut.clone(),
+            },
         );
         let scheduler = Arc::new(Scheduler::new(monitor.clone(), exporter.clone()));
         let reloader = Arc::new(

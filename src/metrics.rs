@@ -46,6 +46,10 @@ pub struct ExporterMetrics {
     /// Scrapes answered 503 at once: `--web.max-requests` were already being answered, or no
     /// room was left for another encoding.
     pub scrapes_refused: Counter,
+    /// Bytes of `/metrics` pieces written and not yet sent to every answer that shares them.
+    pub scrape_buffered_bytes: Gauge,
+    /// Scrape answers cut off because their client stopped reading while others waited.
+    pub scrapes_cut: Counter,
     /// Heartbeat reports that did not reach a peer exporter (`--heartbeat.peers`).
     pub heartbeat_forward_failures: Counter,
     pub discovery: discovery::DiscoveryMetrics,
@@ -63,6 +67,8 @@ impl Default for ExporterMetrics {
             config_last_reload_success_timestamp: Gauge::default(),
             probe_slots_missed: Counter::default(),
             scrapes_refused: Counter::default(),
+            scrape_buffered_bytes: Gauge::default(),
+            scrapes_cut: Counter::default(),
             heartbeat_forward_failures: Counter::default(),
             discovery: Default::default(),
         }
@@ -157,6 +163,12 @@ impl Metrics {
             "agent_exporter_scrapes_refused",
             "Scrapes answered 503 at once because --web.max-requests were in progress"
                 => exporter.scrapes_refused.clone();
+            "agent_exporter_scrape_buffered_bytes",
+            "Bytes of /metrics answers written and not yet sent to every client that shares them"
+                => exporter.scrape_buffered_bytes.clone();
+            "agent_exporter_scrapes_cut_off",
+            "Scrape answers cut off because their client read nothing for 2 s while the encoding waited for it"
+                => exporter.scrapes_cut.clone();
         );
         exporter.discovery.register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
@@ -202,7 +214,22 @@ impl Metrics {
         format: Format,
         sink: &mut dyn FnMut(Vec<u8>),
     ) -> Result<(), EncodeError> {
+        self.encode_until(format, &mut |piece| {
+            sink(piece);
+            true
+        })
+        .map(drop)
+    }
+
+    /// `encode_chunks` that stops as soon as `sink` returns false (nobody wants the rest);
+    /// true when the whole exposition was handed over.
+    pub fn encode_until(
+        &self,
+        format: Format,
+        sink: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Result<bool, EncodeError> {
         let subscribers = self.monitor.subscribers();
+        let mut going = true;
         match format {
             Format::Text | Format::OpenMetrics => {
                 let mut out = String::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
@@ -219,13 +246,15 @@ impl Metrics {
                         out,
                         String::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4),
                     );
-                    sink(full.into_bytes());
+                    going = going && sink(full.into_bytes());
+                    going
                 };
                 fleet_text::encode(&mut out, &rows, subscribers, dialect, &mut flush);
-                if format == Format::OpenMetrics {
+                drop(rows);
+                if going && format == Format::OpenMetrics {
                     prometheus_client::encoding::text::encode_eof(&mut out)?;
                 }
-                sink(out.into_bytes());
+                going = going && sink(out.into_bytes());
             }
             Format::Protobuf => {
                 // Both are length-delimited streams of families: they concatenate.
@@ -234,13 +263,15 @@ impl Metrics {
                         .map_err(|e| EncodeError::Protobuf(e.to_string()))?;
                 let rows = walk::rows(&self.monitor, true);
                 let mut flush = |out: &mut Vec<u8>| {
-                    sink(std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES)));
+                    going = going && sink(std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES)));
+                    going
                 };
                 fleet_protobuf::encode(&mut out, &rows, subscribers, &mut flush);
-                sink(out);
+                drop(rows);
+                going = going && sink(out);
             }
         }
-        Ok(())
+        Ok(going)
     }
 }
 

@@ -242,6 +242,19 @@ impl Monitor {
         self.read().values().cloned().collect()
     }
 
+    /// Up to `limit` agents after the one named `after` (from the first when `None`), sorted by
+    /// name: a reader that walks a large fleet (a scrape) holds the map's lock for one batch at
+    /// a time, never for the whole fleet, so a reload is not kept waiting behind it.
+    pub fn agents_after(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Agent>> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.read()
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, agent)| agent.clone())
+            .collect()
+    }
+
     pub fn agent(&self, name: &str) -> Option<Arc<Agent>> {
         self.read().get(name).cloned()
     }

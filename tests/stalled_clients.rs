@@ -1,7 +1,9 @@
 //! Clients that stop reading cost the exporter a bounded amount and are cut at the connection:
 //! an event-stream client that reads nothing is disconnected 30 s after the kernel stopped
 //! taking its events, and 200 clients that ask for /metrics at 10,000 agents and never read keep
-//! the exporter's memory under 256 MiB while a normal scrape still answers 200 within 1 s.
+//! the exporter's memory under 256 MiB, and the scrape pieces it holds under four encodings'
+//! budget of 8 MiB each (not four whole expositions), while a normal scrape still answers 200
+//! within 1 s.
 //!
 //! The second test is heavy and ignored by `cargo test`; `.ci/run` runs it in release:
 //!   cargo test --release --test stalled_clients -- --ignored --nocapture
@@ -196,6 +198,7 @@ async fn stalled_metrics_readers_at_10000_agents_keep_rss_under_256_mib() {
     // Meanwhile, normal scrapes once a second.
     let mut latencies = Vec::new();
     let mut peak_during = 0f64;
+    let mut held_during = 0f64;
     for _ in 0..10 {
         let (status, took, len, why) = tokio::task::spawn_blocking(move || timed_scrape(addr))
             .await
@@ -205,6 +208,9 @@ async fn stalled_metrics_readers_at_10000_agents_keep_rss_under_256_mib() {
             "a normal scrape was refused while clients stalled: {why}"
         );
         assert!(len > size / 2, "a short answer: {len} bytes");
+        let text = get(addr, "/metrics").expect("scrape").text();
+        let held = metric(&text, "agent_exporter_scrape_buffered_bytes").expect("pieces held");
+        held_during = held_during.max(held);
         latencies.push(took);
         peak_during = peak_during.max(rss_mib(pid).0);
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -212,6 +218,7 @@ async fn stalled_metrics_readers_at_10000_agents_keep_rss_under_256_mib() {
     let (during, peak) = rss_mib(pid);
     let text = get(addr, "/metrics").expect("scrape").text();
     let refused = metric(&text, "agent_exporter_scrapes_refused_total").unwrap_or(f64::NAN);
+    let cut = metric(&text, "agent_exporter_scrapes_cut_off_total").unwrap_or(f64::NAN);
     // The write deadline (30 s without progress) drops them; then memory goes back.
     tokio::time::sleep(Duration::from_secs(32)).await;
     let (after, _) = rss_mib(pid);
@@ -221,12 +228,21 @@ async fn stalled_metrics_readers_at_10000_agents_keep_rss_under_256_mib() {
         "stalled readers: {agents} agents, exposition {:.1} MB; RSS baseline {baseline:.0} MiB, \
          with 200 stalled readers {during:.0} MiB (max sampled {peak_during:.0}), peak (VmHWM) \
          {peak:.0} MiB, 32 s after the write deadline {after:.0} MiB; normal scrape latency \
-         min {:?} max {:?}; scrapes refused (503) {refused}",
+         min {:?} max {:?}; scrapes refused (503) {refused}, answers cut off {cut}; scrape \
+         pieces held at most {:.1} MB",
         size as f64 / 1e6,
         latencies[0],
         latencies[latencies.len() - 1],
+        held_during / 1e6,
     );
     assert!(peak < 256.0, "peak RSS {peak:.0} MiB");
+    // Four encodings in flight, each at most its 8 MiB budget plus the piece being added; whole,
+    // three text expositions held 114 MB.
+    let bound = 4.0 * (8.0 + 0.5) * 1024.0 * 1024.0;
+    assert!(
+        held_during <= bound,
+        "{held_during} bytes of scrape pieces held, bound {bound}"
+    );
     assert!(
         latencies[latencies.len() - 1] < Duration::from_secs(1),
         "a normal scrape took {:?}",

@@ -47,22 +47,27 @@ const TIMESTAMP_SECONDS: u32 = 1;
 const TIMESTAMP_NANOS: u32 = 2;
 
 /// Appends every fleet family to `out`, handing `out` to `flush` (which takes its contents)
-/// after a family when it holds `CHUNK_BYTES` or more. A family is one message with its length
-/// in front, so it cannot be split.
+/// whenever it holds `CHUNK_BYTES` or more; stops when `flush` returns false. A family is one
+/// message with its length in front: the walk hands each family over twice, first to count
+/// its length, then to write it out series by series, so that no family is ever held whole (the
+/// failure counters of 100,000 agents are tens of megabytes).
 pub(super) fn encode(
     out: &mut Vec<u8>,
     rows: &[Row],
     subscribers: usize,
-    flush: &mut dyn FnMut(&mut Vec<u8>),
+    flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
 ) {
     let mut w = Writer {
         out,
         flush,
-        family: Vec::with_capacity(1 << 16),
+        head: Vec::with_capacity(1024),
         unit: None,
         kind: Kind::Gauge,
         metric: Vec::with_capacity(512),
         scratch: Vec::with_capacity(512),
+        measuring: false,
+        measured: 0,
+        stopped: false,
     };
     walk(&mut w, rows, subscribers);
 }
@@ -77,9 +82,9 @@ fn label_pair(out: &mut Vec<u8>, name: &str, value: &str) {
 
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
-    flush: &'a mut dyn FnMut(&mut Vec<u8>),
-    /// The family being written; its length prefix is known only at its end.
-    family: Vec<u8>,
+    flush: &'a mut dyn FnMut(&mut Vec<u8>) -> bool,
+    /// The family's name, help and type fields.
+    head: Vec<u8>,
     /// Written after the series, in field order.
     unit: Option<&'static str>,
     kind: Kind,
@@ -87,6 +92,12 @@ struct Writer<'a> {
     metric: Vec<u8>,
     /// A message nested in a series (a bucket, a span, a timestamp).
     scratch: Vec<u8>,
+    /// The family's series are being counted, not written.
+    measuring: bool,
+    /// Bytes of the `metric` fields of the family counted.
+    measured: usize,
+    /// `flush` said nobody wants the rest.
+    stopped: bool,
 }
 
 impl Sink for Writer<'_> {
@@ -115,8 +126,22 @@ impl Sink for Writer<'_> {
         out
     }
 
+    fn measure(&mut self, family: &Family) -> bool {
+        self.kind = family.kind();
+        self.measuring = true;
+        self.measured = 0;
+        true
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Writes the family's length prefix (the head, the series counted by `measure`, the
+    /// unit) and its head; the series follow as they come.
     fn begin(&mut self, family: &Family) {
-        self.family.clear();
+        self.measuring = false;
+        self.head.clear();
         self.kind = family.kind();
         self.unit = family.unit;
         let mut name = family.name.to_owned();
@@ -127,14 +152,17 @@ impl Sink for Writer<'_> {
         if self.kind == Kind::Counter {
             name.push_str("_total");
         }
-        string(&mut self.family, FAMILY_NAME, &name);
-        string(&mut self.family, FAMILY_HELP, family.help);
+        string(&mut self.head, FAMILY_NAME, &name);
+        string(&mut self.head, FAMILY_HELP, family.help);
         let kind = match self.kind {
             Kind::Counter => 0,
             Kind::Gauge => 1,
             Kind::Histogram => 4,
         };
-        uint(&mut self.family, FAMILY_TYPE, kind);
+        uint(&mut self.head, FAMILY_TYPE, kind);
+        let unit = self.unit.map_or(0, |u| string_len(FAMILY_UNIT, u));
+        varint(self.out, (self.head.len() + self.measured + unit) as u64);
+        self.out.extend_from_slice(&self.head);
     }
 
     fn sample(&mut self, labels: &Vec<u8>, extra: &Vec<u8>, value: Sample) {
@@ -203,31 +231,31 @@ impl Sink for Writer<'_> {
         self.end_series();
     }
 
-    /// Closes the family: length prefix, then the message, as `encoding=delimited` frames it.
+    /// Closes the family with its unit, the field that comes after the series.
     fn end(&mut self) {
         if let Some(unit) = self.unit {
-            string(&mut self.family, FAMILY_UNIT, unit);
+            string(self.out, FAMILY_UNIT, unit);
         }
-        varint(self.out, self.family.len() as u64);
-        if self.family.len() >= CHUNK_BYTES {
-            // A large family (the duration histograms) goes out as a piece of its own rather
-            // than being copied once more.
-            (self.flush)(self.out);
-            let mut family = std::mem::replace(&mut self.family, Vec::with_capacity(1 << 16));
-            (self.flush)(&mut family);
-        } else {
-            self.out.extend_from_slice(&self.family);
-            if self.out.len() >= CHUNK_BYTES {
-                (self.flush)(self.out);
-            }
-        }
+        self.maybe_flush();
     }
 }
 
 impl Writer<'_> {
-    /// Closes the series: it becomes one `metric` field of the family.
+    /// Closes the series: it becomes one `metric` field of the family, counted or written.
     fn end_series(&mut self) {
-        bytes(&mut self.family, FAMILY_METRIC, &self.metric);
+        if self.measuring {
+            let len = self.metric.len();
+            self.measured += key_len(FAMILY_METRIC) + encoded_len_varint(len as u64) + len;
+            return;
+        }
+        bytes(self.out, FAMILY_METRIC, &self.metric);
+        self.maybe_flush();
+    }
+
+    fn maybe_flush(&mut self) {
+        if self.out.len() >= CHUNK_BYTES {
+            self.stopped = !(self.flush)(self.out);
+        }
     }
 }
 

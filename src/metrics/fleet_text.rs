@@ -19,13 +19,13 @@ pub(super) enum Dialect {
 }
 
 /// Appends every fleet family to `out`, handing `out` to `flush` (which takes its contents)
-/// whenever it holds `CHUNK_BYTES` or more.
+/// whenever it holds `CHUNK_BYTES` or more; stops when `flush` returns false.
 pub(super) fn encode(
     out: &mut String,
     rows: &[Row],
     subscribers: usize,
     dialect: Dialect,
-    flush: &mut dyn FnMut(&mut String),
+    flush: &mut dyn FnMut(&mut String) -> bool,
 ) {
     let mut w = Writer {
         out,
@@ -35,6 +35,7 @@ pub(super) fn encode(
         int: itoa::Buffer::new(),
         name: String::new(),
         le: Vec::new(),
+        stopped: false,
     };
     walk(&mut w, rows, subscribers);
 }
@@ -70,7 +71,7 @@ fn le_label(bound: f64, dialect: Dialect) -> String {
 
 struct Writer<'a> {
     out: &'a mut String,
-    flush: &'a mut dyn FnMut(&mut String),
+    flush: &'a mut dyn FnMut(&mut String) -> bool,
     dialect: Dialect,
     float: dtoa::Buffer,
     int: itoa::Buffer,
@@ -78,6 +79,8 @@ struct Writer<'a> {
     name: String,
     /// The family's bucket bounds as `le` values, for a histogram.
     le: Vec<String>,
+    /// `flush` said nobody wants the rest.
+    stopped: bool,
 }
 
 impl Sink for Writer<'_> {
@@ -207,6 +210,10 @@ impl Sink for Writer<'_> {
     }
 
     fn end(&mut self) {}
+
+    fn stopped(&self) -> bool {
+        self.stopped
+    }
 }
 
 impl Writer<'_> {
@@ -243,7 +250,7 @@ impl Writer<'_> {
 
     fn maybe_flush(&mut self) {
         if self.out.len() >= CHUNK_BYTES {
-            (self.flush)(self.out);
+            self.stopped = !(self.flush)(self.out);
         }
     }
 

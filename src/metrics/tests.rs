@@ -115,6 +115,7 @@ fn fast_text_encoding_writes_the_bytes_prometheus_client_writes() {
         let mut flush = |piece: &mut String| {
             fast.push_str(piece);
             piece.clear();
+            true
         };
         fleet_text::encode(&mut rest, &rows(&monitor, false), 0, dialect, &mut flush);
         fast.push_str(&rest);
@@ -135,7 +136,8 @@ fn fast_protobuf_encoding_holds_the_messages_prometheus_client_builds() {
     let mut fast = Vec::new();
     let mut rest = Vec::new();
     fleet_protobuf::encode(&mut rest, &rows(&monitor, true), 0, &mut |piece| {
-        fast.append(piece)
+        fast.append(piece);
+        true
     });
     fast.append(&mut rest);
     let mut decoded = Vec::new();
@@ -207,7 +209,7 @@ fn grpc_status_and_protocol_info_show_what_protocol_agents_reported() {
         &rows(&monitor, false),
         0,
         Dialect::Prometheus,
-        &mut |_| {},
+        &mut |_| true,
     );
     let line = |agent: &str, family: &str| {
         text.lines()
@@ -280,7 +282,7 @@ fn every_label_name_a_family_writes_is_reserved_and_every_reserved_name_is_writt
         &rows(&monitor, false),
         0,
         Dialect::OpenMetrics,
-        &mut |_| {},
+        &mut |_| true,
     );
     // The fixture's own labels are the user's, not the exporter's.
     let user = ["team", "zone"];
@@ -329,7 +331,7 @@ fn protocol_info_keeps_what_the_agent_said_last_through_failed_probes() {
         &rows(&monitor, false),
         0,
         Dialect::Prometheus,
-        &mut |_| {},
+        &mut |_| true,
     );
     let info = text
         .lines()

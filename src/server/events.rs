@@ -112,7 +112,7 @@ pub(super) fn stream(state: &Arc<ServerState>, query: Option<&str>) -> Response<
             Some((Ok(Frame::data(head)), (frames, pending)))
         },
     ));
-    let mut response = Response::new(body.boxed());
+    let mut response = Response::new(body.map_err(|never| match never {}).boxed());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -277,7 +277,7 @@ pub(super) mod tests {
             scrapes: crate::server::ScrapeCache::new(
                 crate::server::DEFAULT_MAX_REQUESTS,
                 Default::default(),
-                crate::server::WRITE_TIMEOUT,
+                Default::default(),
             ),
             endpoints: Default::default(),
             forwarder: None,

@@ -3,20 +3,17 @@
 //! compresses when the client allows it. The body streams out in pieces while the rest is still
 //! being written.
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use futures_util::stream;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http_body_util::BodyExt;
 
 use super::respond::text;
-use super::{Body, ServerState};
+use super::scrape_cache::Encode;
+use super::{Body, BodyError, ServerState};
 use crate::metrics::{EncodeError, Format, Metrics};
 
 /// Compressed output goes out in pieces of about this size.
@@ -34,27 +31,15 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
             .and_then(|v| v.to_str().ok()),
     );
     let metrics = state.metrics.clone();
-    let encoded = match state
-        .scrapes
-        .get(format, gzip, move || encode(&metrics, format, gzip))
-        .await
-    {
-        Ok(encoded) => encoded,
-        Err(e) if e.is_refusal() => {
-            return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n"));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "encoding metrics failed");
-            return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"));
-        }
+    let encode: Encode = Box::new(move |sink| encode(&metrics, format, gzip, sink));
+    let answer = match state.scrapes.get(format, gzip, encode).await {
+        Ok(answer) => answer,
+        Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n")),
     };
-    // The pieces go out one by one from the shared encoding: an answer holds a reference,
-    // never a copy.
-    let pieces = encoded.pieces.len();
-    let body =
-        StreamBody::new(stream::iter((0..pieces).map(move |i| {
-            Ok::<_, Infallible>(Frame::data(encoded.pieces[i].clone()))
-        })));
+    // The pieces go out as they are written, shared with every answer of the same encoding:
+    // an answer holds references, never a copy. An answer cut off mid-way fails its
+    // connection, so a client never takes a short answer for a whole one.
+    let body = answer.map_err(|e| -> BodyError { Box::new(e) });
     let mut response = Response::new(body.boxed());
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(content_type(format)) {
@@ -70,19 +55,22 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
     response
 }
 
-/// The scrape in pieces, compressed when `gzip`; runs on the blocking pool.
-fn encode(metrics: &Metrics, format: Format, gzip: bool) -> Result<Vec<Bytes>, EncodeError> {
-    let mut pieces = Vec::new();
+/// The scrape in pieces, compressed when `gzip`, each handed to `send` as soon as it is
+/// written; stops when `send` says nobody wants the rest. Runs on the blocking pool.
+fn encode(
+    metrics: &Metrics,
+    format: Format,
+    gzip: bool,
+    send: &mut dyn FnMut(Vec<u8>) -> bool,
+) -> Result<(), EncodeError> {
     let mut send = |mut piece: Vec<u8>| {
-        if !piece.is_empty() {
-            // Kept while answers send it: no spare capacity.
-            piece.shrink_to_fit();
-            pieces.push(Bytes::from(piece));
-        }
+        // Kept while answers send it: no spare capacity.
+        piece.shrink_to_fit();
+        send(piece)
     };
     if !gzip {
-        metrics.encode_chunks(format, &mut |piece| send(piece))?;
-        return Ok(pieces);
+        metrics.encode_until(format, &mut |piece| send(piece))?;
+        return Ok(());
     }
     // gzip level 1: about the same ratio on repetitive exposition text at a fraction of the
     // CPU of the default level.
@@ -90,19 +78,22 @@ fn encode(metrics: &Metrics, format: Format, gzip: bool) -> Result<Vec<Bytes>, E
         Vec::with_capacity(2 * GZIP_PIECE_BYTES),
         Compression::fast(),
     );
-    metrics.encode_chunks(format, &mut |piece| {
+    let whole = metrics.encode_until(format, &mut |piece| {
         // Compressing into memory cannot fail.
         let _ = compressor.write_all(&piece);
-        if compressor.get_ref().len() >= GZIP_PIECE_BYTES {
-            let out = compressor.get_mut();
-            send(std::mem::replace(
-                out,
-                Vec::with_capacity(2 * GZIP_PIECE_BYTES),
-            ));
+        if compressor.get_ref().len() < GZIP_PIECE_BYTES {
+            return true;
         }
+        let out = compressor.get_mut();
+        send(std::mem::replace(
+            out,
+            Vec::with_capacity(2 * GZIP_PIECE_BYTES),
+        ))
     })?;
-    send(compressor.finish().map_err(EncodeError::Compress)?);
-    Ok(pieces)
+    if whole {
+        send(compressor.finish().map_err(EncodeError::Compress)?);
+    }
+    Ok(())
 }
 
 /// Picks the format from an `Accept` header the way Prometheus asks for them.
@@ -194,7 +185,12 @@ mod tests {
             (Format::Protobuf, false),
             (Format::Text, true),
         ] {
-            let pieces = encode(&metrics, format, gzip).expect("encoded");
+            let mut pieces = Vec::new();
+            encode(&metrics, format, gzip, &mut |p| {
+                pieces.push(p);
+                true
+            })
+            .expect("encoded");
             assert!(
                 pieces.len() > 4,
                 "{format:?} gzip={gzip}: {} pieces",

@@ -10,6 +10,7 @@ mod heartbeat;
 mod respond;
 mod routes;
 pub mod scrape_cache;
+mod scrape_stream;
 pub mod snapshots;
 pub mod tls;
 mod views;
@@ -43,7 +44,9 @@ use crate::scheduler::Scheduler;
 use tokio::sync::watch;
 
 /// The body of every answer.
-pub type Body = BoxBody<Bytes, Infallible>;
+pub type Body = BoxBody<Bytes, BodyError>;
+/// What ends an answer before its end (a scrape cut off): hyper then drops the connection.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a client may take to send its request head: a slow or idle client must not hold a
 /// connection open for ever.

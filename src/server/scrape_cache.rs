@@ -1,204 +1,189 @@
-//! Encoded scrapes, shared and bounded: the memory `/metrics` answers hold does not grow with
-//! the number of clients, however slowly they read. Scrapes that arrive while an encoding of the
-//! same format runs share its pieces; at most `--web.max-requests` scrapes wait or encode at once
-//! (503 beyond, at once); at most `LIVE_ENCODINGS` encodings are alive (being built, or held by
-//! answers still being sent).
+//! Scrapes in bounded memory, whatever the fleet and however slowly clients read. Each scrape
+//! is answered while it is encoded, piece by piece (`scrape_stream`); scrapes of one format and
+//! compression that arrive before the encoding under way has freed its first piece share it; at
+//! most `--web.max-requests` scrapes wait for room at once (503 beyond, at once); at most
+//! `LIVE_ENCODINGS` encodings are in flight, each holding at most `PIECE_BUDGET` bytes of
+//! pieces. So every answer in flight holds at most `LIVE_ENCODINGS × PIECE_BUDGET` (32 MiB),
+//! at 1,000 agents as at 100,000.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
+use tokio::sync::Semaphore;
 
+use super::scrape_stream::Stream;
+pub use super::scrape_stream::{Answer, Gauges, Limits, StreamError};
 use crate::metrics::{EncodeError, Format};
 
-/// Encodings alive at once. At 10,000 agents a text encoding is about 37 MB: three bound the
-/// memory of every answer in flight to about 110 MB, whatever the number of clients.
-pub const LIVE_ENCODINGS: usize = 3;
-/// When no room is left for a new encoding, an existing one at most this much older than the
-/// write deadline is answered instead. A stalled client holds its encoding until the write
-/// deadline drops it, so while every room is held, the newest encoding is younger than this:
-/// scrapes keep being answered, with values at most this old, and an encoding that stalled
-/// clients keep sharing soon becomes too old to share, which frees the rooms.
-const SHARE_BEYOND_DEADLINE: Duration = Duration::from_secs(5);
+/// Encodings in flight at once: each one costs its pieces (at most `PIECE_BUDGET`) and its copy
+/// of the fleet's state while it runs.
+pub const LIVE_ENCODINGS: usize = 4;
+/// Bytes of pieces one encoding holds at most: the encoder waits for its slowest answer beyond.
+pub const PIECE_BUDGET: usize = 8 << 20;
+/// An answer that took nothing this long while its encoding waited for it is cut off when
+/// another answer of the encoding is ahead of it, or when a new scrape needs the room.
+/// Prometheus reads an answer as fast as it comes; a client that stops for this long is not
+/// scraping.
+pub const STALLED: Duration = Duration::from_secs(2);
 /// How long a scrape waits for room for a new encoding before it is refused.
 const WAIT_FOR_ROOM: Duration = Duration::from_secs(1);
+/// How often a scrape waiting for room looks for an encoding to give up.
+const ROOM_POLL: Duration = Duration::from_millis(50);
 
-/// One finished encoding, shared by every answer that sends it. Holding it holds its room.
-pub struct Encoded {
-    pub pieces: Vec<Bytes>,
-    finished: Instant,
-    _room: OwnedSemaphorePermit,
-}
-
-/// Why a scrape was not answered with metrics.
+/// Why a scrape was refused (503, the client's to retry).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ScrapeError {
-    #[error("{0} scrapes are already being answered (--web.max-requests); try again shortly")]
+    #[error(
+        "{0} scrapes are already waiting to be answered (--web.max-requests); try again shortly"
+    )]
     Busy(usize),
     #[error(
-        "no room for another encoding: {LIVE_ENCODINGS} are still held by clients that read slowly; try again shortly"
+        "no room for another encoding: {LIVE_ENCODINGS} are being sent to clients; try again shortly"
     )]
     NoRoom,
-    #[error("{0}")]
-    Failed(String),
 }
 
-impl ScrapeError {
-    /// Refusals are the client's to retry; the rest are the exporter's failures.
-    pub fn is_refusal(&self) -> bool {
-        matches!(self, ScrapeError::Busy(_) | ScrapeError::NoRoom)
-    }
-}
+/// What makes one encoding: hands each piece to the sink as it is written, and stops when the
+/// sink says false (nobody wants the rest).
+pub type Encode =
+    Box<dyn FnOnce(&mut dyn FnMut(Vec<u8>) -> bool) -> Result<(), EncodeError> + Send>;
 
-/// What every scrape waiting for one encoding receives.
-type Outcome = Option<Result<Arc<Encoded>, ScrapeError>>;
-
-/// One (format, gzip): the encoding being made, if any, and the latest one, weak, so that it
-/// is freed as soon as no answer sends it any more.
-#[derive(Default)]
-struct Slot {
-    running: Option<watch::Receiver<Outcome>>,
-    latest: Weak<Encoded>,
-}
-
-/// The shared encodings, one slot per format and compression.
+/// The encodings in flight, one joinable per format and compression.
 pub struct ScrapeCache {
     max_requests: usize,
     requests: Arc<Semaphore>,
     room: Arc<Semaphore>,
-    slots: Arc<[Mutex<Slot>; 6]>,
+    /// The latest encoding of each (format, gzip), which new scrapes try to join.
+    slots: [Mutex<Weak<Stream>>; 6],
+    /// Every encoding that may still hold room, to give up a stalled one when room is needed.
+    live: Mutex<Vec<Weak<Stream>>>,
     refused: Counter,
-    /// Age up to which an encoding is shared when no room is left.
-    share_under_pressure: Duration,
+    limits: Limits,
+    gauges: Gauges,
 }
 
 impl ScrapeCache {
-    /// `refused` counts the scrapes answered 503; `write_timeout` is the server's write
-    /// deadline, which bounds how long a stalled client holds an encoding.
-    pub fn new(max_requests: usize, refused: Counter, write_timeout: Duration) -> Self {
+    /// `refused` counts the scrapes answered 503; `gauges` the pieces held and the answers cut
+    /// off.
+    pub fn new(max_requests: usize, refused: Counter, gauges: Gauges) -> Self {
+        let limits = Limits {
+            budget: PIECE_BUDGET,
+            stalled: STALLED,
+        };
+        Self::with_limits(max_requests, refused, gauges, limits)
+    }
+
+    pub fn with_limits(
+        max_requests: usize,
+        refused: Counter,
+        gauges: Gauges,
+        limits: Limits,
+    ) -> Self {
         let max_requests = max_requests.max(1);
         ScrapeCache {
             max_requests,
             requests: Arc::new(Semaphore::new(max_requests)),
             room: Arc::new(Semaphore::new(LIVE_ENCODINGS)),
             slots: Default::default(),
+            live: Mutex::default(),
             refused,
-            share_under_pressure: write_timeout + SHARE_BEYOND_DEADLINE,
+            limits,
+            gauges,
         }
     }
 
-    /// The encoding to answer a scrape with: the one under way when the scrape arrives, or a
-    /// new one made by `encode` on the blocking pool.
+    /// An answer for a scrape: a place in the encoding under way when nothing of it has been
+    /// freed yet, or in a new one that `encode` makes on the blocking pool.
     pub async fn get(
         &self,
         format: Format,
         gzip: bool,
-        encode: impl FnOnce() -> Result<Vec<Bytes>, EncodeError> + Send + 'static,
-    ) -> Result<Arc<Encoded>, ScrapeError> {
+        encode: Encode,
+    ) -> Result<Answer, ScrapeError> {
         let Ok(_request) = self.requests.clone().try_acquire_owned() else {
             self.refused.inc();
             return Err(ScrapeError::Busy(self.max_requests));
         };
-        let index = slot_index(format, gzip);
-        let mut outcome = {
-            let mut slot = self.slots[index]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match &slot.running {
-                Some(running) => running.clone(),
-                None => {
-                    let (done, running) = watch::channel(None);
-                    slot.running = Some(running.clone());
-                    // A task of its own: a scraper that hangs up does not cancel the encoding
-                    // that others wait for.
-                    tokio::spawn(make(
-                        self.slots.clone(),
-                        index,
-                        self.room.clone(),
-                        self.share_under_pressure,
-                        encode,
-                        done,
-                    ));
-                    running
-                }
-            }
-        };
-        let answer = match outcome.wait_for(Option::is_some).await {
-            Ok(ready) => ready.clone().unwrap_or(Err(ScrapeError::NoRoom)),
-            Err(_) => Err(ScrapeError::Failed(
-                "encoding metrics did not finish".into(),
-            )),
-        };
-        if matches!(answer, Err(ScrapeError::NoRoom)) {
-            self.refused.inc();
+        let slot = &self.slots[slot_index(format, gzip)];
+        if let Some(answer) = join(slot) {
+            return Ok(answer);
         }
-        answer
+        let Some(room) = self.wait_for_room().await else {
+            self.refused.inc();
+            return Err(ScrapeError::NoRoom);
+        };
+        let mut latest = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another scrape may have started one while this one waited.
+        if let Some(answer) = latest.upgrade().and_then(|s| s.join()) {
+            return Ok(answer);
+        }
+        let (stream, answer) = Stream::start(self.limits, self.gauges.clone(), room);
+        *latest = Arc::downgrade(&stream);
+        drop(latest);
+        {
+            let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            live.retain(|s| s.strong_count() > 0);
+            live.push(Arc::downgrade(&stream));
+        }
+        // The encoding runs on while any answer wants it; a scraper that hangs up does not
+        // cancel it for the others, and the last one that goes stops it.
+        tokio::task::spawn_blocking(move || {
+            let result = encode(&mut |piece| stream.push(Bytes::from(piece)));
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "encoding metrics failed");
+            }
+            stream.finish(result.map_err(|e| e.to_string()));
+        });
+        Ok(answer)
+    }
+
+    /// Room for a new encoding: at once, or once an encoding ends or a stalled one is given up,
+    /// within `WAIT_FOR_ROOM`.
+    async fn wait_for_room(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let until = tokio::time::Instant::now() + WAIT_FOR_ROOM;
+        loop {
+            if let Ok(room) = self.room.clone().try_acquire_owned() {
+                return Some(room);
+            }
+            self.evict_one();
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return None;
+            }
+            let wait = ROOM_POLL.min(until - now);
+            if let Ok(Ok(room)) =
+                tokio::time::timeout(wait, self.room.clone().acquire_owned()).await
+            {
+                return Some(room);
+            }
+        }
+    }
+
+    /// Gives up one encoding whose answers have taken nothing for `STALLED`.
+    fn evict_one(&self) {
+        let live: Vec<Arc<Stream>> = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for stream in live {
+            if stream.evict_if_stalled() {
+                return;
+            }
+        }
     }
 }
 
-/// Makes one encoding for every scrape waiting on `done`: with room for it, or, when every
-/// room is held by answers still being sent, shares a recent one, or gives up after
-/// `WAIT_FOR_ROOM`.
-async fn make(
-    slots: Arc<[Mutex<Slot>; 6]>,
-    index: usize,
-    room: Arc<Semaphore>,
-    share_under_pressure: Duration,
-    encode: impl FnOnce() -> Result<Vec<Bytes>, EncodeError> + Send + 'static,
-    done: watch::Sender<Outcome>,
-) {
-    // Ends this encoding's turn: later scrapes start the next one.
-    let finish = |made: Option<&Arc<Encoded>>| {
-        let mut slot = slots[index].lock().unwrap_or_else(PoisonError::into_inner);
-        slot.running = None;
-        if let Some(made) = made {
-            slot.latest = Arc::downgrade(made);
-        }
-    };
-    let latest = slots[index]
+fn join(slot: &Mutex<Weak<Stream>>) -> Option<Answer> {
+    let latest = slot
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .latest
         .upgrade();
-    let room = match room.clone().try_acquire_owned() {
-        Ok(room) => {
-            // Not needed, and holding it would hold its room while the new one is made.
-            drop(latest);
-            Some(room)
-        }
-        Err(_) => match latest.filter(|e| e.finished.elapsed() < share_under_pressure) {
-            Some(recent) => {
-                finish(None);
-                done.send_replace(Some(Ok(recent)));
-                return;
-            }
-            None => tokio::time::timeout(WAIT_FOR_ROOM, room.acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok),
-        },
-    };
-    let Some(room) = room else {
-        finish(None);
-        done.send_replace(Some(Err(ScrapeError::NoRoom)));
-        return;
-    };
-    let outcome = match tokio::task::spawn_blocking(encode).await {
-        Ok(Ok(pieces)) => Ok(Arc::new(Encoded {
-            pieces,
-            finished: Instant::now(),
-            _room: room,
-        })),
-        Ok(Err(e)) => Err(ScrapeError::Failed(e.to_string())),
-        Err(e) => Err(ScrapeError::Failed(format!(
-            "encoding metrics did not finish: {e}"
-        ))),
-    };
-    finish(outcome.as_ref().ok());
-    done.send_replace(Some(outcome));
+    latest.and_then(|s| s.join())
 }
 
 fn slot_index(format: Format, gzip: bool) -> usize {
@@ -211,107 +196,4 @@ fn slot_index(format: Format, gzip: bool) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    fn counting(
-        encodings: &Arc<AtomicUsize>,
-        delay: Duration,
-    ) -> impl FnOnce() -> Result<Vec<Bytes>, EncodeError> + Send + 'static {
-        let encodings = encodings.clone();
-        move || {
-            std::thread::sleep(delay);
-            let n = encodings.fetch_add(1, Ordering::SeqCst);
-            Ok(vec![
-                Bytes::from(vec![b'x'; 1024]),
-                Bytes::from(n.to_string()),
-            ])
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn scrapes_that_arrive_during_an_encoding_share_it() {
-        let cache = Arc::new(ScrapeCache::new(
-            40,
-            Counter::default(),
-            Duration::from_secs(30),
-        ));
-        let encodings = Arc::new(AtomicUsize::new(0));
-        let mut answers = Vec::new();
-        for _ in 0..30 {
-            let cache = cache.clone();
-            let job = counting(&encodings, Duration::from_millis(200));
-            answers.push(tokio::spawn(async move {
-                cache
-                    .get(Format::Text, false, job)
-                    .await
-                    .map(|e| e.pieces.len())
-            }));
-        }
-        for answer in answers {
-            assert_eq!(answer.await.expect("task").expect("answered"), 2);
-        }
-        let made = encodings.load(Ordering::SeqCst);
-        assert!(made <= 2, "30 scrapes at once made {made} encodings");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn scrapes_beyond_max_requests_are_refused_at_once_and_counted() {
-        let refused = Counter::default();
-        let cache = Arc::new(ScrapeCache::new(
-            2,
-            refused.clone(),
-            Duration::from_secs(30),
-        ));
-        let encodings = Arc::new(AtomicUsize::new(0));
-        let mut slow = Vec::new();
-        for _ in 0..2 {
-            let cache = cache.clone();
-            let job = counting(&encodings, Duration::from_millis(500));
-            slow.push(tokio::spawn(async move {
-                cache.get(Format::Text, false, job).await.is_ok()
-            }));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let started = std::time::Instant::now();
-        let third = cache
-            .get(Format::Text, false, counting(&encodings, Duration::ZERO))
-            .await;
-        assert!(matches!(third, Err(ScrapeError::Busy(2))));
-        assert!(started.elapsed() < Duration::from_millis(100), "at once");
-        assert_eq!(refused.get(), 1);
-        for s in slow {
-            assert!(s.await.expect("task"));
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn answers_in_flight_hold_at_most_the_live_encodings() {
-        let cache = ScrapeCache::new(40, Counter::default(), Duration::from_secs(30));
-        let encodings = Arc::new(AtomicUsize::new(0));
-        // Answers that are never sent (clients that never read) keep their encodings.
-        let mut held = Vec::new();
-        for _ in 0..50 {
-            match cache
-                .get(Format::Text, false, counting(&encodings, Duration::ZERO))
-                .await
-            {
-                Ok(encoded) => held.push(encoded),
-                Err(e) => assert!(e.is_refusal(), "{e}"),
-            }
-        }
-        let distinct: std::collections::HashSet<*const Encoded> =
-            held.iter().map(Arc::as_ptr).collect();
-        assert!(distinct.len() <= LIVE_ENCODINGS, "{} alive", distinct.len());
-        assert_eq!(held.len(), 50, "recent encodings are shared, not refused");
-        assert_eq!(encodings.load(Ordering::SeqCst), LIVE_ENCODINGS);
-        // Once the answers are gone, a new scrape gets a new encoding.
-        drop(held);
-        let fresh = cache
-            .get(Format::Text, false, counting(&encodings, Duration::ZERO))
-            .await
-            .expect("room again");
-        assert_eq!(fresh.pieces[1], Bytes::from(LIVE_ENCODINGS.to_string()));
-    }
-}
+mod tests;
