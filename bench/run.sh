@@ -3,7 +3,7 @@
 # loopback only, bounded in time. See BENCHMARKS.md for what it reports and how to read it.
 #
 #   bench/run.sh --agents 10000 --interval 30s --duration 60s
-#   bench/run.sh --agents 100000 --duration 30s   # about 4 minutes, peak RSS about 2.5 GiB
+#   bench/run.sh --agents 100000 --duration 30s   # about 6 minutes; peak RSS 4 GiB on ef47e0a
 #   bench/run.sh --smoke        # 200 agents, 1 s interval, 10 s window: under a minute
 #
 # Every other flag goes to bench/bench.py (--help lists them). Installs what it needs from
