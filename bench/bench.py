@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 
-import scrapes
+sys.dont_write_bytecode = True  # no __pycache__ left in the tree by a run
+import scrapes  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
