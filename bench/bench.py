@@ -6,11 +6,15 @@ one after the other so that they never compete for the cores:
 
 1. bench_target (examples/) serves the fleet on several 127.0.0.x addresses and ports.
 2. agent-health-exporter with 0 agents: start-to-ready time and idle RSS.
-3. agent-health-exporter with N agents at interval I: start-to-ready, then after a warm-up of
-   one interval a window of T seconds: probes/s (counted by the target, so the exporter is not
-   scraped inside the window), CPU per probe from /proc/PID/stat, RSS per agent, missed slots
-   from the exporter's log, the probe start delay from two scrapes around the window, then
-   /metrics time and size in every format.
+3. agent-health-exporter with N agents at interval I: start-to-ready; after a warm-up (one
+   interval + 2 s, at least 40 s) RSS before any scrape; then one text scrape and RSS after it;
+   a window of T seconds: probes/s (counted by the target, so the exporter is not scraped inside
+   the window), CPU per probe from /proc/PID/stat, missed slots from the exporter's log, the
+   probe start delay from the scrapes around the window. Then /metrics under load, each phase
+   with its own peak RSS (the kernel's high-water mark reset at its start): one scrape in each
+   format at once; back-to-back scrapes in text, OpenMetrics and protobuf at once, with the
+   start delay p99 across them; 200 clients that send GET /metrics and never read, beside
+   back-to-back scrapes; then /metrics time and size in every format (bench/scrapes.py).
 4. prometheus-blackbox-exporter driven through /probe at the same rate as Prometheus would drive
    it: CPU per probe.
 5. wrk with a fresh connection per request: client CPU per request, the floor.
@@ -29,10 +33,13 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ left in the tree by a run
+import scrapes  # noqa: E402
+
 TICKS = os.sysconf("SC_CLK_TCK")
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
-PROTOBUF = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
-OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+PROTOBUF = scrapes.PROTOBUF
+OPENMETRICS = scrapes.OPENMETRICS
 
 
 def print_table(header, rows):
@@ -171,26 +178,8 @@ def target_count(target_addr):
 
 # --- exposition parsing ------------------------------------------------------------------------
 
-def scrape_text(port):
-    status, body = http_get("127.0.0.1", port, "/metrics", timeout=120)
-    if status != 200:
-        raise SystemExit(f"/metrics answered {status}")
-    return body.decode()
-
-
-def delay_buckets(text):
-    out = {}
-    for m in re.finditer(r'^agent_exporter_probe_start_delay_seconds_bucket\{le="([^"]+)"\} (\S+)$',
-                         text, re.M):
-        out[float(m.group(1))] = float(m.group(2))
-    return out
-
-
-def probes_by_result(text):
-    out = {"success": 0.0, "failure": 0.0}
-    for m in re.finditer(r'^agent_probes_total\{[^}]*result="(\w+)"\} (\S+)$', text, re.M):
-        out[m.group(1)] += float(m.group(2))
-    return out
+class Beyond(float):
+    """A quantile past the largest finite bucket: only its lower bound is known."""
 
 
 def quantile(q, before, after):
@@ -206,7 +195,7 @@ def quantile(q, before, after):
     for bound, cum in zip(bounds, counts):
         if cum >= rank:
             if bound == float("inf"):
-                return lower  # beyond the largest finite bucket: a lower bound
+                return Beyond(lower)  # beyond the largest finite bucket: a lower bound
             if cum == below:
                 return bound
             return lower + (bound - lower) * (rank - below) / (cum - below)
@@ -284,16 +273,21 @@ def run_exporter(args, listens, agents, workdir, measure):
                       f"--web.listen-address=127.0.0.1:{port}"], stderr=log_file)
     res = {"agents": agents}
     try:
-        res["ready_seconds"] = wait_ready(proc, port, "/-/ready", 60)
+        res["ready_seconds"] = wait_ready(proc, port, "/-/ready", 300)
+        res["ready_load"] = scrapes.loadavg()
         if not measure:
             time.sleep(1.0)
             res["rss_kib"] = memory_kib(proc.pid)["VmRSS"]
             return res
         log(f"exporter ready after {res['ready_seconds'] * 1000:.1f} ms; warming up {args.warmup:.0f} s")
         time.sleep(args.warmup)
-        res["rss_kib"] = memory_kib(proc.pid)["VmRSS"]  # steady probing, before any scrape
-        before = scrape_text(port)
+        # Steady probing, before any scrape.
+        res["rss_kib"], res["rss_load"] = memory_kib(proc.pid)["VmRSS"], scrapes.loadavg()
+        agent = "agent-000000"
+        first = scrapes.figures(port, agent)
         time.sleep(0.5)
+        res["first_scrape"] = first
+        res["rss_after_text_kib"], res["rss_after_text_load"] = memory_kib(proc.pid)["VmRSS"], scrapes.loadavg()
         c0, n0, t0 = cpu_seconds(proc.pid), target_count(listens[0]), time.monotonic()
         log(f"measuring {args.duration:.0f} s")
         if args.perf_record:
@@ -303,20 +297,24 @@ def run_exporter(args, listens, agents, workdir, measure):
         else:
             time.sleep(args.duration)
         c1, n1, t1 = cpu_seconds(proc.pid), target_count(listens[0]), time.monotonic()
+        res["window_load"] = scrapes.loadavg()
         res["rss_end_kib"] = memory_kib(proc.pid)["VmRSS"]
-        after = scrape_text(port)
+        after = scrapes.figures(port, agent)
         probes = n1 - n0
         res.update(window_seconds=t1 - t0, probes=probes, cpu_seconds=c1 - c0,
                    probes_per_second=probes / (t1 - t0),
                    expected_per_second=agents / args.interval)
-        b0, b1 = delay_buckets(before), delay_buckets(after)
+        b0, b1 = first["delay"], after["delay"]
         res["delay_p50"] = quantile(0.5, b0, b1)
         res["delay_p99"] = quantile(0.99, b0, b1)
-        r0, r1 = probes_by_result(before), probes_by_result(after)
+        r0, r1 = first["probes"], after["probes"]
         res["failed_probes"] = r1["failure"] - r0["failure"]
+        scrape_phases(args, proc.pid, port, agent, after, res)
         log("timing /metrics")
         res["scrape"] = scrape_timings(port, args.scrape_samples, proc.pid)
-        res["hwm_kib"] = memory_kib(proc.pid)["VmHWM"]
+        res["scrape_load"] = scrapes.loadavg()
+        # The high-water mark is reset by each scrape phase: the run's peak is the largest.
+        res["hwm_kib"] = max([memory_kib(proc.pid)["VmHWM"]] + [v for k, v in res.items() if k.endswith("_peak_kib")])
     finally:
         stop(proc)
     with open(log_path) as f:
@@ -324,6 +322,42 @@ def run_exporter(args, listens, agents, workdir, measure):
     res["missed_slots"] = sum(missed)
     res["missed_warnings"] = len(missed)
     return res
+
+
+def scrape_phases(args, pid, port, agent, before, res):
+    """Memory and probe start delay while /metrics is under load, one phase after another:
+    one scrape in each format at once; back-to-back scrapes in every format; stalled readers
+    with one reader scraping back to back beside them. Each phase's peak RSS is its own
+    (`scrapes.PeakRss`); the start delay is read from text scrapes around the phases."""
+    three = ["text", "openmetrics", "protobuf"]
+    log("one scrape in each format at once")
+    peak = scrapes.PeakRss(pid)
+    res["once_each"] = scrapes.once_each(port, three)
+    time.sleep(0.5)
+    res["once_each_peak_kib"], res["once_each_rss_kib"], res["once_each_load"] = peak.end()
+    log(f"back-to-back scrapes in {', '.join(three)} for {args.scrape_seconds:.0f} s")
+    peak = scrapes.PeakRss(pid)
+    res["b2b"] = scrapes.back_to_back(port, three, args.scrape_seconds)
+    res["b2b_peak_kib"], res["b2b_rss_kib"], res["b2b_load"] = peak.end()
+    after = scrapes.figures(port, agent)
+    res["b2b_delay_p50"] = quantile(0.5, before["delay"], after["delay"])
+    res["b2b_delay_p99"] = quantile(0.99, before["delay"], after["delay"])
+    res["b2b_delay_probes"] = after["delay"].get(float("inf"), 0) - before["delay"].get(float("inf"), 0)
+    if args.stalled:
+        log(f"{args.stalled} stalled readers beside back-to-back scrapes in 3 formats, {args.stalled_seconds:.0f} s")
+        before = after
+        peak = scrapes.PeakRss(pid)
+        stalled = scrapes.stalled_readers(port, args.stalled, three)
+        try:
+            res["stalled_reader"] = scrapes.back_to_back(port, three, args.stalled_seconds)
+            res["stalled_peak_kib"], res["stalled_rss_kib"], res["stalled_load"] = peak.end()
+            after = scrapes.figures(port, agent)
+        finally:
+            for s in stalled:
+                s.close()
+        res["stalled_delay_p99"] = quantile(0.99, before["delay"], after["delay"])
+        time.sleep(1.0)
+        res["stalled_closed_rss_kib"] = memory_kib(pid)["VmRSS"]
 
 
 async def drive_blackbox(port, paths, rate, seconds, connections):
@@ -337,6 +371,8 @@ async def drive_blackbox(port, paths, rate, seconds, connections):
     async def worker(w):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for i in range(w, total, connections):
+            if loop.time() > start + seconds:
+                break  # a saturated prober: what it did not answer in time is not asked
             wait = start + i / rate - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -401,7 +437,7 @@ def run_blackbox(args, listens, workdir):
         c0, n0, t0 = cpu_seconds(proc.pid), target_count(listens[0]), time.monotonic()
         time.sleep(args.compare_duration)
         c1, n1, t1 = cpu_seconds(proc.pid), target_count(listens[0]), time.monotonic()
-        res["rss_kib"] = memory_kib(proc.pid)["VmRSS"]
+        res["rss_kib"], res["load"] = memory_kib(proc.pid)["VmRSS"], scrapes.loadavg()
         out, _ = gen.communicate(timeout=60)
         res["loadgen"] = json.loads(out)
         res.update(probes=n1 - n0, cpu_seconds=c1 - c0, probes_per_second=(n1 - n0) / (t1 - t0))
@@ -435,7 +471,7 @@ def run_wrk(args, listens, workdir):
     return {"requests": requests, "served": n1 - n0, "seconds": float(m.group(2)) if m else seconds,
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "socket_errors": errors.group(1) if errors else "none",
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "load": scrapes.loadavg()}
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -449,37 +485,75 @@ def report(args, idle, ex, bb, wrk, binary_bytes):
     bb_us = us(bb["cpu_seconds"], bb["probes"]) if bb else None
     wrk_us = us(wrk["cpu_seconds"], wrk["requests"]) if wrk else None
     per_agent = (ex["rss_kib"] - idle["rss_kib"]) / ex["agents"] if ex["agents"] else 0
-    ms = lambda s: "n/a" if s is None else f"{s * 1000:.2f} ms"
+    ms = lambda s: "n/a" if s is None else (f"> {s * 1000:.0f} ms" if isinstance(s, Beyond) else f"{s * 1000:.2f} ms")
+    mib = lambda kib: f"{kib / 1024:.1f} MiB"
+    load = lambda value: f"{value:.2f}"
+    loads = f"{load(ex['window_load'])}" + (f" / {load(bb['load'])}" if bb else "") + (f" / {load(wrk['load'])}" if wrk else "")
     rows = [
-        ("agents, interval, window", f"{ex['agents']}, {args.interval:g} s, {ex['window_seconds']:.1f} s", "", ""),
+        ("agents, interval, window", f"{ex['agents']}, {args.interval:g} s, {ex['window_seconds']:.1f} s", "", "", ""),
         ("probes/s (expected N/I)", f"{ex['probes_per_second']:.1f} ({ex['expected_per_second']:.1f})",
          f"{bb['probes_per_second']:.1f} (asked {bb['rate']:.1f})" if bb else "skipped",
-         f"{wrk['requests'] / wrk['seconds']:.0f} (flat out)" if wrk else "skipped"),
-        ("CPU µs per probe", f"{ex_us:.1f}", f"{bb_us:.1f}" if bb else "", f"{wrk_us:.1f}" if wrk else ""),
+         f"{wrk['requests'] / wrk['seconds']:.0f} (flat out)" if wrk else "skipped", load(ex["window_load"])),
+        ("CPU µs per probe", f"{ex_us:.1f}", f"{bb_us:.1f}" if bb else "", f"{wrk_us:.1f}" if wrk else "", loads),
         ("exporter CPU / this", "1", f"{ex_us / bb_us:.3f} (1/{bb_us / ex_us:.1f})" if bb else "",
-         f"{ex_us / wrk_us:.2f}" if wrk else ""),
+         f"{ex_us / wrk_us:.2f}" if wrk else "", loads),
         ("CPU % of one core", f"{ex['cpu_seconds'] / ex['window_seconds'] * 100:.1f}",
-         f"{bb['cpu_seconds'] / args.compare_duration * 100:.1f}" if bb else "", ""),
+         f"{bb['cpu_seconds'] / args.compare_duration * 100:.1f}" if bb else "", "", loads),
         ("RSS MiB (idle process)", f"{ex['rss_kib'] / 1024:.1f} ({idle['rss_kib'] / 1024:.1f})",
-         f"{bb['rss_kib'] / 1024:.1f} ({bb['idle_rss_kib'] / 1024:.1f})" if bb else "", ""),
-        ("RSS KiB per agent above idle", f"{per_agent:.2f}", "", ""),
-        ("RSS MiB end of window / peak", f"{ex['rss_end_kib'] / 1024:.1f} / {ex['hwm_kib'] / 1024:.1f}", "", ""),
+         f"{bb['rss_kib'] / 1024:.1f} ({bb['idle_rss_kib'] / 1024:.1f})" if bb else "", "", load(ex["rss_load"])),
         ("missed slots (warnings) / failed", f"{ex['missed_slots']} ({ex['missed_warnings']}) / {ex['failed_probes']:.0f}",
          f"failed {bb['loadgen']['failed']}, late {bb['loadgen']['late']}" if bb else "",
-         f"errors: {wrk['socket_errors']}, non-2xx {wrk['non_2xx']}" if wrk else ""),
-        ("probe start delay p50 / p99", f"{ms(ex['delay_p50'])} / {ms(ex['delay_p99'])}", "", ""),
-        ("start to ready (0 / N agents)", f"{idle['ready_seconds'] * 1000:.1f} / {ex['ready_seconds'] * 1000:.1f} ms", "", ""),
+         f"errors: {wrk['socket_errors']}, non-2xx {wrk['non_2xx']}" if wrk else "", ""),
+        ("probe start delay p50 / p99, not scraped", f"{ms(ex['delay_p50'])} / {ms(ex['delay_p99'])}", "", "",
+         load(ex["window_load"])),
+        ("start to ready (0 / N agents)", f"{idle['ready_seconds'] * 1000:.1f} / {ex['ready_seconds'] * 1000:.1f} ms",
+         "", "", f"{load(idle['ready_load'])} / {load(ex['ready_load'])}"),
     ]
     text_bytes = ex["scrape"]["text"]["bytes"]
     for name, s in ex["scrape"].items():
         extra = f", {s['bytes'] / text_bytes * 100:.1f} % of text" if name == "text+gzip" else ""
         rows.append((f"/metrics {name}", f"{s['seconds'] * 1000:.0f} ms (CPU {s['cpu_seconds'] * 1000:.0f} ms), "
-                     f"{s['bytes'] / 1e6:.2f} MB{extra}", "", ""))
-    rows.append(("release binary", f"{binary_bytes / 1e6:.2f} MB", "", ""))
-    header = ("measure", "agent-health-exporter", "blackbox_exporter", "wrk -H 'Connection: close'")
+                     f"{s['bytes'] / 1e6:.2f} MB{extra}", "", "", load(ex["scrape_load"])))
+    rows.append(("release binary", f"{binary_bytes / 1e6:.2f} MB", "", "", ""))
+    header = ("measure", "agent-health-exporter", "blackbox_exporter", "wrk -H 'Connection: close'",
+              "load (1 min)")
     print_table(header, rows)
+
+    first = ex["first_scrape"]
+    outcome = lambda stats: "; ".join(
+        f"{name} {st['ok']} ok" + (f", {st['refused']} refused" if st["refused"] else "")
+        + (f", {st['other']} failed" if st["other"] else "") + f", slowest {st['max_seconds']:.1f} s"
+        for name, st in stats.items())
+    rows = [
+        ("RSS idle: N agents, no scrape yet", f"{mib(ex['rss_kib'])} ({args.warmup:g} s after ready)",
+         load(ex["rss_load"])),
+        ("RSS per agent above the idle process", f"{per_agent:.2f} KiB", load(ex["rss_load"])),
+        ("series per agent (text lines)", f"{first['series_per_agent']}", ""),
+        ("RSS after one text scrape", f"{mib(ex['rss_after_text_kib'])} ({first['bytes'] / 1e6:.0f} MB of text)",
+         load(ex["rss_after_text_load"])),
+        ("RSS / peak, one scrape in each format at once", f"{mib(ex['once_each_rss_kib'])} / {mib(ex['once_each_peak_kib'])}",
+         load(ex["once_each_load"])),
+        (f"RSS / peak, back to back in text, OpenMetrics, protobuf for {args.scrape_seconds:g} s",
+         f"{mib(ex['b2b_rss_kib'])} / {mib(ex['b2b_peak_kib'])}", load(ex["b2b_load"])),
+        ("… scrapes", outcome(ex["b2b"]), load(ex["b2b_load"])),
+        ("probe start delay p50 / p99 while scraped back to back",
+         f"{ms(ex['b2b_delay_p50'])} / {ms(ex['b2b_delay_p99'])} ({ex['b2b_delay_probes']:.0f} probes)",
+         load(ex["b2b_load"])),
+    ]
+    if args.stalled:
+        rows += [
+            (f"RSS / peak, {args.stalled} stalled readers + back to back in 3 formats, {args.stalled_seconds:g} s",
+             f"{mib(ex['stalled_rss_kib'])} / {mib(ex['stalled_peak_kib'])}", load(ex["stalled_load"])),
+            ("… scrapes beside the stalled readers", outcome(ex["stalled_reader"]), load(ex["stalled_load"])),
+            ("… probe start delay p99", ms(ex["stalled_delay_p99"]), load(ex["stalled_load"])),
+            ("… RSS 1 s after the stalled readers hung up", mib(ex["stalled_closed_rss_kib"]), ""),
+        ]
+    rows.append(("peak RSS of all the scrape phases and the timings below", mib(ex["hwm_kib"]), load(ex["scrape_load"])))
+    print()
+    print_table(("memory and scrapes at N agents", "figure", "load (1 min)"), rows)
     print("\nDelay quantiles: linear interpolation inside the classic buckets of "
-          "agent_exporter_probe_start_delay_seconds, over the increase across the window.")
+          "agent_exporter_probe_start_delay_seconds, over their increase across the phase. "
+          "Load: the machine's 1-minute load average when the figure was taken.")
     if ex["probes"] == 0:
         raise SystemExit("no probe reached the target: the benchmark itself is broken")
     if bb and bb["probes"] == 0:
@@ -493,21 +567,30 @@ def main():
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--interval", type=duration, default=30.0, help="probe interval, e.g. 30s")
     p.add_argument("--duration", type=duration, default=60.0, help="measured window, after warm-up")
-    p.add_argument("--warmup", type=duration, help="before the window [default: one interval + 2 s]")
+    p.add_argument("--warmup", type=duration,
+                   help="before the idle RSS and the window [default: one interval + 2 s, at least 40 s]")
+    p.add_argument("--scrape-seconds", type=duration, default=30.0,
+                   help="back-to-back scrapes in text, OpenMetrics and protobuf at once")
+    p.add_argument("--stalled", type=int, default=200,
+                   help="clients that send GET /metrics and never read (0: skip the phase)")
+    p.add_argument("--stalled-seconds", type=duration, default=20.0,
+                   help="how long the stalled clients stay, beside back-to-back scrapes")
     p.add_argument("--compare-duration", type=duration, default=20.0,
                    help="window for blackbox_exporter and wrk (wrk runs half of it)")
     p.add_argument("--compare-rate", type=float, help="blackbox probes/s [default: agents / interval]")
     p.add_argument("--no-compare", action="store_true", help="skip blackbox_exporter and wrk")
     p.add_argument("--addresses", type=int, default=8, help="127.0.0.x addresses of the fleet")
     p.add_argument("--ports", type=int, default=4, help="ports per address")
-    p.add_argument("--scrape-samples", type=int, default=5)
+    p.add_argument("--scrape-samples", type=int, help="per format [default: 5, 3 from 50,000 agents]")
     p.add_argument("--perf-record", metavar="FILE", help="record a perf profile of the window")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--exporter-bin", default="target/release/agent-health-exporter")
     p.add_argument("--target-bin", default="target/release/examples/bench_target")
     args = p.parse_args()
+    if args.scrape_samples is None:
+        args.scrape_samples = 5 if args.agents < 50_000 else 3
     if args.warmup is None:
-        args.warmup = args.interval + 2.0
+        args.warmup = max(args.interval + 2.0, 40.0)
     workdir = tempfile.mkdtemp(prefix="ahe-bench-")
     target, listens = start_target(args, workdir)
     try:
@@ -518,7 +601,10 @@ def main():
         bb = wrk = None
         if not args.no_compare:
             log("blackbox_exporter")
-            bb = run_blackbox(args, listens, workdir)
+            try:
+                bb = run_blackbox(args, listens, workdir)
+            except (subprocess.SubprocessError, OSError, ValueError) as e:
+                log(f"blackbox_exporter comparison failed, reported without it: {e}")
             log("wrk")
             wrk = run_wrk(args, listens, workdir)
     finally:

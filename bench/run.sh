@@ -3,6 +3,7 @@
 # loopback only, bounded in time. See BENCHMARKS.md for what it reports and how to read it.
 #
 #   bench/run.sh --agents 10000 --interval 30s --duration 60s
+#   bench/run.sh --agents 100000 --duration 30s   # about 6 minutes; peak RSS 4 GiB on ef47e0a
 #   bench/run.sh --smoke        # 200 agents, 1 s interval, 10 s window: under a minute
 #
 # Every other flag goes to bench/bench.py (--help lists them). Installs what it needs from
@@ -16,7 +17,7 @@ args=()
 for arg in "$@"; do
   if [[ $arg == --smoke ]]; then
     args+=(--agents 200 --interval 1s --duration 10s --warmup 2s --compare-duration 4s
-           --scrape-samples 3)
+           --scrape-samples 3 --scrape-seconds 3 --stalled 20 --stalled-seconds 3)
   else
     args+=("$arg")
   fi

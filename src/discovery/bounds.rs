@@ -43,7 +43,7 @@ pub fn check(discovered: Vec<Discovered>, max_targets: usize) -> Refresh {
                 target.labels.len()
             ));
         }
-        for (name, value) in &target.labels {
+        for (name, value) in target.labels.iter() {
             if name.len() > MAX_LABEL_NAME_BYTES {
                 return Err(format!(
                     "{} has a label name of {} bytes, more than {MAX_LABEL_NAME_BYTES}: {:?}…",
@@ -77,13 +77,16 @@ fn excerpt(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn target(labels: &[(&str, &str)]) -> Discovered {
         Discovered {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: Arc::new(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             from: "file=t.json".into(),
         }
     }

@@ -167,24 +167,28 @@ async fn srv(resolver: &TokioResolver, name: &str) -> Result<Vec<Discovered>, Re
         .map(|srv| {
             let target = srv.target().to_utf8();
             let host = target.trim_end_matches('.');
-            let mut found = address(name, host, srv.port());
-            found
-                .labels
-                .insert("__meta_dns_srv_record_target".into(), target.clone());
-            found
-                .labels
-                .insert("__meta_dns_srv_record_port".into(), srv.port().to_string());
-            found
+            let mut labels = labels(name, host, srv.port());
+            labels.insert("__meta_dns_srv_record_target".into(), target.clone());
+            labels.insert("__meta_dns_srv_record_port".into(), srv.port().to_string());
+            discovered(name, labels)
         })
         .collect())
 }
 
 fn address(name: &str, host: &str, port: u16) -> Discovered {
+    discovered(name, labels(name, host, port))
+}
+
+fn labels(name: &str, host: &str, port: u16) -> crate::relabel::Labels {
     let mut labels = crate::relabel::Labels::new();
     labels.insert("__address__".into(), format!("{host}:{port}"));
     labels.insert("__meta_dns_name".into(), name.to_owned());
+    labels
+}
+
+fn discovered(name: &str, labels: crate::relabel::Labels) -> Discovered {
     Discovered {
-        labels,
-        from: format!("name={name}"),
+        labels: labels.into(),
+        from: format!("name={name}").into(),
     }
 }

@@ -57,7 +57,8 @@ fn count(drops: &mut Vec<(DropReason, u64)>, reason: DropReason) {
 
 impl Readings {
     /// Reads `discovered`: a raw target equal to one of this refresh takes what that one became,
-    /// others are relabeled and resolved. `log` sees every dropped target's reason and error.
+    /// others are relabeled and resolved, on every core when there are many (`read_fresh`).
+    /// `log` sees every dropped target's reason and error.
     pub fn next(
         &mut self,
         spec: &SourceSpec,
@@ -73,37 +74,61 @@ impl Readings {
             reserved: BTreeSet::new(),
             refused: None,
         };
-        let mut resolver = BatchResolver::new(base);
-        // Targets of one file or URL share where they came from: one string for all of them.
-        let mut origin: Option<(String, Arc<str>)> = None;
+        // Each target's place among the distinct targets of this refresh, in discovery order.
+        let mut places = Vec::with_capacity(discovered.len());
+        // The distinct targets that neither this refresh nor the last one has read yet.
+        let mut fresh = Vec::new();
         for target in discovered {
             // One hash of the target for the new map; the last refresh's map is asked only
             // when it has anything (not on a first load).
-            let place_in_refresh = next.seen.len();
-            let reading = match next.seen.entry(target) {
-                Entry::Occupied(same) => same.get().1.clone(),
-                Entry::Vacant(place) => {
-                    let target = place.key();
+            let place = next.seen.len();
+            match next.seen.entry(target) {
+                Entry::Occupied(same) => places.push(same.get().0),
+                Entry::Vacant(slot) => {
                     let known = if self.seen.is_empty() {
                         None
                     } else {
-                        self.seen.remove(target).map(|(_, reading)| reading)
+                        self.seen.remove(slot.key()).map(|(_, reading)| reading)
                     };
                     let reading = known.unwrap_or_else(|| {
-                        let from = match &origin {
-                            Some((from, shown)) if *from == target.from => shown.clone(),
-                            _ => {
-                                let shown: Arc<str> = format!("{} {}", spec.id, target.from).into();
-                                origin = Some((target.from.clone(), shown.clone()));
-                                shown
-                            }
-                        };
-                        read_target(spec, base, &mut resolver, target, from)
+                        fresh.push(place);
+                        // Replaced below by what the target becomes.
+                        Err((DropReason::Invalid, None))
                     });
-                    place.insert((place_in_refresh, reading)).1.clone()
+                    slot.insert((place, reading));
+                    places.push(place);
                 }
+            }
+        }
+        let mut by_place: Vec<Option<Reading>> = vec![None; next.seen.len()];
+        {
+            let mut targets: Vec<(usize, &Discovered)> = Vec::with_capacity(fresh.len());
+            for (target, (place, reading)) in &next.seen {
+                match fresh.binary_search(place) {
+                    Ok(_) => targets.push((*place, target)),
+                    Err(_) => by_place[*place] = Some(reading.clone()),
+                }
+            }
+            targets.sort_unstable_by_key(|(place, _)| *place);
+            let read = read_fresh(spec, base, &targets);
+            for ((place, _), reading) in targets.iter().zip(read) {
+                by_place[*place] = Some(reading);
+            }
+        }
+        if !fresh.is_empty() {
+            for (place, reading) in next.seen.values_mut() {
+                if fresh.binary_search(place).is_ok() {
+                    if let Some(read) = &by_place[*place] {
+                        *reading = read.clone();
+                    }
+                }
+            }
+        }
+        for place in places {
+            let Some(reading) = &by_place[place] else {
+                continue;
             };
-            match &reading {
+            match reading {
                 Ok(found) => {
                     if !found.reserved.is_empty() {
                         count(&mut next.drops, DropReason::ReservedLabel);
@@ -168,6 +193,75 @@ impl Readings {
     }
 }
 
+/// Below this many targets to read, one thread reads them all: starting a thread and waking a
+/// second core costs more than it saves.
+const PARALLEL_FROM: usize = 4096;
+
+/// What each of `targets` becomes, in their order. Reading a target depends on nothing but the
+/// target and the settings, so a large refresh (a first load) is split into one contiguous run
+/// per core, each with a resolver of its own; a run resolves the first agent of each kind in
+/// full, as one resolver over all of them would.
+fn read_fresh(
+    spec: &SourceSpec,
+    base: &Templates,
+    targets: &[(usize, &Discovered)],
+) -> Vec<Reading> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runs = if targets.len() < PARALLEL_FROM {
+        1
+    } else {
+        cores.clamp(1, MAX_THREADS)
+    };
+    if runs == 1 {
+        return read_run(spec, base, targets);
+    }
+    let size = targets.len().div_ceil(runs);
+    let mut chunks = targets.chunks(size);
+    let first = chunks.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = chunks
+            .map(|chunk| {
+                std::thread::Builder::new()
+                    .name("discovery-read".into())
+                    .spawn_scoped(scope, move || read_run(spec, base, chunk))
+            })
+            .collect();
+        let mut out = read_run(spec, base, first);
+        for (other, chunk) in others.into_iter().zip(targets.chunks(size).skip(1)) {
+            // A thread that could not start, or panicked, leaves its run to this one.
+            match other.map(|handle| handle.join()) {
+                Ok(Ok(read)) => out.extend(read),
+                _ => out.extend(read_run(spec, base, chunk)),
+            }
+        }
+        out
+    })
+}
+
+/// Threads one large refresh is read on, at most.
+const MAX_THREADS: usize = 4;
+
+/// Reads a run of targets in order, with one resolver.
+fn read_run(spec: &SourceSpec, base: &Templates, targets: &[(usize, &Discovered)]) -> Vec<Reading> {
+    let mut resolver = BatchResolver::new(base);
+    // Targets of one file or URL share where they came from: one string for all of them.
+    let mut origin: Option<(&str, Arc<str>)> = None;
+    targets
+        .iter()
+        .map(|(_, target)| {
+            let from = match &origin {
+                Some((from, shown)) if **from == *target.from => shown.clone(),
+                _ => {
+                    let shown: Arc<str> = format!("{} {}", spec.id, target.from).into();
+                    origin = Some((&*target.from, shown.clone()));
+                    shown
+                }
+            };
+            read_target(spec, base, &mut resolver, target, from)
+        })
+        .collect()
+}
+
 /// Relabels one target and resolves it as an agent, if its source allows the check it asks for.
 fn read_target(
     spec: &SourceSpec,
@@ -178,9 +272,9 @@ fn read_target(
 ) -> Reading {
     let relabeled;
     let labels = if spec.relabel.is_empty() {
-        &target.labels
+        &*target.labels
     } else {
-        relabeled = relabel::process(target.labels.clone(), &spec.relabel)
+        relabeled = relabel::process((*target.labels).clone(), &spec.relabel)
             .ok_or((DropReason::Relabel, None))?;
         &relabeled
     };
@@ -230,4 +324,121 @@ fn to_agent(
             .collect::<Vec<_>>()
             .join("; ")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relabel::Labels;
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+checks:
+  fast: {interval: 1s, timeout: 500ms, labels: {tier: fast}}
+  secret: {interval: 2s, timeout: 1s}
+discovery:
+  - file_sd: {files: [t.json]}
+    type: worker
+    allowed_checks: [fast]
+    relabel_configs:
+      - {source_labels: [agent], regex: "skip-.*", action: drop}
+      - {source_labels: [zone], target_label: region}
+"#;
+
+    /// Target `i` of a refresh; every outcome comes up in turn: kinds by type, check and
+    /// scheme, relabel drops, missing names, refused checks, invalid URLs, reserved labels, and
+    /// raw targets equal to the one before.
+    fn target(i: usize) -> Discovered {
+        if i % 13 == 11 {
+            return target(i - 1);
+        }
+        let mut labels = Labels::new();
+        match i % 13 {
+            0 => drop(labels.insert("agent".into(), "skip-me".into())),
+            1 => {}
+            _ => drop(labels.insert("agent".into(), format!("w{i}"))),
+        }
+        labels.insert("zone".into(), format!("z{}", i % 5));
+        let address = match i % 13 {
+            3 => "bad host:1".to_owned(),
+            4 => format!("tcp://10.0.{}.{}:7", i / 250 % 250, i % 250),
+            _ => format!("10.0.{}.{}:{}", i / 250 % 250, i % 250, 1000 + i % 7),
+        };
+        labels.insert("__address__".into(), address);
+        match i % 13 {
+            5 => drop(labels.insert("__check__".into(), "fast".into())),
+            6 => drop(labels.insert("__check__".into(), "secret".into())),
+            7 => drop(labels.insert("__scheme__".into(), "https".into())),
+            8 => drop(labels.insert("status".into(), "reserved".into())),
+            9 => drop(labels.insert("agent_type".into(), "planner".into())),
+            _ => {}
+        }
+        Discovered {
+            labels: Arc::new(labels),
+            from: "file=t.json".into(),
+        }
+    }
+
+    #[test]
+    fn a_large_refresh_read_on_several_threads_equals_one_read_in_order() {
+        let config = crate::config::parse(CONFIG, "c.yaml", Path::new(".")).expect("config");
+        let spec = &config.discovery[0];
+        let base = &config.templates;
+        let raw: Vec<Discovered> = (0..3 * PARALLEL_FROM).map(target).collect();
+        let mut logged = Vec::new();
+        let read = Readings::default().next(spec, base, raw.clone(), |reason, error| {
+            logged.push((reason, error.to_owned()))
+        });
+
+        // The same targets read one after another on this thread, as before.
+        let mut seen = std::collections::HashSet::new();
+        let distinct: Vec<(usize, &Discovered)> =
+            raw.iter().filter(|t| seen.insert(*t)).enumerate().collect();
+        let one = read_run(spec, base, &distinct);
+        let by_target: HashMap<&Discovered, &Reading> =
+            distinct.iter().map(|(_, t)| *t).zip(&one).collect();
+        let mut agents = Vec::new();
+        let mut expected_log = Vec::new();
+        for target in &raw {
+            match by_target[target] {
+                Ok(found) => agents.push(found.clone()),
+                Err((reason, Some(error))) => expected_log.push((*reason, error.to_string())),
+                Err(_) => {}
+            }
+        }
+        let specs = |agents: &[Arc<Found>]| -> Vec<_> {
+            agents
+                .iter()
+                .map(|f| {
+                    (
+                        f.agent.spec.clone(),
+                        f.agent.check.clone(),
+                        f.origin.clone(),
+                        f.reserved.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(specs(&read.agents), specs(&agents));
+        assert_eq!(logged, expected_log);
+        assert_eq!(read.targets, raw.len());
+        for reason in [
+            DropReason::Relabel,
+            DropReason::MissingName,
+            DropReason::CheckNotAllowed,
+            DropReason::Invalid,
+            DropReason::ReservedLabel,
+        ] {
+            assert!(
+                read.drops.iter().any(|(r, n)| *r == reason && *n > 0),
+                "{reason:?} in {:?}",
+                read.drops
+            );
+        }
+
+        // A second refresh of the same targets reads none again: every agent is the same one.
+        let mut read = read;
+        let again = read.next(spec, base, raw, |_, _| {});
+        assert!(again.same_agents(&read));
+    }
 }

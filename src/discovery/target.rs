@@ -3,6 +3,7 @@
 //! `__check__`, `__scheme__`, `__address__`, `__path__` and the remaining plain labels.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -19,11 +20,12 @@ pub struct TargetGroup {
 }
 
 /// A discovered target before relabeling, and where it came from (a file, URL or DNS name).
-/// Equal raw targets become equal agents: discovery reads each only once (`read.rs`).
+/// Equal raw targets become equal agents: discovery reads each only once (`read.rs`). Shared,
+/// not copied: a file_sd file keeps its last good targets while the source reads them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Discovered {
-    pub labels: Labels,
-    pub from: String,
+    pub labels: Arc<Labels>,
+    pub from: Arc<str>,
 }
 
 /// Why a target did not become an agent; the `reason` label of the dropped-targets counter.
@@ -94,16 +96,24 @@ pub fn expand_groups(
     let count = groups.iter().map(|g| g.targets.len()).sum();
     super::bounds::check_count(count, max_targets)?;
     let mut out = Vec::with_capacity(count);
-    for group in groups {
-        for target in group.targets {
-            let mut labels = group.labels.clone();
+    let from: Arc<str> = from.into();
+    for mut group in groups {
+        let mut targets = group.targets.into_iter().peekable();
+        while let Some(target) = targets.next() {
+            // The group's own map goes to its last target (often its only one): a copy each
+            // for the others.
+            let mut labels = if targets.peek().is_some() {
+                group.labels.clone()
+            } else {
+                std::mem::take(&mut group.labels)
+            };
             labels.insert("__address__".into(), target);
             for (k, v) in meta {
                 labels.insert((*k).into(), (*v).into());
             }
             out.push(Discovered {
-                labels,
-                from: from.to_owned(),
+                labels: Arc::new(labels),
+                from: from.clone(),
             });
         }
     }
