@@ -21,7 +21,7 @@ use super::discovery::{
 };
 use super::http::DEFAULT_MAX_BODY_BYTES;
 use super::resolve::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
-use crate::relabel::{DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR};
+use crate::relabel::{DEFAULT_ACTION, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR};
 
 /// Where a key may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -640,7 +640,10 @@ macro_rules! http_keys {
                     "headers",
                     Ty::TextMap,
                     Def::None,
-                    "Extra request headers; names compare without case.",
+                    "Extra request headers; names compare without case. The effective config shows the \
+                     values of accept, accept-charset, accept-encoding, accept-language, \
+                     cache-control, connection, content-type, host, pragma, te and user-agent, \
+                     every other value as `<secret>`.",
                 )
             },
             Key {
@@ -812,7 +815,8 @@ pub static GRPC: Section = Section {
                 "metadata",
                 Ty::TextMap,
                 Def::None,
-                "Metadata sent with every call; no `grpc-*` or `*-bin` keys.",
+                "Metadata sent with every call; no `grpc-*` or `*-bin` keys. The effective config \
+                 shows every value as `<secret>` except those of the names `http.headers` lists.",
             )
         },
         Key {
@@ -1119,7 +1123,7 @@ pub static RELABEL: Section = Section {
                 any_case: true,
                 trimmed: false,
             },
-            Def::Text("replace"),
+            Def::Text(DEFAULT_ACTION),
             "What the rule does.",
         ),
     ],
