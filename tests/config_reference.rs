@@ -69,7 +69,7 @@ fn reference_has_a_row_for_every_key_with_its_default() {
     for row in [
         "| `interval` | duration | `30s` | defaults, check, agent | replace |",
         "| `labels` | map of strings |  | defaults, check, agent | merge by key |",
-        "| `max_body_bytes` | size | `1048576` (1MiB) | check, agent | replace |",
+        "| `max_body_bytes` | size > 0 | `1048576` (1MiB) | check, agent | replace |",
         "| `refresh_interval` | duration | `5m` | discovery source | - |",
     ] {
         assert!(text.contains(row), "no row {row}");
@@ -332,6 +332,44 @@ const WRONG: &[(&str, &str)] = &[
         "checks: {t: {http: {max_body_bytes: lots}}}",
     ),
     ("unknown top-level section", "agent: []"),
+    (
+        "zero threshold written as text",
+        "defaults: {failure_threshold: \"0\"}",
+    ),
+    (
+        "boolean written as a number",
+        "checks: {t: {http: {follow_redirects: 1}}}",
+    ),
+    (
+        "integer with a leading zero",
+        "defaults: {success_threshold: \"03\"}",
+    ),
+    (
+        "discovery entry without a source",
+        "discovery: [{max_targets: 5}]",
+    ),
+    (
+        "discovery entry with two sources",
+        "discovery: [{file_sd: {files: [a.json]}, dns_sd: {names: [a.test]}}]",
+    ),
+    (
+        "hashmod with a zero modulus",
+        "discovery: [{file_sd: {files: [a.json]}, relabel_configs: \
+         [{action: hashmod, modulus: 0, source_labels: [a], target_label: b}]}]",
+    ),
+    (
+        "hashmod without a modulus",
+        "discovery: [{file_sd: {files: [a.json]}, relabel_configs: \
+         [{action: HashMod, source_labels: [a], target_label: b}]}]",
+    ),
+    (
+        "zero body limit",
+        "agents: [{name: a, type: t, url: \"http://127.0.0.1:1/\", http: {max_body_bytes: 0}}]",
+    ),
+    (
+        "zero body limit with a unit",
+        "checks: {t: {http: {max_body_bytes: 0KiB}}}",
+    ),
 ];
 
 /// Configs the parser takes, written in spellings a schema could easily miss.
@@ -353,6 +391,25 @@ const RIGHT: &[(&str, &str)] = &[
         "padded protocol, spaced size",
         "agents: [{name: a, type: t, url: \"http://127.0.0.1:1/\", protocol: \" mcp \", \
          mcp: {expect_tools: [echo]}, http: {max_body_bytes: 2 MB}}]",
+    ),
+    (
+        "numbers written as text, in other radices, with underscores",
+        "defaults: {failure_threshold: \"3\", success_threshold: \" +2 \"}\n\
+         checks: {t: {failure_threshold: 0x3, success_threshold: \"0b10\"}, \
+         u: {failure_threshold: 1_0, success_threshold: \"0o7\"}}\n\
+         discovery: [{file_sd: {files: [a.json]}, max_targets: \"100_000\", relabel_configs: \
+         [{action: hashmod, modulus: \"4\", source_labels: [a], target_label: b}, \
+         {modulus: 0, source_labels: [a], target_label: c}]}]",
+    ),
+    (
+        "booleans as YAML 1.1 words, quoted or not, in any case",
+        "checks: {t: {http: {follow_redirects: yes, tls: {insecure_skip_verify: \"off\"}}}, \
+         u: {http: {follow_redirects: \"True\"}}, v: {http: {follow_redirects: Y}}, \
+         w: {http: {follow_redirects: \" ON \"}}, x: {http: {follow_redirects: nO}}}",
+    ),
+    (
+        "zero limit of an http_sd answer",
+        "discovery: [{http_sd: {url: \"http://127.0.0.1:1/\", max_response_bytes: 0}}]",
     ),
 ];
 

@@ -79,8 +79,11 @@ impl Merge {
 pub enum Ty {
     /// A duration with a unit: `30s`, `1m30s`, `500ms` (humantime).
     Duration,
-    /// A byte count or a size such as `64KiB`, `1MiB`, `2MB`.
-    Size,
+    /// A byte count or a size such as `64KiB`, `1MiB`, `2MB`; `positive` when the parser
+    /// refuses 0.
+    Size {
+        positive: bool,
+    },
     /// A whole number in a range.
     Integer {
         min: u64,
@@ -122,7 +125,8 @@ impl Ty {
     pub fn text(self) -> String {
         match self {
             Ty::Duration => "duration".into(),
-            Ty::Size => "size".into(),
+            Ty::Size { positive: false } => "size".into(),
+            Ty::Size { positive: true } => "size > 0".into(),
             Ty::Integer { min, max } if max == u64::MAX => format!("integer ≥ {min}"),
             Ty::Integer { min, max } => format!("integer {min}-{max}"),
             Ty::Bool => "boolean".into(),
@@ -689,7 +693,7 @@ pub static HTTP: Section = Section {
     doc: "Applies to http(s), mcp and a2a agents.",
     keys: http_keys!(key(
         "max_body_bytes",
-        Ty::Size,
+        Ty::Size { positive: true },
         Def::Bytes(DEFAULT_MAX_BODY_BYTES),
         "The body is never read past this size."
     )),
@@ -991,7 +995,7 @@ pub static HTTP_SD: Section = Section {
         ),
         key(
             "max_response_bytes",
-            Ty::Size,
+            Ty::Size { positive: false },
             Def::Bytes(DEFAULT_SD_MAX_BYTES),
             "A longer answer fails the refresh.",
         ),

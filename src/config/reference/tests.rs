@@ -39,7 +39,7 @@ fn refusal(yaml: &str) -> Option<String> {
 fn sample(ty: Ty) -> String {
     match ty {
         Ty::Duration => "30s".into(),
-        Ty::Size => "1MiB".into(),
+        Ty::Size { .. } => "1MiB".into(),
         Ty::Integer { min, .. } => min.max(1).to_string(),
         Ty::Bool => "true".into(),
         Ty::Text | Ty::File | Ty::SecretFile => "x".into(),
