@@ -6,6 +6,7 @@ mod kind;
 
 use std::path::{Path, PathBuf};
 
+#[allow(unused_imports)] // each test file uses its own part, as above
 pub use kind::{kind, Kind};
 
 /// The repository's root.
