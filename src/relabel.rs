@@ -73,11 +73,16 @@ fn rule_error(message: impl Into<String>, fix: impl Into<String>) -> RuleError {
 pub(crate) const DEFAULT_REGEX: &str = "(.*)";
 pub(crate) const DEFAULT_SEPARATOR: &str = ";";
 pub(crate) const DEFAULT_REPLACEMENT: &str = "$1";
+pub(crate) const DEFAULT_ACTION: &str = "replace";
 
 impl Rule {
     /// Checks one rule as Prometheus does when it loads its config.
     pub fn compile(raw: &RawRelabel) -> Result<Rule, RuleError> {
-        let action_text = raw.action.as_deref().unwrap_or("replace").to_lowercase();
+        let action_text = raw
+            .action
+            .as_deref()
+            .unwrap_or(DEFAULT_ACTION)
+            .to_lowercase();
         let action = match action_text.as_str() {
             "replace" => Action::Replace,
             "keep" => Action::Keep,

@@ -3,9 +3,10 @@
 //! src/config/reference.rs, whose agreement with the parser is proved beside it. Here: the
 //! committed files equal the rendering, and every shipped config (the example, the compose demo,
 //! the fleet example, the Kubernetes ConfigMap) passes both the schema, under a real validator
-//! (Python's jsonschema), and `--config.check`; every config block of the docs passes the schema
-//! and holds only keys and values `--config.check` knows; wrong configs fail both, and configs
-//! the parser takes in less common spellings pass both.
+//! (Python's jsonschema), and `--config.check`; every exporter config block of the docs (as its
+//! fence says, the classification tests/docs_snippets.rs uses to run it with `--config.check`)
+//! passes the schema; wrong configs fail both, and configs the parser takes in less common
+//! spellings pass both.
 //!
 //! Rewrite the committed files after changing the table:
 //! `AHE_REWRITE_REFERENCE=1 cargo test --test config_reference`.
@@ -14,7 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod docs_md;
+
 use agent_health_exporter::config::reference;
+use docs_md::{blocks, doc_files, kind, Block, Kind};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +73,7 @@ fn reference_has_a_row_for_every_key_with_its_default() {
     for row in [
         "| `interval` | duration | `30s` | defaults, check, agent | replace |",
         "| `labels` | map of strings |  | defaults, check, agent | merge by key |",
-        "| `max_body_bytes` | size | `1048576` (1MiB) | check, agent | replace |",
+        "| `max_body_bytes` | size > 0 | `1048576` (1MiB) | check, agent | replace |",
         "| `refresh_interval` | duration | `5m` | discovery source | - |",
     ] {
         assert!(text.contains(row), "no row {row}");
@@ -198,48 +202,14 @@ fn kubernetes_config(dir: &Path) -> PathBuf {
     path
 }
 
-/// The fenced YAML blocks of a markdown file that are configs of the exporter (their top-level
-/// keys are config sections), with their fence info.
-fn config_blocks(markdown: &str) -> Vec<(String, String)> {
-    let mut blocks = Vec::new();
-    let mut lines = markdown.lines();
-    while let Some(line) = lines.next() {
-        let Some(info) = line.trim_start().strip_prefix("```") else {
-            continue;
-        };
-        let body: Vec<&str> = lines
-            .by_ref()
-            .take_while(|l| !l.trim_start().starts_with("```"))
-            .collect();
-        let info = info.trim();
-        if !(info.starts_with("yaml") || info.starts_with("yml")) {
-            continue;
-        }
-        let body = body.join("\n") + "\n";
-        let Ok(serde_json::Value::Object(top)) = serde_saphyr::from_str::<serde_json::Value>(&body)
-        else {
-            continue;
-        };
-        let sections = ["defaults", "checks", "agents", "discovery"];
-        if !top.is_empty() && top.keys().all(|k| sections.contains(&k.as_str())) {
-            blocks.push((info.to_owned(), body));
-        }
-    }
-    blocks
-}
-
-/// The docs whose config blocks are checked: the README and every page under docs/.
-fn docs() -> Vec<PathBuf> {
-    let mut pages = vec![repo().join("README.md")];
-    if let Ok(entries) = std::fs::read_dir(repo().join("docs")) {
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "md"))
-            .collect();
-        found.sort();
-        pages.extend(found);
-    }
-    pages
+/// The exporter configs of the docs: every block whose fence says it is one (```yaml with no
+/// other word), as tests/docs_snippets.rs classifies them and runs them with `--config.check`.
+fn doc_config_blocks() -> Vec<Block> {
+    doc_files()
+        .iter()
+        .flat_map(|file| blocks(file))
+        .filter(|block| kind(block) == Ok(Kind::ExporterConfig))
+        .collect()
 }
 
 #[test]
@@ -252,19 +222,10 @@ fn shipped_configs_pass_the_schema_and_the_config_check() {
         kubernetes_config(dir.path()),
     ];
     let shipped = files.len();
-    for page in docs() {
-        let text = std::fs::read_to_string(&page).expect("readable");
-        for (index, (_, body)) in config_blocks(&text).into_iter().enumerate() {
-            let stem = page.file_stem().and_then(|s| s.to_str()).unwrap_or("page");
-            let file = dir.path().join(format!("{stem}-{index}.yaml"));
-            std::fs::write(&file, body).expect("writable");
-            files.push(file);
-        }
-    }
-    let blocks = files.len() - shipped;
-    assert!(blocks >= 3, "only {blocks} config blocks found in the docs");
-    // Side by side: the fleet example's check waits for its DNS source to time out.
+    // Only the shipped files are checked here: tests/docs_snippets.rs runs every doc block
+    // through `--config.check`, with the files it names.
     let checks: Vec<(bool, String)> = std::thread::scope(|scope| {
+        // Side by side: the fleet example's check waits for its DNS source to time out.
         let runs: Vec<_> = files
             .iter()
             .map(|file| scope.spawn(move || config_check(file)))
@@ -273,28 +234,30 @@ fn shipped_configs_pass_the_schema_and_the_config_check() {
             .map(|run| run.join().expect("the check ran"))
             .collect()
     });
-    for (index, (file, (ok, text))) in files.iter().zip(&checks).enumerate() {
-        if index < shipped {
-            assert!(ok, "--config.check refuses {}:\n{text}", file.display());
-        } else {
-            // A doc block may name files a reader has and this test has not (the snippet
-            // tests run them where they do); what it writes must still be keys and values
-            // the parser knows.
-            for schema_error in ["unknown field", "invalid type", "invalid value"] {
-                assert!(
-                    !text.contains(schema_error),
-                    "--config.check on a config block of the docs ({}):\n{text}",
-                    file.display()
-                );
-            }
-        }
+    for (file, (ok, text)) in files.iter().zip(&checks) {
+        assert!(ok, "--config.check refuses {}:\n{text}", file.display());
     }
+    let mut places = Vec::new();
+    for (index, block) in doc_config_blocks().into_iter().enumerate() {
+        let file = dir.path().join(format!("doc-{index}.yaml"));
+        std::fs::write(&file, &block.text).expect("writable");
+        places.push((file.clone(), block.place()));
+        files.push(file);
+    }
+    let blocks = files.len() - shipped;
+    assert!(blocks >= 5, "only {blocks} config blocks found in the docs");
     let Some(python) = validator("shipped_configs_pass_the_schema_and_the_config_check") else {
         return;
     };
     let refused: Vec<String> = validate(&python, dir.path(), &files)
         .into_iter()
-        .filter_map(|(file, verdict)| verdict.err().map(|e| format!("{}: {e}", file.display())))
+        .filter_map(|(file, verdict)| {
+            let place = places
+                .iter()
+                .find(|(f, _)| *f == file)
+                .map_or_else(|| file.display().to_string(), |(_, p)| p.clone());
+            verdict.err().map(|e| format!("{place}: {e}"))
+        })
         .collect();
     assert!(
         refused.is_empty(),
@@ -332,6 +295,44 @@ const WRONG: &[(&str, &str)] = &[
         "checks: {t: {http: {max_body_bytes: lots}}}",
     ),
     ("unknown top-level section", "agent: []"),
+    (
+        "zero threshold written as text",
+        "defaults: {failure_threshold: \"0\"}",
+    ),
+    (
+        "boolean written as a number",
+        "checks: {t: {http: {follow_redirects: 1}}}",
+    ),
+    (
+        "integer with a leading zero",
+        "defaults: {success_threshold: \"03\"}",
+    ),
+    (
+        "discovery entry without a source",
+        "discovery: [{max_targets: 5}]",
+    ),
+    (
+        "discovery entry with two sources",
+        "discovery: [{file_sd: {files: [a.json]}, dns_sd: {names: [a.test]}}]",
+    ),
+    (
+        "hashmod with a zero modulus",
+        "discovery: [{file_sd: {files: [a.json]}, relabel_configs: \
+         [{action: hashmod, modulus: 0, source_labels: [a], target_label: b}]}]",
+    ),
+    (
+        "hashmod without a modulus",
+        "discovery: [{file_sd: {files: [a.json]}, relabel_configs: \
+         [{action: HashMod, source_labels: [a], target_label: b}]}]",
+    ),
+    (
+        "zero body limit",
+        "agents: [{name: a, type: t, url: \"http://127.0.0.1:1/\", http: {max_body_bytes: 0}}]",
+    ),
+    (
+        "zero body limit with a unit",
+        "checks: {t: {http: {max_body_bytes: 0KiB}}}",
+    ),
 ];
 
 /// Configs the parser takes, written in spellings a schema could easily miss.
@@ -353,6 +354,25 @@ const RIGHT: &[(&str, &str)] = &[
         "padded protocol, spaced size",
         "agents: [{name: a, type: t, url: \"http://127.0.0.1:1/\", protocol: \" mcp \", \
          mcp: {expect_tools: [echo]}, http: {max_body_bytes: 2 MB}}]",
+    ),
+    (
+        "numbers written as text, in other radices, with underscores",
+        "defaults: {failure_threshold: \"3\", success_threshold: \" +2 \"}\n\
+         checks: {t: {failure_threshold: 0x3, success_threshold: \"0b10\"}, \
+         u: {failure_threshold: 1_0, success_threshold: \"0o7\"}}\n\
+         discovery: [{file_sd: {files: [a.json]}, max_targets: \"100_000\", relabel_configs: \
+         [{action: hashmod, modulus: \"4\", source_labels: [a], target_label: b}, \
+         {modulus: 0, source_labels: [a], target_label: c}]}]",
+    ),
+    (
+        "booleans as YAML 1.1 words, quoted or not, in any case",
+        "checks: {t: {http: {follow_redirects: yes, tls: {insecure_skip_verify: \"off\"}}}, \
+         u: {http: {follow_redirects: \"True\"}}, v: {http: {follow_redirects: Y}}, \
+         w: {http: {follow_redirects: \" ON \"}}, x: {http: {follow_redirects: nO}}}",
+    ),
+    (
+        "zero limit of an http_sd answer",
+        "discovery: [{http_sd: {url: \"http://127.0.0.1:1/\", max_response_bytes: 0}}]",
     ),
 ];
 

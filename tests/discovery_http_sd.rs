@@ -162,7 +162,7 @@ async fn http_sd_keeps_the_last_good_targets_through_every_kind_of_failure() {
         r#"
 discovery:
   - http_sd:
-      url: "http://{addr}/sd"
+      url: "http://{addr}/sd?access_token=sd-SECRET"
       refresh_interval: 100ms
       timeout: 300ms
       max_response_bytes: 2KiB
@@ -180,7 +180,8 @@ discovery:
         .iter()
         .all(|a| a == "Bearer s3cret"));
     assert!(
-        run.origin("w1").contains(&format!("url=http://{addr}/sd")),
+        run.origin("w1")
+            .ends_with(&format!("url=http://{addr}/sd?access_token=<secret>")),
         "{}",
         run.origin("w1")
     );

@@ -57,10 +57,7 @@ fn links(text: &str) -> Vec<String> {
 }
 
 /// Pages other helpers write at the same time; their links are checked once they exist.
-const PENDING: &[&str] = &[
-    "docs/failure-reasons.md",
-    "docs/canaries.md",
-];
+const PENDING: &[&str] = &["docs/failure-reasons.md", "docs/canaries.md"];
 
 #[test]
 fn every_relative_link_in_the_docs_reaches_its_file_and_heading() {

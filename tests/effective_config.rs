@@ -19,6 +19,11 @@ const SECRETS: &[&str] = &[
     "hb-SECRET-4",
     "inline-SECRET-5",
     "url-SECRET-6",
+    "header-SECRET-7",
+    "header-SECRET-8",
+    "meta-SECRET-9",
+    "query-SECRET-10",
+    "query-SECRET-11",
 ];
 
 const CONFIG: &str = r#"
@@ -37,14 +42,21 @@ agents:
     type: orchestrator
     url: http://127.0.0.1:9/health
     labels: {tier: gold}
-    http: {bearer_token_file: token, headers: {x-extra: "2"}}
+    http:
+      bearer_token_file: token
+      headers:
+        x-extra: "2"
+        Ocp-Apim-Subscription-Key: header-SECRET-7
+        X-Functions-Key: header-SECRET-8
+        Accept: application/json
+        User-Agent: probe/1
   - name: basic
     type: t
     url: http://127.0.0.1:9/
     http: {basic_auth: {username: probe, password_file: password}}
   - name: in-url
     type: t
-    url: "http://user:url-SECRET-6@127.0.0.1:9/"
+    url: "http://user:url-SECRET-6@127.0.0.1:9/health?api_key=query-SECRET-10&access_token=query-SECRET-11&flag"
   - name: mtls
     type: t
     url: https://127.0.0.1:9/
@@ -52,7 +64,7 @@ agents:
   - name: grpc
     type: t
     url: grpc://127.0.0.1:9
-    grpc: {service: svc, metadata: {x-plain: p}, metadata_files: {x-token: meta}}
+    grpc: {service: svc, metadata: {x-plain: p, x-access-key: meta-SECRET-9}, metadata_files: {x-token: meta}}
   - name: worker
     type: worker
     heartbeat: {period: 1m, token_file: hb}
@@ -145,7 +157,16 @@ async fn config_endpoint_answers_each_agents_resolved_settings_with_secrets_hidd
     );
     assert_eq!(
         planner["http"]["headers"],
-        json!({"authorization": "<secret>", "x-probe": "1", "x-extra": "2"})
+        json!({
+            "authorization": "<secret>",
+            "x-probe": "<secret>",
+            "x-extra": "<secret>",
+            "ocp-apim-subscription-key": "<secret>",
+            "x-functions-key": "<secret>",
+            "accept": "application/json",
+            "user-agent": "probe/1",
+        }),
+        "only headers that never carry credentials are shown"
     );
     assert_eq!(planner["http"]["bearer_token"], "<secret>");
     let token_file = served.path("token");
@@ -166,7 +187,19 @@ async fn config_endpoint_answers_each_agents_resolved_settings_with_secrets_hidd
 
     let (_, in_url, text) = config_of(&served, "in-url").await;
     everything.push_str(&text);
-    assert_eq!(in_url["url"], "http://127.0.0.1:9/");
+    assert_eq!(
+        in_url["url"],
+        "http://127.0.0.1:9/health?api_key=<secret>&access_token=<secret>&<secret>"
+    );
+    let listed = fetch(served.addr, "GET", "/api/v1/agents/in-url", &[])
+        .await
+        .expect("answer");
+    assert_eq!(
+        listed.json()["target"],
+        in_url["url"],
+        "the agent's view hides the query too"
+    );
+    everything.push_str(&listed.text());
     assert_eq!(in_url["http"]["basic_auth"]["username"], "user");
     assert_eq!(in_url["http"]["basic_auth"]["password"], "<secret>");
 
@@ -182,7 +215,7 @@ async fn config_endpoint_answers_each_agents_resolved_settings_with_secrets_hidd
     assert_eq!(grpc["grpc"]["service"], "svc");
     assert_eq!(
         grpc["grpc"]["metadata"],
-        json!({"x-plain": "p", "x-token": "<secret>"})
+        json!({"x-plain": "<secret>", "x-access-key": "<secret>", "x-token": "<secret>"})
     );
     assert_eq!(
         grpc["grpc"]["metadata_files"]["x-token"],

@@ -1,8 +1,9 @@
 //! An agent's effective settings as JSON: what `GET /api/v1/agents/{name}/config` and
 //! `--config.check --verbose` show, after defaults, check, discovery and relabeling. Keys are
 //! those of the config file (docs/configuration.md), so a reader can compare the two. Secrets
-//! are `<secret>`: tokens, passwords, metadata read from files, and header values that carry
-//! credentials; the files they come from are named, their contents never.
+//! are `<secret>`: tokens, passwords, metadata read from files, every header and metadata
+//! value but those of `PLAIN_HEADERS`, and every query parameter's value of a URL; the files
+//! they come from are named, their contents never.
 
 use serde_json::{json, Map, Value};
 
@@ -13,6 +14,24 @@ use super::{GrpcMetadata, TlsClient};
 /// How a secret value is shown.
 pub const REDACTED: &str = "<secret>";
 
+/// Header (and gRPC metadata) names whose values are shown: standard ones that describe the
+/// request and never carry credentials. Any other name may (`X-Functions-Key`, `X-Session-Id`,
+/// `Ocp-Apim-Subscription-Key`, ...), and no list of credential-looking words catches them
+/// all, so every other value is `<secret>`. Listed in the reference (docs/configuration.md).
+pub const PLAIN_HEADERS: &[&str] = &[
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "connection",
+    "content-type",
+    "host",
+    "pragma",
+    "te",
+    "user-agent",
+];
+
 /// The effective settings of `spec`; `check` is the check it uses, `origin` where it came from
 /// (`static` or a discovery source) when known.
 pub fn effective(spec: &AgentSpec, check: Option<&str>, origin: Option<&str>) -> Value {
@@ -21,7 +40,9 @@ pub fn effective(spec: &AgentSpec, check: Option<&str>, origin: Option<&str>) ->
     out.insert("type".into(), json!(spec.agent_type));
     out.insert("check".into(), json!(check));
     if let Some(origin) = origin {
-        out.insert("origin".into(), json!(origin));
+        // An http_sd origin names its URL, whose query may hold a token.
+        let shown: Vec<String> = origin.split(' ').map(redacted_url).collect();
+        out.insert("origin".into(), json!(shown.join(" ")));
     }
     let protocol = match &spec.target {
         Target::Http(_) => "http",
@@ -33,7 +54,7 @@ pub fn effective(spec: &AgentSpec, check: Option<&str>, origin: Option<&str>) ->
     };
     out.insert("protocol".into(), json!(protocol));
     if spec.target.heartbeat().is_none() {
-        out.insert("url".into(), json!(spec.target.display()));
+        out.insert("url".into(), json!(redacted_url(&spec.target.display())));
         out.insert("interval".into(), duration(spec.interval));
         out.insert("timeout".into(), duration(spec.timeout));
     }
@@ -203,22 +224,61 @@ fn tls(client: &TlsClient, server_name: Option<&str>) -> Value {
     })
 }
 
-/// A header (or metadata) value, unless its name says it carries credentials.
+/// A header (or metadata) value when its name is one of `PLAIN_HEADERS`, else `<secret>`.
 fn header_value(name: &str, value: &http::HeaderValue) -> Value {
-    let name = name.to_ascii_lowercase();
-    let credential = matches!(
-        name.as_str(),
-        "authorization" | "proxy-authorization" | "cookie"
-    ) || ["token", "secret", "password", "api-key", "apikey", "auth"]
+    let plain = PLAIN_HEADERS
         .iter()
-        .any(|word| name.contains(word));
-    if credential || value.is_sensitive() {
+        .any(|plain| plain.eq_ignore_ascii_case(name));
+    if !plain || value.is_sensitive() {
         return json!(REDACTED);
     }
     match value.to_str() {
         Ok(text) => json!(text),
         Err(_) => json!(String::from_utf8_lossy(value.as_bytes())),
     }
+}
+
+/// A URL as it may be shown: without user and password, every query parameter's value and
+/// the fragment as `<secret>` (keys kept, so a reader sees which parameters are sent), since
+/// APIs take tokens there (`?api_key=`, `?access_token=`). Text that is no URL, or one with
+/// `url=` before it (an http_sd origin), is handled the same way; other text is unchanged.
+pub fn redacted_url(text: &str) -> String {
+    let (prefix, rest) = match text.strip_prefix("url=") {
+        Some(rest) => ("url=", rest),
+        None => ("", text),
+    };
+    let Ok(mut url) = url::Url::parse(rest) else {
+        return text.to_owned();
+    };
+    if !rest.contains("://") {
+        return text.to_owned();
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let query = url.query().map(|query| {
+        query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) => format!("{key}={REDACTED}"),
+                None if pair.is_empty() => String::new(),
+                None => REDACTED.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    let fragment = url.fragment().is_some();
+    url.set_query(None);
+    url.set_fragment(None);
+    let mut shown = format!("{prefix}{url}");
+    if let Some(query) = query {
+        shown.push('?');
+        shown.push_str(&query);
+    }
+    if fragment {
+        shown.push('#');
+        shown.push_str(REDACTED);
+    }
+    shown
 }
 
 fn expect(spec: &AgentSpec) -> Value {
@@ -249,4 +309,29 @@ fn pointers(matches: &[JsonMatch]) -> Value {
             .map(|m| (m.pointer.clone(), m.value.clone()))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn url_query_values_userinfo_and_fragment_are_hidden_keys_kept() {
+        assert_eq!(
+            redacted_url("https://u:pw@h.test:8443/sd?api_key=QUERYSECRET&access_token=QT2#t=F"),
+            "https://h.test:8443/sd?api_key=<secret>&access_token=<secret>#<secret>"
+        );
+        assert_eq!(
+            redacted_url("url=http://h.test/sd?QT3"),
+            "url=http://h.test/sd?<secret>"
+        );
+        assert_eq!(redacted_url("http://h.test/health"), "http://h.test/health");
+    }
+
+    #[test]
+    fn origins_that_are_no_url_are_shown_as_they_are() {
+        for text in ["static", "file_sd/0", "file=targets.json", "name=a.test"] {
+            assert_eq!(redacted_url(text), text);
+        }
+    }
 }

@@ -63,10 +63,16 @@ impl HeartbeatSpec {
     }
 }
 
+/// The share of the period the default grace is (the reference states it; reference/tests.rs
+/// holds the two equal).
+pub const DEFAULT_GRACE_SHARE: f64 = 0.2;
+/// The least default grace.
+pub const MIN_DEFAULT_GRACE: Duration = Duration::from_secs(1);
+
 /// The default grace: 20 % of the period, at least one second, so that a short period does not
 /// count ordinary network jitter as a miss.
 pub fn default_grace(period: Duration) -> Duration {
-    period.mul_f64(0.2).max(Duration::from_secs(1))
+    period.mul_f64(DEFAULT_GRACE_SHARE).max(MIN_DEFAULT_GRACE)
 }
 
 impl Resolver {

@@ -37,7 +37,7 @@ pub use canary::{
 };
 pub use checks::{resolve_agent, AgentFields, Templates};
 pub use discovery::{DnsRecord, SourceKind, SourceSpec};
-pub use effective::{effective, REDACTED};
+pub use effective::{effective, redacted_url, PLAIN_HEADERS, REDACTED};
 pub use error::{base_dir, ConfigError, ConfigIssue};
 pub use grpc::{GrpcTarget, Metadata as GrpcMetadata};
 pub use heartbeat::{default_grace, HeartbeatSpec};
@@ -76,7 +76,7 @@ pub fn summary_line(agent: &ResolvedAgent) -> String {
         s.name,
         s.agent_type,
         agent.check.as_deref().unwrap_or("-"),
-        s.target.display(),
+        redacted_url(&s.target.display()),
         humantime::format_duration(s.interval),
         humantime::format_duration(s.timeout)
     )

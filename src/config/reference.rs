@@ -24,7 +24,7 @@ use super::canary::{
 };
 use super::http::DEFAULT_MAX_BODY_BYTES;
 use super::resolve::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
-use crate::relabel::{DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR};
+use crate::relabel::{DEFAULT_ACTION, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR};
 
 /// Where a key may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +82,11 @@ impl Merge {
 pub enum Ty {
     /// A duration with a unit: `30s`, `1m30s`, `500ms` (humantime).
     Duration,
-    /// A byte count or a size such as `64KiB`, `1MiB`, `2MB`.
-    Size,
+    /// A byte count or a size such as `64KiB`, `1MiB`, `2MB`; `positive` when the parser
+    /// refuses 0.
+    Size {
+        positive: bool,
+    },
     /// A whole number in a range.
     Integer {
         min: u64,
@@ -127,7 +130,8 @@ impl Ty {
     pub fn text(self) -> String {
         match self {
             Ty::Duration => "duration".into(),
-            Ty::Size => "size".into(),
+            Ty::Size { positive: false } => "size".into(),
+            Ty::Size { positive: true } => "size > 0".into(),
             Ty::Integer { min, max } if max == u64::MAX => format!("integer ≥ {min}"),
             Ty::Integer { min, max } => format!("integer {min}-{max}"),
             Ty::Bool => "boolean".into(),
@@ -670,7 +674,10 @@ macro_rules! http_keys {
                     "headers",
                     Ty::TextMap,
                     Def::None,
-                    "Extra request headers; names compare without case.",
+                    "Extra request headers; names compare without case. The effective config shows the \
+                     values of accept, accept-charset, accept-encoding, accept-language, \
+                     cache-control, connection, content-type, host, pragma, te and user-agent, \
+                     every other value as `<secret>`.",
                 )
             },
             Key {
@@ -716,7 +723,7 @@ pub static HTTP: Section = Section {
     doc: "Applies to http(s), mcp and a2a agents.",
     keys: http_keys!(key(
         "max_body_bytes",
-        Ty::Size,
+        Ty::Size { positive: true },
         Def::Bytes(DEFAULT_MAX_BODY_BYTES),
         "The body is never read past this size."
     )),
@@ -842,7 +849,8 @@ pub static GRPC: Section = Section {
                 "metadata",
                 Ty::TextMap,
                 Def::None,
-                "Metadata sent with every call; no `grpc-*` or `*-bin` keys.",
+                "Metadata sent with every call; no `grpc-*` or `*-bin` keys. The effective config \
+                 shows every value as `<secret>` except those of the names `http.headers` lists.",
             )
         },
         Key {
@@ -1017,7 +1025,7 @@ pub static HTTP_SD: Section = Section {
         ),
         key(
             "max_response_bytes",
-            Ty::Size,
+            Ty::Size { positive: false },
             Def::Bytes(DEFAULT_SD_MAX_BYTES),
             "A longer answer fails the refresh.",
         ),
@@ -1149,7 +1157,7 @@ pub static RELABEL: Section = Section {
                 any_case: true,
                 trimmed: false,
             },
-            Def::Text("replace"),
+            Def::Text(DEFAULT_ACTION),
             "What the rule does.",
         ),
     ],

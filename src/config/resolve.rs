@@ -23,6 +23,9 @@ use super::spec::{AgentSpec, DegradedSpec, ExpectSpec, Target};
 /// Defaults that apply when no layer says otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The share of its interval an agent gets as timeout when the default timeout is not shorter
+/// than the interval (the reference states it; reference/tests.rs holds the two equal).
+pub const SHORT_INTERVAL_TIMEOUT_SHARE: f64 = 0.8;
 
 /// An agent as loaded: its spec and the check it uses.
 #[derive(Debug, Clone)]
@@ -206,7 +209,7 @@ impl Resolver {
             Some(t) => t.value,
             // An agent that only shortens its interval keeps a sensible timeout rather than
             // tripping over the default one.
-            None if DEFAULT_TIMEOUT >= interval => interval.mul_f64(0.8),
+            None if DEFAULT_TIMEOUT >= interval => interval.mul_f64(SHORT_INTERVAL_TIMEOUT_SHARE),
             None => DEFAULT_TIMEOUT,
         };
         // A heartbeat agent's interval is its period and its timeout its grace (the gauges

@@ -97,7 +97,8 @@ fn parse(body: &[u8], url: &Url, max_targets: usize) -> Refresh {
     expand_groups(
         groups,
         &[("__meta_url", shown)],
-        &format!("url={shown}"),
+        // Where its agents came from, as logs and the API show it: no token of the query.
+        &format!("url={}", crate::config::redacted_url(shown)),
         max_targets,
     )
 }

@@ -186,7 +186,8 @@ pub fn agent(agent: &Agent, history: bool) -> AgentView {
     AgentView {
         name: spec.name.clone(),
         agent_type: spec.agent_type.clone(),
-        target: spec.target.display(),
+        // Tokens in the URL's query stay out of the API and the status page.
+        target: crate::config::redacted_url(&spec.target.display()),
         labels: spec.labels.iter().cloned().collect(),
         origin: None,
         interval_seconds: spec.interval.as_secs_f64(),

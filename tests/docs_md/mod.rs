@@ -2,33 +2,43 @@
 //! fenced blocks with the info string that says what each block is.
 #![allow(dead_code)] // each test file uses its own part
 
+mod kind;
+
 use std::path::{Path, PathBuf};
+
+#[allow(unused_imports)] // each test file uses its own part, as above
+pub use kind::{kind, Kind};
 
 /// The repository's root.
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// README.md, every docs/*.md and the READMEs that sit beside what they describe.
+/// README.md, every .md under docs/ (nested folders too) and the READMEs that sit beside what
+/// they describe.
 pub fn doc_files() -> Vec<PathBuf> {
     let mut files = vec![
         PathBuf::from("README.md"),
         PathBuf::from("dashboards/README.md"),
         PathBuf::from("deploy/kubernetes/README.md"),
     ];
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
-        .expect("docs/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .map(|p| {
-            p.strip_prefix(repo())
-                .expect("under the repository")
-                .to_path_buf()
-        })
-        .collect();
+    let mut docs = Vec::new();
+    markdown_under(&repo().join("docs"), &mut docs);
     docs.sort();
     files.extend(docs);
     files
+}
+
+fn markdown_under(dir: &Path, found: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            markdown_under(&path, found);
+        } else if path.extension().is_some_and(|x| x == "md") {
+            let relative = path.strip_prefix(repo()).expect("under the repository");
+            found.push(relative.to_path_buf());
+        }
+    }
 }
 
 /// One fenced block: where it starts, its info string split into words, and its text with the

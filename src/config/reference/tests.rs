@@ -39,7 +39,7 @@ fn refusal(yaml: &str) -> Option<String> {
 fn sample(ty: Ty) -> String {
     match ty {
         Ty::Duration => "30s".into(),
-        Ty::Size => "1MiB".into(),
+        Ty::Size { .. } => "1MiB".into(),
         Ty::Integer { min, .. } => min.max(1).to_string(),
         Ty::Bool => "true".into(),
         Ty::Text | Ty::File | Ty::SecretFile => "x".into(),
@@ -354,4 +354,117 @@ fn reference_defaults_are_what_a_discovery_source_gets_without_the_key() {
         Some(Value::from(format!("{record:?}").to_uppercase())),
         default_of(&DNS_SD, "record_type").json()
     );
+}
+
+/// The number before ` % ` in `text` (a default the reference states as a rule).
+fn percent_in(text: &str) -> f64 {
+    let before = text
+        .split(" % ")
+        .next()
+        .filter(|b| b.len() < text.len())
+        .unwrap_or_else(|| panic!("no percentage in {text:?}"));
+    let number: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("no number before % in {text:?}"))
+}
+
+#[test]
+fn short_interval_gets_the_share_of_its_interval_the_reference_states() {
+    let timeout = super::CHECK_KEYS
+        .iter()
+        .find(|k| k.name == "timeout")
+        .expect("timeout key");
+    let share = percent_in(timeout.doc) / 100.0;
+    let dir = std::env::temp_dir();
+    for interval in [2u64, 5] {
+        let agent = effective_of(
+            &format!("agents: [{{name: a, type: t, url: \"http://127.0.0.1:1/\", interval: {interval}s}}]"),
+            &dir,
+        );
+        let expected = std::time::Duration::from_secs(interval).mul_f64(share);
+        assert_eq!(
+            agent["timeout"],
+            humantime::format_duration(expected).to_string(),
+            "interval {interval}s: the reference says {:?}",
+            timeout.doc
+        );
+    }
+}
+
+#[test]
+fn heartbeat_grace_default_is_the_rule_the_reference_states() {
+    use super::HEARTBEAT;
+    let Def::Rule(rule) = default_of(&HEARTBEAT, "grace") else {
+        panic!("grace's default is a rule");
+    };
+    let share = percent_in(rule) / 100.0;
+    let least = rule
+        .split("at least ")
+        .nth(1)
+        .and_then(|d| humantime::parse_duration(d.trim()).ok())
+        .unwrap_or_else(|| panic!("no least grace in {rule:?}"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("hb"), "token\n").expect("writable");
+    for period in ["1m", "2s"] {
+        let agent = effective_of(
+            &format!(
+                "agents: [{{name: a, type: t, heartbeat: {{period: {period}, token_file: hb}}}}]"
+            ),
+            dir.path(),
+        );
+        let period = humantime::parse_duration(period).expect("a duration");
+        let expected = period.mul_f64(share).max(least);
+        assert_eq!(
+            agent["heartbeat"]["grace"],
+            humantime::format_duration(expected).to_string(),
+            "period {period:?}: the reference says {rule:?}"
+        );
+    }
+}
+
+#[test]
+fn relabel_rule_without_action_acts_as_the_documented_default() {
+    use super::RELABEL;
+    use crate::relabel::{RawRelabel, Rule};
+    let Def::Text(action) = default_of(&RELABEL, "action") else {
+        panic!("action's default is a word");
+    };
+    let raw = RawRelabel {
+        source_labels: Some(vec!["zone".into()]),
+        target_label: Some("region".into()),
+        ..RawRelabel::default()
+    };
+    let implicit = Rule::compile(&raw).expect("a rule");
+    let explicit = Rule::compile(&RawRelabel {
+        action: Some(action.into()),
+        ..raw
+    })
+    .expect("a rule");
+    assert_eq!(format!("{implicit:?}"), format!("{explicit:?}"));
+}
+
+#[test]
+fn reference_names_every_header_whose_value_the_effective_config_shows() {
+    use super::HTTP;
+    let headers = HTTP
+        .all_keys()
+        .find(|k| k.name == "headers")
+        .expect("headers key");
+    let api = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md"))
+        .expect("docs/api.md");
+    for name in super::super::PLAIN_HEADERS {
+        assert!(
+            headers.doc.contains(name),
+            "http.headers does not name {name}"
+        );
+        assert!(api.contains(name), "docs/api.md does not name {name}");
+    }
 }
