@@ -105,7 +105,7 @@ mod tests {
             push(&mut ring, 100, &result());
             assert_eq!(ring.len(), n.min(100));
             assert!(
-                ring.capacity() <= (2 * ring.len()).max(FIRST_ROOM).min(100),
+                ring.capacity() <= (2 * ring.len()).clamp(FIRST_ROOM, 100),
                 "{n} probes: room for {}",
                 ring.capacity()
             );
