@@ -14,7 +14,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::monitor::{Agent, Monitor, Status};
-use crate::probe::{FailureReason, Outcome, Phases, ProbeResult};
+use crate::probe::{FailureReason, Outcome, Phases, ProbeKind, ProbeResult};
 
 /// Reports accepted per agent and second, and the burst above that: far above any sane
 /// heartbeat rate, low enough that a looping client cannot flood the log and the event stream.
@@ -307,7 +307,10 @@ impl Heartbeats {
             )
         };
         let status = match result {
-            Some(result) => self.monitor.record(&agent, result),
+            Some(result) => {
+                crate::probe::debug_check_reason(ProbeKind::Heartbeat, &result.outcome);
+                self.monitor.record(&agent, result)
+            }
             None => agent.state().status,
         };
         Ok(Accepted { status, deadline })
@@ -400,6 +403,7 @@ impl Heartbeats {
             }
         };
         for (agent, result) in fired {
+            crate::probe::debug_check_reason(ProbeKind::Heartbeat, &result.outcome);
             self.monitor.record(&agent, result);
         }
         next

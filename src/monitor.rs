@@ -27,11 +27,6 @@ pub const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
-/// History rings up to this many entries (4 KiB) are allocated whole when the agent is added, so
-/// a fleet's memory is known at start rather than creeping up over the first hundred probes;
-/// longer rings grow as they fill, never past their limit.
-const PREALLOCATED_HISTORY: usize = 256;
-
 /// Events kept for slow subscribers before they must resync.
 const EVENT_BUFFER: usize = 1024;
 
@@ -128,7 +123,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    fn new(resolved: &ResolvedAgent, history_limit: usize) -> Self {
+    fn new(resolved: &ResolvedAgent) -> Self {
         let spec = resolved.spec.clone();
         let now = SystemTime::now();
         Agent {
@@ -149,7 +144,7 @@ impl Agent {
                 duration_buckets: [0; DURATION_BUCKETS.len() + 1],
                 duration_native: NativeBuckets::new(now),
                 duration_sum: 0.0,
-                history: VecDeque::with_capacity(history_limit.min(PREALLOCATED_HISTORY)),
+                history: VecDeque::new(),
                 heartbeat_deadline: None,
                 grpc_watch_up: false,
                 protocol_info: None,
@@ -276,7 +271,7 @@ impl Monitor {
 
     /// An agent with fresh state, not yet in the fleet: see `swap`.
     pub fn new_agent(&self, resolved: &ResolvedAgent) -> Arc<Agent> {
-        Arc::new(Agent::new(resolved, self.history_limit))
+        Arc::new(Agent::new(resolved))
     }
 
     /// Removes the agents named in `gone` and adds (or replaces) those in `new` under one lock,

@@ -8,7 +8,7 @@ use crate::monitor::{
     unix_seconds, CanaryHistogram, NativeBuckets, Status, AGENT_LABEL_NAMES, CANARY_BUCKETS,
     DURATION_BUCKETS,
 };
-use crate::probe::{CanaryReason, FailureReason, Phases, NO_GRPC_STATUS};
+use crate::probe::{CanaryReason, FailureReason, Phases, ProbeKind, NO_GRPC_STATUS};
 
 use super::walk::{Fleet, Row};
 
@@ -131,17 +131,31 @@ impl Sample {
     }
 }
 
-/// The samples one agent gives for one family; reused across rows.
+/// The samples one agent gives for one family, by position among the extra label's values
+/// (`None`: the agent has no series for that value); reused across rows.
 #[derive(Debug, Default)]
-pub(super) struct Samples(pub(super) Vec<Sample>);
+pub(super) struct Samples(pub(super) Vec<Option<Sample>>);
 
 impl Samples {
     pub(super) fn int(&mut self, value: impl Into<u64>) {
-        self.0.push(Sample::Int(value.into()));
+        self.0.push(Some(Sample::Int(value.into())));
     }
 
     pub(super) fn float(&mut self, value: f64) {
-        self.0.push(Sample::Float(value));
+        self.0.push(Some(Sample::Float(value)));
+    }
+
+    /// No series for the next value of the extra label.
+    pub(super) fn skip(&mut self) {
+        self.0.push(None);
+    }
+
+    /// The samples given, each with the position of its extra label value.
+    pub(super) fn given(&self) -> impl Iterator<Item = (usize, Sample)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(n, value)| value.map(|v| (n, v)))
     }
 }
 
@@ -251,9 +265,17 @@ pub(super) const FAMILIES: &[Family] = &[
             key: "reason",
             values: || FailureReason::ALL.map(FailureReason::as_str).to_vec(),
         }),
+        // From the start only for the reasons the agent's kind can produce
+        // (`probe/reasons.rs`); any other once it happened, from then on.
         values: Values::Counter(|row, out| {
-            for count in row.state.failures_by_reason {
-                out.int(count);
+            let expected = ProbeKind::of(&row.agent.spec.target).reasons();
+            for reason in FailureReason::ALL {
+                let count = row.state.failures_by_reason[reason.index()];
+                if count > 0 || expected.contains(reason) {
+                    out.int(count);
+                } else {
+                    out.skip();
+                }
             }
         }),
     },

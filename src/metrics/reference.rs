@@ -110,15 +110,15 @@ impl Collector for FleetCollector {
                     for row in &rows {
                         samples.0.clear();
                         values(row, &mut samples);
-                        for (n, value) in samples.0.iter().enumerate() {
+                        for (n, value) in samples.given() {
                             let labels = Labels(row.agent.labels());
                             let kind = family.kind();
                             match (family.extra, extra.get(n)) {
                                 (Some(e), Some(v)) => {
                                     let labels = (labels, [(e.key, *v)]);
-                                    sample(m.encode_family(&labels)?, kind, *value)?;
+                                    sample(m.encode_family(&labels)?, kind, value)?;
                                 }
-                                _ => sample(m.encode_family(&labels)?, kind, *value)?,
+                                _ => sample(m.encode_family(&labels)?, kind, value)?,
                             }
                         }
                     }

@@ -346,3 +346,119 @@ fn protocol_info_keeps_what_the_agent_said_last_through_failed_probes() {
         "the failure is recorded"
     );
 }
+
+/// The Prometheus text of `monitor`'s fleet, through the public encoder.
+fn exposition(monitor: Arc<Monitor>) -> String {
+    let metrics = Metrics::new(
+        monitor,
+        Arc::new(ExporterMetrics::default()),
+        BuildInfo {
+            version: "1",
+            revision: "r",
+            rustc: "1.85",
+        },
+    );
+    String::from_utf8(metrics.encode(Format::Text).unwrap()).unwrap()
+}
+
+/// The `reason` values of `agent`'s failure series, in exposition order.
+fn failure_reasons(text: &str, agent: &str) -> Vec<String> {
+    let agent = format!("agent=\"{agent}\"");
+    text.lines()
+        .filter(|l| l.starts_with("agent_probe_failures_total{") && l.contains(&agent))
+        .filter_map(|l| l.split("reason=\"").nth(1)?.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn reasons_of(kind: crate::probe::ProbeKind) -> Vec<String> {
+    kind.reasons()
+        .iter()
+        .map(|r| r.as_str().to_owned())
+        .collect()
+}
+
+#[test]
+fn failure_series_start_with_the_reasons_of_each_agents_kind() {
+    use crate::probe::ProbeKind;
+    let text = exposition(fleet());
+    for (agent, kind) in [
+        ("idle", ProbeKind::Http),
+        ("ok", ProbeKind::Http),
+        ("down", ProbeKind::Tcp),
+        ("rpc", ProbeKind::Grpc),
+        ("tools", ProbeKind::Mcp),
+    ] {
+        assert_eq!(failure_reasons(&text, agent), reasons_of(kind), "{agent}");
+    }
+    assert!(
+        !text.contains("reason=\"missed\""),
+        "no agent of this fleet misses heartbeats"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hb.token"), "t0ken").unwrap();
+    let heartbeats = crate::config::parse(
+        "agents:\n  - {name: cron, type: batch, heartbeat: {period: 1m, token_file: hb.token}}\n  \
+           - {name: card, type: helper, url: 'http://127.0.0.1:1/', protocol: a2a}\n",
+        "t.yaml",
+        dir.path(),
+    )
+    .expect("valid config");
+    let monitor = Arc::new(Monitor::new(10));
+    for agent in &heartbeats.agents {
+        monitor.insert(agent);
+    }
+    let text = exposition(monitor);
+    assert_eq!(
+        failure_reasons(&text, "cron"),
+        reasons_of(ProbeKind::Heartbeat)
+    );
+    assert_eq!(failure_reasons(&text, "card"), reasons_of(ProbeKind::A2a));
+}
+
+#[test]
+fn a_reason_outside_the_agents_set_appears_when_it_happens_and_stays() {
+    let monitor = fleet();
+    let tcp = monitor.agent("down").expect("the tcp agent");
+    let failed = |reason| ProbeResult {
+        ended_at: SystemTime::now(),
+        duration: Duration::from_millis(1),
+        phases: Phases::default(),
+        http_status: None,
+        cert_expiry: None,
+        protocol: Default::default(),
+        outcome: Outcome::Failed {
+            reason,
+            error: "unexpected".into(),
+        },
+    };
+    // A TCP probe never reads a status; should one fail so anyway, it is counted and shown.
+    monitor.record(&tcp, failed(FailureReason::HttpStatus));
+    let once = exposition(monitor.clone());
+    assert_eq!(
+        failure_reasons(&once, "down"),
+        ["timeout", "dns", "connect", "http_status"]
+    );
+    assert!(once.contains(
+        "agent_probe_failures_total{agent=\"down\",agent_type=\"u\",team=\"a\\\\b\\\"c\\nd\",reason=\"http_status\"} 1\n"
+    ));
+    // Later failures of the agent's own reasons leave it in place.
+    monitor.record(&tcp, failed(FailureReason::Connect));
+    let later = exposition(monitor);
+    assert_eq!(
+        failure_reasons(&later, "down"),
+        failure_reasons(&once, "down")
+    );
+}
+
+/// The count `docs/failure-reasons.md` gives: series of one http agent that has answered.
+#[test]
+fn an_http_agent_that_answered_has_45_series() {
+    let text = exposition(fleet());
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("agent=\"ok\""))
+        .count();
+    // The `ok` agent is https: it has the certificate expiry series that plain http lacks.
+    assert_eq!(series, 45 + 1, "{text}");
+}

@@ -155,8 +155,8 @@ fn samples_of<S: Sink>(
                     "{}: more samples than values of the extra label",
                     family.name
                 );
-                for (n, value) in samples.0.iter().enumerate() {
-                    sink.sample(l, extra.get(n).unwrap_or(&none), *value);
+                for (n, value) in samples.given() {
+                    sink.sample(l, extra.get(n).unwrap_or(&none), value);
                 }
             }
         }

@@ -57,7 +57,13 @@ impl HistoryEntry {
     }
 }
 
-/// Appends `result`, dropping the oldest entry once `limit` are kept (none at all for 0).
+/// Room for this many entries when a ring gets its first one: a fleet that has just started
+/// holds one or two probes per agent, not `--history.limit`.
+const FIRST_ROOM: usize = 4;
+
+/// Appends `result`, dropping the oldest entry once `limit` are kept (none at all for 0). The
+/// ring's memory follows what it holds: it doubles as it fills, and never holds room past
+/// `limit`.
 pub(super) fn push(history: &mut VecDeque<HistoryEntry>, limit: usize, result: &ProbeResult) {
     if limit == 0 {
         return;
@@ -65,9 +71,46 @@ pub(super) fn push(history: &mut VecDeque<HistoryEntry>, limit: usize, result: &
     if history.len() >= limit {
         history.pop_front();
     } else if history.len() == history.capacity() {
-        // VecDeque would double: a ring of 300 would hold room for 512.
-        let grown = (2 * history.capacity()).max(16).min(limit);
+        // VecDeque would double past the limit: a ring of 300 would hold room for 512.
+        let grown = (2 * history.capacity()).max(FIRST_ROOM).min(limit);
         history.reserve_exact(grown - history.len());
     }
     history.push_back(HistoryEntry::from_result(result));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Outcome, Phases};
+    use std::time::SystemTime;
+
+    fn result() -> ProbeResult {
+        ProbeResult {
+            ended_at: SystemTime::now(),
+            duration: Duration::from_millis(3),
+            phases: Phases::default(),
+            http_status: Some(200),
+            cert_expiry: None,
+            protocol: Default::default(),
+            outcome: Outcome::Healthy,
+        }
+    }
+
+    #[test]
+    fn a_ring_holds_room_for_what_it_holds_not_for_its_limit() {
+        let mut ring = VecDeque::new();
+        assert_eq!(ring.capacity(), 0, "no room before the first probe");
+        let mut most_room = 0;
+        for n in 1..=250 {
+            push(&mut ring, 100, &result());
+            assert_eq!(ring.len(), n.min(100));
+            assert!(
+                ring.capacity() <= (2 * ring.len()).clamp(FIRST_ROOM, 100),
+                "{n} probes: room for {}",
+                ring.capacity()
+            );
+            most_room = most_room.max(ring.capacity());
+        }
+        assert_eq!(most_room, 100, "never room past the limit");
+    }
 }

@@ -15,6 +15,7 @@ mod mcp_legacy;
 mod mcp_transport;
 mod net;
 mod progress;
+mod reasons;
 mod redirect;
 mod request;
 mod sse;
@@ -34,6 +35,8 @@ pub use canary::{
 pub use expect::{check_expectations, BodyVerdict};
 pub use grpc::NO_STATUS as NO_GRPC_STATUS;
 pub use grpc_watch::watch as grpc_watch;
+pub(crate) use reasons::debug_check as debug_check_reason;
+pub use reasons::{ProbeKind, Reasons};
 
 /// Why a probe failed: the closed set of the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -297,6 +300,17 @@ pub fn wants_watch(spec: &AgentSpec) -> bool {
 
 /// Probe `spec` once, bounded by `spec.timeout`.
 pub async fn run(spec: &AgentSpec) -> ProbeResult {
+    let result = run_target(spec).await;
+    let kind = ProbeKind::of(&spec.target);
+    // A heartbeat agent's reasons come from `heartbeat.rs`, which checks them there; the
+    // refusal below is no probe of it.
+    if kind != ProbeKind::Heartbeat {
+        debug_check_reason(kind, &result.outcome);
+    }
+    result
+}
+
+async fn run_target(spec: &AgentSpec) -> ProbeResult {
     match &spec.target {
         crate::config::Target::Http(url) => http::probe(spec, url).await,
         crate::config::Target::Tcp { host, port } => tcp::probe(spec, host, *port).await,

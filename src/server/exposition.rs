@@ -161,7 +161,7 @@ mod tests {
     fn encoding_comes_out_in_pieces_that_join_to_the_whole() {
         let yaml: String = std::iter::once("agents:\n".to_owned())
             .chain(
-                (0..3000)
+                (0..5000)
                     .map(|i| format!("  - {{name: a{i}, type: t, url: 'tcp://127.0.0.1:1'}}\n")),
             )
             .collect();
@@ -207,7 +207,7 @@ mod tests {
                         .count()
                 };
                 assert_eq!(fleet(&joined), fleet(&whole));
-                assert_eq!(fleet(&joined), 3000);
+                assert_eq!(fleet(&joined), 5000);
             }
         }
     }
