@@ -22,7 +22,7 @@ def main():
     proxy = subprocess.Popen(
         [str(litellm), "--config", str(HERE / "litellm" / "config.yaml"),
          "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr)
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     try:
         deadline = time.monotonic() + 120
         while True:
