@@ -9,12 +9,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 use crate::config::{AgentSpec, ResolvedAgent};
-use crate::probe::{FailureReason, Outcome, ProbeResult, ProtocolInfo};
+use crate::probe::{CanaryReason, CanaryResult, FailureReason, Outcome, ProbeResult, ProtocolInfo};
 
+mod canary;
 mod history;
 mod native_buckets;
 mod push;
 mod state;
+pub use canary::{overlay, CanaryHistogram, CanaryState, CANARY_BUCKETS};
 pub use history::HistoryEntry;
 pub use native_buckets::{NativeBuckets, NATIVE_SCHEMA, NATIVE_ZERO_THRESHOLD};
 pub use state::{step, Change, Health, Status, Thresholds, Verdict};
@@ -67,6 +69,8 @@ pub struct AgentState {
     /// What a grpc, mcp or a2a agent last said about itself, kept through failed probes that
     /// learnt nothing: `agent_protocol_info` tells what the agent runs, not whether it answers.
     pub protocol_info: Option<Arc<ProtocolInfo>>,
+    /// Agents with a canary: its state (`canary.rs`); boxed, so that the others pay a pointer.
+    pub canary: Option<Box<CanaryState>>,
 }
 
 /// A change of status, as logged and streamed.
@@ -78,6 +82,8 @@ pub struct Transition {
     pub to: Status,
     pub at: SystemTime,
     pub reason: Option<FailureReason>,
+    /// A change made by the agent's canary: its reason (`reason` is then None).
+    pub canary_reason: Option<CanaryReason>,
     pub error: Option<String>,
     pub consecutive_failures: u32,
     /// Heartbeat agents: the deadline in force after this change, for the event stream.
@@ -95,6 +101,14 @@ pub enum Event {
         status: Status,
         /// Heartbeat agents: the deadline in force after this report or miss.
         heartbeat_deadline: Option<SystemTime>,
+    },
+    /// A canary task ended.
+    Canary {
+        agent: Arc<str>,
+        agent_type: Arc<str>,
+        result: Arc<CanaryResult>,
+        /// The agent's status after it.
+        status: Status,
     },
     /// A reload added, changed or removed agents.
     FleetChanged,
@@ -139,6 +153,18 @@ impl Agent {
                 heartbeat_deadline: None,
                 grpc_watch_up: false,
                 protocol_info: None,
+                canary: spec.canary.as_ref().map(|c| {
+                    let streams = matches!(
+                        c.task,
+                        crate::config::CanaryTask::OpenAi { stream: true, .. }
+                    );
+                    Box::new(CanaryState::new(
+                        c.on_failure,
+                        c.failure_threshold,
+                        streams,
+                        now,
+                    ))
+                }),
             }),
             probe_lock: tokio::sync::Mutex::new(()),
             spec,
@@ -329,6 +355,7 @@ struct PendingTransition {
     to: Status,
     at: SystemTime,
     reason: Option<FailureReason>,
+    canary_reason: Option<CanaryReason>,
     error: Option<String>,
     consecutive_failures: u32,
     heartbeat_deadline: Option<SystemTime>,
@@ -343,6 +370,7 @@ impl PendingTransition {
             to: self.to,
             at: self.at,
             reason: self.reason,
+            canary_reason: self.canary_reason,
             error: self.error,
             consecutive_failures: self.consecutive_failures,
             heartbeat_deadline: self.heartbeat_deadline,
@@ -359,7 +387,7 @@ fn apply(
     history_limit: usize,
 ) -> Option<PendingTransition> {
     let health = Health {
-        status: state.status,
+        status: state.probe_status(),
         consecutive_failures: state.consecutive_failures,
         consecutive_successes: state.consecutive_successes,
     };
@@ -367,8 +395,12 @@ fn apply(
         failure: spec.failure_threshold,
         success: spec.success_threshold,
     };
+    let before = state.status;
     let (health, change) = step(health, Verdict::of(&result.outcome), thresholds);
-    state.status = health.status;
+    state.set_probe_status(health.status);
+    // Under a failing canary the agent's status is not the probes' alone: the change is the
+    // one the agent's status made, if any.
+    let change = canary_adjusted(change, before, state.status, &result.outcome);
     state.consecutive_failures = health.consecutive_failures;
     state.consecutive_successes = health.consecutive_successes;
     match &result.outcome {
@@ -401,9 +433,31 @@ fn apply(
         to: change.to,
         at: result.ended_at,
         reason: change.reason,
+        canary_reason: None,
         error,
         consecutive_failures: state.consecutive_failures,
         heartbeat_deadline: state.heartbeat_deadline,
+    })
+}
+
+/// The change of the agent's status from `before` to `after` that a probe made; the machine's
+/// own change when the agent has no failing canary (then the two agree).
+fn canary_adjusted(
+    change: Option<Change>,
+    before: Status,
+    after: Status,
+    outcome: &Outcome,
+) -> Option<Change> {
+    if change.is_some_and(|c| c.from == before && c.to == after)
+        || (change.is_none() && before == after)
+    {
+        return change;
+    }
+    (before != after).then(|| Change {
+        from: before,
+        to: after,
+        reason: outcome.reason(),
+        counted: before != Status::Unknown,
     })
 }
 
@@ -417,7 +471,10 @@ fn log_transition(t: &Transition) {
                 from = t.from.as_str(),
                 to = t.to.as_str(),
                 // `None` records no field: a transition to healthy has neither.
-                reason = t.reason.map(FailureReason::as_str),
+                reason = t
+                    .reason
+                    .map(FailureReason::as_str)
+                    .or(t.canary_reason.map(CanaryReason::as_str)),
                 error = t.error.as_deref(),
                 consecutive_failures = t.consecutive_failures,
                 "agent status changed"

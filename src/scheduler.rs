@@ -22,6 +22,7 @@ use crate::metrics::ExporterMetrics;
 use crate::monitor::{Agent, Monitor};
 use crate::probe::{self, ProbeResult};
 
+mod canary;
 mod probing;
 
 use probing::probing_thread;
@@ -55,6 +56,8 @@ struct Scheduled {
     last_on_demand: Option<Instant>,
     /// The agent's gRPC Watch stream task, when it has one (`scheduler/probing.rs`).
     watch: Option<AbortHandle>,
+    /// The agent's canary task, when it has a canary (`scheduler/canary.rs`).
+    canary: Option<AbortHandle>,
 }
 
 /// Least time between two on-demand probes of one agent: a client looping on the probe endpoint
@@ -204,6 +207,7 @@ impl Scheduler {
                 }));
             }
             let watch = self.start_watch(&agent);
+            let canary = self.start_canary(&agent);
             fleet.agents.insert(
                 key,
                 Scheduled {
@@ -212,6 +216,7 @@ impl Scheduler {
                     running: None,
                     last_on_demand: None,
                     watch,
+                    canary,
                 },
             );
         }
@@ -315,6 +320,9 @@ fn abort(scheduled: &Scheduled) {
         running.abort();
     }
     probing::stop_watch(scheduled.watch.as_ref());
+    if let Some(canary) = &scheduled.canary {
+        canary.abort();
+    }
 }
 
 /// The slot loop: start what is due, sleep until the next slot or a change of schedule.

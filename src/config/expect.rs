@@ -57,7 +57,7 @@ impl Resolver {
     }
 
     /// The entries whose key is a valid JSON Pointer; the others are reported.
-    fn json_pointers(
+    pub(super) fn json_pointers(
         &mut self,
         raw: Option<&Spanned<BTreeMap<String, serde_json::Value>>>,
         key: &str,

@@ -1,6 +1,7 @@
 //! One layer of settings (`defaults`, a check, an agent's own keys), each value already
 //! validated, and how layers stack: the upper layer's keys replace the lower's, and maps of
-//! named entries (`labels`, `http.headers`, `expect.json`, `degraded.json`) merge key by key.
+//! named entries (`labels`, `http.headers`, `expect.json`, `degraded.json`) merge key by key;
+//! `canary` merges its cadence key by key and takes its task whole (`canary.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -79,6 +80,8 @@ pub(super) struct Layer {
     /// `mcp.expect_tools` and `a2a.expect_skills` (`mcp.rs`, `a2a.rs`).
     pub expect_tools: Option<Vec<String>>,
     pub expect_skills: Option<Vec<String>>,
+    /// `canary:` (`canary.rs`).
+    pub canary: super::canary::CanaryLayer,
     /// Where protocol sections were written, to report them on a target that cannot use them.
     pub sections: Vec<(&'static str, Location)>,
 }
@@ -153,6 +156,7 @@ impl Layer {
             grpc: self.grpc.over(&lower.grpc),
             expect_tools: self.expect_tools.or_else(|| lower.expect_tools.clone()),
             expect_skills: self.expect_skills.or_else(|| lower.expect_skills.clone()),
+            canary: self.canary.over(&lower.canary),
             sections,
         }
     }
@@ -245,6 +249,9 @@ impl Resolver {
         if let Some(a2a) = raw.a2a {
             layer.sections.push(("a2a", a2a.referenced));
             layer.expect_skills = a2a.value.expect_skills.map(|s| s.value);
+        }
+        if let Some(canary) = raw.canary {
+            layer.canary = self.canary_layer(canary, what);
         }
         layer
     }

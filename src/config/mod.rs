@@ -5,6 +5,7 @@
 
 mod a2a;
 mod batch;
+mod canary;
 mod checks;
 mod discovery;
 mod error;
@@ -28,6 +29,10 @@ use std::sync::Arc;
 
 pub use a2a::A2aTarget;
 pub use batch::BatchResolver;
+pub use canary::{
+    CanaryExpect, CanarySpec, CanaryTask, OnFailure, DEFAULT_CANARY_INTERVAL,
+    DEFAULT_CANARY_TIMEOUT, DEFAULT_CHAT_PATH, DEFAULT_MAX_TOKENS,
+};
 pub use checks::{resolve_agent, AgentFields, Templates};
 pub use discovery::{DnsRecord, SourceKind, SourceSpec};
 pub use error::{base_dir, ConfigError, ConfigIssue};

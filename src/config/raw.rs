@@ -33,6 +33,9 @@ pub struct RawDefaults {
     pub failure_threshold: Option<Spanned<u32>>,
     pub success_threshold: Option<Spanned<u32>>,
     pub labels: Option<Spanned<BTreeMap<String, String>>>,
+    /// The cadence of every agent's canary (`canary.rs`); the task itself belongs in a check
+    /// or an agent.
+    pub canary: Option<Spanned<super::canary::RawCanary>>,
 }
 
 /// Defines a struct with the given keys followed by every key of a check, so that a check
@@ -56,6 +59,7 @@ macro_rules! with_check_keys {
             pub grpc: Option<Spanned<super::grpc::RawGrpc>>,
             pub mcp: Option<Spanned<super::mcp::RawMcp>>,
             pub a2a: Option<Spanned<super::a2a::RawA2a>>,
+            pub canary: Option<Spanned<super::canary::RawCanary>>,
         }
 
         impl $name {
@@ -76,6 +80,7 @@ macro_rules! with_check_keys {
                     grpc: self.grpc.take(),
                     mcp: self.mcp.take(),
                     a2a: self.a2a.take(),
+                    canary: self.canary.take(),
                 }
             }
         }
@@ -97,6 +102,7 @@ impl From<RawDefaults> for RawCheck {
             failure_threshold: raw.failure_threshold,
             success_threshold: raw.success_threshold,
             labels: raw.labels,
+            canary: raw.canary,
             ..RawCheck::default()
         }
     }

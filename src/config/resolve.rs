@@ -237,6 +237,7 @@ impl Resolver {
             Target::Grpc(g) => g.secure,
             Target::Tcp { .. } | Target::Heartbeat(_) => false,
         };
+        let canary = self.canary_spec(std::mem::take(&mut merged.canary), &target, what);
         let http = self.http_spec(http_layer, url_auth, is_https, what)?;
         Some(AgentSpec {
             name: String::new(),
@@ -258,6 +259,7 @@ impl Resolver {
                 latency_above: merged.degraded.latency_above,
                 json: json_matches(merged.degraded.json),
             },
+            canary,
         })
     }
 }

@@ -34,6 +34,8 @@ pub struct AgentSpec {
     pub expect: ExpectSpec,
     /// Conditions under which a successful probe is `degraded`.
     pub degraded: DegradedSpec,
+    /// The agent's canary task, run on a cadence of its own (`config/canary.rs`).
+    pub canary: Option<Arc<super::canary::CanarySpec>>,
 }
 
 /// Where an agent is probed.

@@ -4,8 +4,11 @@
 //! here.
 
 use crate::config::Target;
-use crate::monitor::{unix_seconds, NativeBuckets, Status, AGENT_LABEL_NAMES, DURATION_BUCKETS};
-use crate::probe::{FailureReason, Phases, NO_GRPC_STATUS};
+use crate::monitor::{
+    unix_seconds, CanaryHistogram, NativeBuckets, Status, AGENT_LABEL_NAMES, CANARY_BUCKETS,
+    DURATION_BUCKETS,
+};
+use crate::probe::{CanaryReason, FailureReason, Phases, NO_GRPC_STATUS};
 
 use super::walk::{Fleet, Row};
 
@@ -48,7 +51,8 @@ pub(super) enum Values {
     /// One histogram per agent over `bounds` (the `+Inf` bucket comes on top).
     Histogram {
         bounds: &'static [f64],
-        value: for<'a> fn(&'a Row) -> HistogramSample<'a>,
+        /// None when the agent has no such histogram.
+        value: for<'a> fn(&'a Row) -> Option<HistogramSample<'a>>,
     },
 }
 
@@ -200,11 +204,13 @@ pub(super) const FAMILIES: &[Family] = &[
         extra: None,
         values: Values::Histogram {
             bounds: &DURATION_BUCKETS,
-            value: |row| HistogramSample {
-                sum: row.state.duration_sum,
-                count: row.state.duration_buckets.iter().sum(),
-                buckets: &row.state.duration_buckets,
-                native: Some(&row.state.duration_native),
+            value: |row| {
+                Some(HistogramSample {
+                    sum: row.state.duration_sum,
+                    count: row.state.duration_buckets.iter().sum(),
+                    buckets: &row.state.duration_buckets,
+                    native: Some(&row.state.duration_native),
+                })
             },
         },
     },
@@ -390,4 +396,99 @@ pub(super) const FAMILIES: &[Family] = &[
         extra: None,
         values: Values::Gauge(|row, out| out.float(row.agent.spec.timeout.as_secs_f64())),
     },
+    Family {
+        name: "agent_canary_duration_seconds",
+        help: "Duration of each canary task, failed ones included.",
+        unit: None,
+        extra: None,
+        values: Values::Histogram {
+            bounds: &CANARY_BUCKETS,
+            value: |row| {
+                row.state
+                    .canary
+                    .as_ref()
+                    .map(|c| canary_histogram(&c.duration))
+            },
+        },
+    },
+    Family {
+        name: "agent_canary_first_token_seconds",
+        help: "Streaming chat completion canaries: time to the first token.",
+        unit: None,
+        extra: None,
+        values: Values::Histogram {
+            bounds: &CANARY_BUCKETS,
+            value: |row| {
+                let canary = row.state.canary.as_ref()?;
+                canary.first_token.as_ref().map(canary_histogram)
+            },
+        },
+    },
+    Family {
+        name: "agent_canary_runs",
+        help: "Canary tasks run, by result.",
+        unit: None,
+        extra: Some(Extra {
+            key: "result",
+            values: || vec!["success", "failure"],
+        }),
+        values: Values::Counter(|row, out| {
+            if let Some(canary) = &row.state.canary {
+                out.int(canary.runs_success);
+                out.int(canary.runs_failure);
+            }
+        }),
+    },
+    Family {
+        name: "agent_canary_failures",
+        help: "Failed canary tasks by reason.",
+        unit: None,
+        extra: Some(Extra {
+            key: "reason",
+            values: || CanaryReason::ALL.map(CanaryReason::as_str).to_vec(),
+        }),
+        values: Values::Counter(|row, out| {
+            if let Some(canary) = &row.state.canary {
+                for count in canary.failures_by_reason {
+                    out.int(count);
+                }
+            }
+        }),
+    },
+    Family {
+        name: "agent_canary_last_success_timestamp_seconds",
+        help: "End of the agent's last successful canary task.",
+        unit: None,
+        extra: None,
+        values: Values::Gauge(|row, out| {
+            if let Some(at) = row.state.canary.as_ref().and_then(|c| c.last_success) {
+                out.float(unix_seconds(at));
+            }
+        }),
+    },
+    Family {
+        name: "agent_canary_tokens",
+        help: "Tokens the canary's answers reported as used, by kind.",
+        unit: None,
+        extra: Some(Extra {
+            key: "kind",
+            values: || vec!["prompt", "completion"],
+        }),
+        values: Values::Counter(|row, out| {
+            if let Some(canary) = &row.state.canary {
+                out.int(canary.tokens_prompt);
+                out.int(canary.tokens_completion);
+            }
+        }),
+    },
 ];
+
+/// A canary histogram as the encoders take it.
+fn canary_histogram(h: &CanaryHistogram) -> HistogramSample<'_> {
+    HistogramSample {
+        sum: h.sum,
+        count: h.count(),
+        buckets: &h.buckets,
+        native: Some(&h.native),
+    }
+}

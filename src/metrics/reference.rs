@@ -125,7 +125,9 @@ impl Collector for FleetCollector {
                 }
                 Values::Histogram { bounds, value } => {
                     for row in &rows {
-                        let h = value(row);
+                        let Some(h) = value(row) else {
+                            continue;
+                        };
                         let classic: Vec<(f64, u64)> = bounds
                             .iter()
                             .copied()

@@ -8,7 +8,8 @@ use crate::probe::{FailureReason, Outcome, Phases, ProbeResult};
 
 /// Six agents: one never probed, one healthy (over several buckets, with labels that need
 /// escaping), one failing, a grpc agent never probed (status -1), one with a non-OK gRPC
-/// status and an open Watch stream, and an MCP agent whose self-description needs escaping.
+/// status and an open Watch stream, an MCP agent whose self-description needs escaping, and an
+/// agent with a streaming chat canary that ran twice.
 fn fleet() -> Arc<Monitor> {
     let yaml = "defaults:\n  labels: {team: \"a\\\\b\\\"c\\nd\"}\nagents:\n\
         - {name: idle, type: t, url: 'http://127.0.0.1:1/'}\n\
@@ -16,7 +17,8 @@ fn fleet() -> Arc<Monitor> {
         - {name: down, type: u, url: 'tcp://127.0.0.1:1', interval: 1500ms}\n\
         - {name: rpc, type: g, url: 'grpc://127.0.0.1:1'}\n\
         - {name: rpc2, type: g, url: 'grpc://127.0.0.1:2', grpc: {watch: true}}\n\
-        - {name: tools, type: m, url: 'http://127.0.0.1:1/mcp', protocol: mcp}\n";
+        - {name: tools, type: m, url: 'http://127.0.0.1:1/mcp', protocol: mcp}\n\
+        - {name: llm, type: l, url: 'http://127.0.0.1:1/health', canary: {openai: {model: m, prompt: p, stream: true}}}\n";
     let config = crate::config::parse(yaml, "t.yaml", Path::new(".")).expect("valid config");
     let monitor = Arc::new(Monitor::new(10));
     let agents: Vec<_> = config.agents.iter().map(|a| monitor.insert(a)).collect();
@@ -55,6 +57,33 @@ fn fleet() -> Arc<Monitor> {
         "2025-06-18",
     )));
     monitor.record(&agents[5], reported);
+    for (ms, reason) in [
+        (800, None),
+        (70_000, Some(crate::probe::CanaryReason::Timeout)),
+    ] {
+        let outcome = match reason {
+            None => crate::probe::CanaryOutcome::Success,
+            Some(reason) => crate::probe::CanaryOutcome::Failed {
+                reason,
+                error: "slow".into(),
+            },
+        };
+        monitor.record_canary(
+            &agents[6],
+            crate::probe::CanaryResult {
+                kind: "openai",
+                ended_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123 + ms),
+                duration: Duration::from_millis(ms),
+                first_token: reason.is_none().then(|| Duration::from_millis(ms / 8)),
+                outcome,
+                reply: "pong".into(),
+                usage: reason.is_none().then_some(crate::probe::Usage {
+                    prompt: 9,
+                    completion: 2,
+                }),
+            },
+        );
+    }
     monitor
 }
 
@@ -125,7 +154,12 @@ fn fast_protobuf_encoding_holds_the_messages_prometheus_client_builds() {
     // The fixture reaches every kind of field: native buckets with a gap, labels that need
     // escaping in text, series that only exist after a probe.
     let duration = &expected[4];
-    let ok = &duration.metric[2].histogram.as_ref().unwrap();
+    let ok = duration
+        .metric
+        .iter()
+        .find(|m| m.label.iter().any(|l| l.name == "agent" && l.value == "ok"))
+        .and_then(|m| m.histogram.as_ref())
+        .unwrap();
     assert_eq!(duration.name, "agent_probe_duration_seconds");
     assert!(ok.positive_span.len() > 1, "{ok:?}");
     assert_eq!(ok.zero_count, 1);

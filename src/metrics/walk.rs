@@ -116,7 +116,9 @@ pub(super) fn walk<S: Sink>(sink: &mut S, rows: &[Row], subscribers: usize) {
             }
             Values::Histogram { bounds, value } => {
                 for (row, l) in rows.iter().zip(&labels) {
-                    sink.histogram(l, bounds, &value(row));
+                    if let Some(histogram) = value(row) {
+                        sink.histogram(l, bounds, &histogram);
+                    }
                 }
             }
         }

@@ -14,17 +14,25 @@ impl Monitor {
     pub fn record_push(&self, agent: &Agent, reason: FailureReason, error: String) -> Status {
         let transition = {
             let mut state = agent.state();
+            let before = state.status;
             let health = Health {
-                status: state.status,
+                status: state.probe_status(),
                 consecutive_failures: state.consecutive_failures,
                 consecutive_successes: state.consecutive_successes,
             };
             let (health, change) = pushed(health, reason);
-            state.status = health.status;
+            state.set_probe_status(health.status);
             state.consecutive_failures = health.consecutive_failures;
             state.consecutive_successes = health.consecutive_successes;
-            let Some(change) = change else {
+            // Unhealthy is the worst status: a failing canary cannot make it worse, so the
+            // agent's change is the machine's, from the agent's own status.
+            let Some(change) = change.filter(|_| before != state.status) else {
                 return state.status;
+            };
+            let change = super::state::Change {
+                from: before,
+                counted: before != Status::Unknown,
+                ..change
             };
             if change.counted {
                 state.status_changes += 1;
@@ -36,6 +44,7 @@ impl Monitor {
                 to: change.to,
                 at,
                 reason: change.reason,
+                canary_reason: None,
                 error: Some(error),
                 consecutive_failures: state.consecutive_failures,
                 heartbeat_deadline: state.heartbeat_deadline,

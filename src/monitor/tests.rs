@@ -163,6 +163,7 @@ async fn status_subscribers_get_transitions_without_the_stream_of_probes() {
             kinds.push(match event {
                 Event::Status(_) => "status",
                 Event::Probe { .. } => "probe",
+                Event::Canary { .. } => "canary",
                 Event::FleetChanged => "fleet",
             });
         }

@@ -31,7 +31,7 @@ pub(super) async fn probe(spec: &AgentSpec, a2a: &A2aTarget) -> ProbeResult {
 }
 
 /// The card's URL for one well-known path: under the base URL's path, as a2a-sdk resolves it.
-fn card_url(base: &url::Url, path: &str) -> url::Url {
+pub(super) fn card_url(base: &url::Url, path: &str) -> url::Url {
     let mut url = base.clone();
     let joined = format!("{}{path}", base.path().trim_end_matches('/'));
     url.set_path(&joined);

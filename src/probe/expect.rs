@@ -217,6 +217,7 @@ mod tests {
             },
             expect: ExpectSpec::default(),
             degraded: DegradedSpec::default(),
+            canary: None,
         }
     }
 

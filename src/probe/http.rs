@@ -255,6 +255,7 @@ pub(super) mod tests {
             },
             expect: Default::default(),
             degraded: Default::default(),
+            canary: None,
         }
     }
 

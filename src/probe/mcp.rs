@@ -361,3 +361,14 @@ fn remember(key: u64, era: Era) {
         }
     }
 }
+
+/// Whether the agent was last found to be of the handshake era: its canary starts there.
+pub(super) fn remembered_legacy(spec: &AgentSpec, mcp: &McpTarget) -> bool {
+    remembered(agent_key(&spec.name, &mcp.url)) == Era::Legacy
+}
+
+/// Records the era the agent's canary found, as its probe does.
+pub(super) fn remember_era(spec: &AgentSpec, mcp: &McpTarget, legacy: bool) {
+    let era = if legacy { Era::Legacy } else { Era::Modern };
+    remember(agent_key(&spec.name, &mcp.url), era);
+}

@@ -15,9 +15,10 @@ use crate::config::McpTarget;
 /// accept any of them in the answer, as the lifecycle's negotiation prescribes.
 pub const HANDSHAKE_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 
-pub(super) async fn exchange(
+/// The handshake: `initialize` with a version of this era, then `notifications/initialized`.
+/// The canary's tool call follows it on the same session.
+pub(super) async fn initialize(
     talk: &mut Transport,
-    mcp: &McpTarget,
     progress: &mut Progress,
 ) -> Result<(), Attempt> {
     talk.modern = false;
@@ -59,6 +60,15 @@ pub(super) async fn exchange(
     }
     talk.version = HeaderValue::from_str(version).ok();
     talk.notify("notifications/initialized", progress).await?;
+    Ok(())
+}
+
+pub(super) async fn exchange(
+    talk: &mut Transport,
+    mcp: &McpTarget,
+    progress: &mut Progress,
+) -> Result<(), Attempt> {
+    initialize(talk, progress).await?;
     // ping is required of every server, yet some answer "method not found": such a server is
     // up, and tools/list says whether it serves.
     let without_ping = match talk.call(2, "ping", json!({}), progress).await? {

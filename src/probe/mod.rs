@@ -2,6 +2,7 @@
 //! A probe never outlives its agent's timeout and always ends in a result, never an error.
 
 mod a2a;
+mod canary;
 mod expect;
 mod grpc;
 mod grpc_conn;
@@ -26,6 +27,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::AgentSpec;
 
+pub use canary::{
+    degenerate, reply_excerpt, run as run_canary, CanaryOutcome, CanaryReason, CanaryResult, Usage,
+    REPLY_EXCERPT_CHARS,
+};
 pub use expect::{check_expectations, BodyVerdict};
 pub use grpc::NO_STATUS as NO_GRPC_STATUS;
 pub use grpc_watch::watch as grpc_watch;

@@ -40,6 +40,8 @@ pub struct Filter {
     agents: HashSet<String>,
     agent_types: HashSet<String>,
     probes: bool,
+    /// `canary` events too (`?canaries=true`).
+    canaries: bool,
 }
 
 impl Filter {
@@ -54,6 +56,7 @@ impl Filter {
                     filter.agent_types.insert(value.into_owned());
                 }
                 "probes" => filter.probes = matches!(value.as_ref(), "true" | "1" | "yes"),
+                "canaries" => filter.canaries = matches!(value.as_ref(), "true" | "1" | "yes"),
                 _ => {}
             }
         }
@@ -165,6 +168,15 @@ impl Client {
             } if self.filter.probes && self.filter.wants(agent, agent_type) => Some(self.frame(
                 "probe",
                 &views::probe_event(agent, agent_type, *status, result, *heartbeat_deadline),
+            )),
+            Event::Canary {
+                agent,
+                agent_type,
+                result,
+                status,
+            } if self.filter.canaries && self.filter.wants(agent, agent_type) => Some(self.frame(
+                "canary",
+                &views::canary_event(agent, agent_type, *status, result),
             )),
             // Agents came or went: `forward` sends a fresh snapshot.
             _ => None,
@@ -363,6 +375,7 @@ pub(super) mod tests {
             to: crate::monitor::Status::Unhealthy,
             at: SystemTime::now(),
             reason: Some(crate::probe::FailureReason::Protocol),
+            canary_reason: None,
             error: Some(error.to_owned()),
             consecutive_failures: 1,
             heartbeat_deadline: None,

@@ -116,7 +116,7 @@ impl SnapshotCache {
     }
 }
 
-/// Changes whenever an agent is added, removed or changes status.
+/// Changes whenever an agent is added, removed, changes status or runs its canary.
 fn fleet_key(agents: &[Arc<Agent>]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     agents.len().hash(&mut hasher);
@@ -126,6 +126,12 @@ fn fleet_key(agents: &[Arc<Agent>]) -> u64 {
         let state = agent.state();
         state.status.as_str().hash(&mut hasher);
         state.status_changes.hash(&mut hasher);
+        // A canary's last run shows in the snapshot's agent view.
+        let canary_runs = state
+            .canary
+            .as_ref()
+            .map(|c| c.runs_success + c.runs_failure);
+        canary_runs.hash(&mut hasher);
     }
     hasher.finish()
 }

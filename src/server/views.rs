@@ -6,8 +6,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::monitor::CanaryState;
 use crate::monitor::{Agent, AgentState, HistoryEntry, Status, Transition};
-use crate::probe::{Outcome, ProbeResult};
+use crate::probe::{CanaryOutcome, CanaryResult, Outcome, ProbeResult};
 
 /// RFC 3339 with milliseconds, in UTC.
 pub fn timestamp(t: SystemTime) -> String {
@@ -44,9 +45,56 @@ pub struct AgentView {
     /// Heartbeat agents only: when silence will count as missed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_deadline: Option<String>,
+    /// Agents with a canary only: its settings and last result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryView>,
     /// Only in the single-agent answer: newest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryView>>,
+}
+
+/// An agent's canary: what it is, where it stands, and its last run.
+#[derive(Debug, Serialize)]
+pub struct CanaryView {
+    /// a2a, mcp or openai.
+    pub kind: &'static str,
+    pub interval_seconds: f64,
+    pub timeout_seconds: f64,
+    pub on_failure: &'static str,
+    pub failure_threshold: u32,
+    pub consecutive_failures: u32,
+    /// Whether the canary holds the agent's status down now.
+    pub failing: bool,
+    pub last_success: Option<String>,
+    pub last: Option<CanaryRunView>,
+}
+
+/// One canary run. `reply` is an excerpt (at most 256 characters, no control characters).
+#[derive(Debug, Serialize)]
+pub struct CanaryRunView {
+    pub ended_at: String,
+    pub duration_seconds: f64,
+    pub result: &'static str,
+    pub reason: Option<&'static str>,
+    pub error: Option<String>,
+    pub reply: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_token_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+}
+
+/// A `canary` event: the run and the agent's status after it.
+#[derive(Debug, Serialize)]
+pub struct CanaryEventView {
+    pub agent: String,
+    #[serde(rename = "type")]
+    pub agent_type: String,
+    pub status: &'static str,
+    pub kind: &'static str,
+    pub canary: CanaryRunView,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +200,11 @@ pub fn agent(agent: &Agent, history: bool) -> AgentView {
         last_success: state.last_success.map(timestamp),
         window: window(&state),
         heartbeat_deadline: state.heartbeat_deadline.map(timestamp),
+        canary: spec
+            .canary
+            .as_ref()
+            .zip(state.canary.as_deref())
+            .map(|(spec, state)| canary(spec, state)),
         history: history.then(|| state.history.iter().rev().map(history_entry).collect()),
     }
 }
@@ -191,7 +244,10 @@ pub fn transition(t: &Transition) -> TransitionView {
         from: t.from.as_str(),
         to: t.to.as_str(),
         at: timestamp(t.at),
-        reason: t.reason.map(|r| r.as_str()),
+        reason: t
+            .reason
+            .map(|r| r.as_str())
+            .or(t.canary_reason.map(|r| r.as_str())),
         error: t.error.clone(),
         consecutive_failures: t.consecutive_failures,
         heartbeat_deadline: t.heartbeat_deadline.map(timestamp),
@@ -211,6 +267,55 @@ pub fn probe_event(
         status: status.as_str(),
         probe: probe(result),
         heartbeat_deadline: heartbeat_deadline.map(timestamp),
+    }
+}
+
+fn canary(spec: &crate::config::CanarySpec, state: &CanaryState) -> CanaryView {
+    CanaryView {
+        kind: spec.task.kind(),
+        interval_seconds: spec.interval.as_secs_f64(),
+        timeout_seconds: spec.timeout.as_secs_f64(),
+        on_failure: spec.on_failure.as_str(),
+        failure_threshold: spec.failure_threshold,
+        consecutive_failures: state.consecutive_failures,
+        failing: state.failing,
+        last_success: state.last_success.map(timestamp),
+        last: state.last.as_deref().map(canary_run),
+    }
+}
+
+pub fn canary_run(result: &CanaryResult) -> CanaryRunView {
+    let (text, reason, error) = match &result.outcome {
+        CanaryOutcome::Success => ("success", None, None),
+        CanaryOutcome::Failed { reason, error } => {
+            ("failure", Some(reason.as_str()), Some(error.clone()))
+        }
+    };
+    CanaryRunView {
+        ended_at: timestamp(result.ended_at),
+        duration_seconds: result.duration.as_secs_f64(),
+        result: text,
+        reason,
+        error,
+        reply: result.reply.clone(),
+        first_token_seconds: result.first_token.map(|d| d.as_secs_f64()),
+        prompt_tokens: result.usage.map(|u| u.prompt),
+        completion_tokens: result.usage.map(|u| u.completion),
+    }
+}
+
+pub fn canary_event(
+    agent: &str,
+    agent_type: &str,
+    status: Status,
+    result: &CanaryResult,
+) -> CanaryEventView {
+    CanaryEventView {
+        agent: agent.to_owned(),
+        agent_type: agent_type.to_owned(),
+        status: status.as_str(),
+        kind: result.kind,
+        canary: canary_run(result),
     }
 }
 

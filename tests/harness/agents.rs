@@ -540,6 +540,7 @@ impl SpecBuilder {
                 },
                 expect: ExpectSpec::default(),
                 degraded: DegradedSpec::default(),
+                canary: None,
             },
         }
     }
