@@ -67,7 +67,17 @@ fn litellm_python(test: &str) -> Option<PathBuf> {
     found.clone()
 }
 
+/// Starts LiteLLM's proxy in the background at the first test, so that its import (most of a
+/// minute) overlaps the tests of the other peers instead of adding to them.
+fn prestart_litellm() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::thread::spawn(|| litellm("canaries (LiteLLM started ahead)"));
+    });
+}
+
 fn a2a10(test: &str, behaviour: &str) -> Option<u16> {
+    prestart_litellm();
     let python = python(test, "a2a.server.routes, uvicorn")?;
     Some(shared(
         &python,
@@ -77,6 +87,7 @@ fn a2a10(test: &str, behaviour: &str) -> Option<u16> {
 }
 
 fn a2a03(test: &str, behaviour: &str) -> Option<u16> {
+    prestart_litellm();
     let python = python_a2a03(test, "a2a.server.apps, uvicorn")?;
     Some(shared(
         &python,
@@ -86,6 +97,7 @@ fn a2a03(test: &str, behaviour: &str) -> Option<u16> {
 }
 
 fn mcp(test: &str) -> Option<u16> {
+    prestart_litellm();
     let python = python(test, "mcp.server.fastmcp, uvicorn")?;
     Some(shared(&python, "mcp_canary_server.py", &[]))
 }

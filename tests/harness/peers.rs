@@ -28,9 +28,15 @@ pub fn python_a2a03(test: &str, modules: &str) -> Option<PathBuf> {
 }
 
 /// The venv of LiteLLM's proxy (tests/peers/setup-litellm.sh), the OpenAI-compatible server of
-/// the canary tests: AHE_LITELLM_PYTHON or target/litellm-venv.
+/// the canary tests: AHE_LITELLM_PYTHON or target/litellm-venv. Checked by the small package
+/// its `proxy` extra installs: importing LiteLLM itself takes half a minute on a busy machine.
 pub fn python_litellm(test: &str) -> Option<PathBuf> {
-    venv_python("AHE_LITELLM_PYTHON", "litellm-venv", test, "litellm.proxy")
+    venv_python(
+        "AHE_LITELLM_PYTHON",
+        "litellm-venv",
+        test,
+        "litellm_proxy_extras",
+    )
 }
 
 fn venv_python(variable: &str, venv: &str, test: &str, modules: &str) -> Option<PathBuf> {
