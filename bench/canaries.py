@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "..", "tests", "peers")
 
 
-def write_config(path, args, listens, mcp_port, canaries):
+def write_config(path, args, listens, mcp_ports, canaries):
     with open(path, "w") as f:
         f.write(f"defaults:\n  interval: {int(args.interval * 1000)}ms\nagents:\n")
         for i in range(args.probed_agents):
@@ -42,7 +42,7 @@ def write_config(path, args, listens, mcp_port, canaries):
             f.write(f"  - {{name: agent-{i:06d}, type: bench, url: 'http://{host}:{port}/health'}}\n")
         for i in range(args.canary_agents):
             f.write(f"  - name: tools-{i:04d}\n    type: tools\n"
-                    f"    url: http://127.0.0.1:{mcp_port}/mcp\n    protocol: mcp\n"
+                    f"    url: http://127.0.0.1:{mcp_ports[i % len(mcp_ports)]}/mcp\n    protocol: mcp\n"
                     f"    interval: {int(args.mcp_interval * 1000)}ms\n")
             if canaries:
                 f.write(f"    canary:\n      interval: {int(args.canary_interval * 1000)}ms\n"
@@ -73,6 +73,20 @@ def missed_slots(text):
         float(v) for v in re.findall(r"^agent_exporter_probe_slots_missed_total (\S+)$", text, re.M))
 
 
+def run_seconds(pid):
+    """CPU time of the live threads of `pid` in nanoseconds from the scheduler
+    (/proc/PID/task/*/schedstat), finer than the 10 ms ticks of /proc/PID/stat: a window of a
+    few seconds costs the exporter only tens of milliseconds. Falls back to the ticks."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except OSError:
+        return cpu_seconds(pid)
+
+
 def load_average():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -81,9 +95,9 @@ def load_average():
 def measure(proc, port, seconds):
     res = {"loadavg": load_average()}
     before = scrape_text(port)
-    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    c0, t0 = run_seconds(proc.pid), time.monotonic()
     time.sleep(seconds)
-    c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+    c1, t1 = run_seconds(proc.pid), time.monotonic()
     after = scrape_text(port)
     res["cpu_seconds"] = c1 - c0
     res["cpu_percent"] = (c1 - c0) / (t1 - t0) * 100
@@ -95,6 +109,12 @@ def measure(proc, port, seconds):
                        - counter_sum(before, "agent_canary_runs_total"))
     res["canary_failures"] = (counter_sum(after, "agent_canary_runs_total", 'result="failure"')
                               - counter_sum(before, "agent_canary_runs_total", 'result="failure"'))
+    res["reasons"] = {}
+    for reason in sorted(set(re.findall(r'^agent_canary_failures_total\{[^}]*reason="(\w+)"', after, re.M))):
+        n = (counter_sum(after, "agent_canary_failures_total", f'reason="{reason}"')
+             - counter_sum(before, "agent_canary_failures_total", f'reason="{reason}"'))
+        if n:
+            res["reasons"][reason] = n
     d0 = family_buckets(before, "agent_canary_duration_seconds")
     d1 = family_buckets(after, "agent_canary_duration_seconds")
     res["canary_duration"] = (quantile(0.5, d0, d1), quantile(0.99, d0, d1))
@@ -121,9 +141,9 @@ def wait_canaries(port, seconds):
     return False
 
 
-def run(args, listens, mcp_port, workdir):
+def run(args, listens, mcp_ports, workdir):
     config = os.path.join(workdir, "fleet.yaml")
-    write_config(config, args, listens, mcp_port, canaries=False)
+    write_config(config, args, listens, mcp_ports, canaries=False)
     port = free_port()
     log_path = os.path.join(workdir, "exporter.log")
     with open(log_path, "w") as log_file:
@@ -136,7 +156,7 @@ def run(args, listens, mcp_port, workdir):
         time.sleep(args.warmup)
         log(f"window without canaries: {args.duration:g} s")
         windows["without"] = measure(proc, port, args.duration)
-        write_config(config, args, listens, mcp_port, canaries=True)
+        write_config(config, args, listens, mcp_ports, canaries=True)
         proc.send_signal(signal.SIGHUP)
         if not wait_canaries(port, 30):
             raise SystemExit(f"no canary ran within 30 s of the reload; see {log_path}")
@@ -158,12 +178,14 @@ def report(args, windows):
         ["health probes started", *(f"{w['probes']:.0f}" for w in (without, with_))],
         ["missed probe slots", *(f"{w['missed']:.0f}" for w in (without, with_))],
         ["canaries run / failed", *(f"{w['canaries']:.0f} / {w['canary_failures']:.0f}" for w in (without, with_))],
+        ["failures by reason", "–", ", ".join(f"{r} {n:.0f}" for r, n in with_["reasons"].items()) or "none"],
         ["canary duration p50 / p99", "–", f"{ms(with_['canary_duration'][0])} / {ms(with_['canary_duration'][1])}"],
         ["exporter CPU, % of one core", *(f"{w['cpu_percent']:.1f}" for w in (without, with_))],
         ["load average at the start", without["loadavg"], with_["loadavg"]],
     ]
     print(f"{args.probed_agents:,} HTTP agents every {args.interval:g} s, {args.canary_agents} MCP "
-          f"agents probed every {args.mcp_interval:g} s, canaries every {args.canary_interval:g} s "
+          f"agents on {args.mcp_peers} MCP server processes probed every {args.mcp_interval:g} s, "
+          f"canaries every {args.canary_interval:g} s "
           f"(timeout {args.canary_timeout:g} s), windows of {args.duration:g} s\n")
     print_table(header, rows)
     if with_["canaries"] > 0:
@@ -185,8 +207,11 @@ def main():
     p.add_argument("--interval", type=duration, default=10.0, help="probe interval of the HTTP agents")
     p.add_argument("--canary-agents", type=int, default=100)
     p.add_argument("--mcp-interval", type=duration, default=30.0, help="probe interval of the MCP agents")
-    p.add_argument("--canary-interval", type=duration, default=5.0)
-    p.add_argument("--canary-timeout", type=duration, default=4.0)
+    p.add_argument("--canary-interval", type=duration, default=10.0,
+                   help="30 times as often as the default 5m: enough canaries per window for a CPU figure")
+    p.add_argument("--canary-timeout", type=duration, default=5.0)
+    p.add_argument("--mcp-peers", type=int, default=2,
+                   help="MCP server processes (Python) that the canary agents share")
     p.add_argument("--duration", type=duration, default=30.0, help="each window")
     p.add_argument("--warmup", type=duration, default=10.0, help="before each window")
     p.add_argument("--addresses", type=int, default=4, help="127.0.0.x addresses of the fleet")
@@ -201,14 +226,16 @@ def main():
         p.error("--canary-timeout must be below --canary-interval")
     workdir = tempfile.mkdtemp(prefix="ahe-bench-canary-")
     target, listens = start_target(args, workdir)
-    peer = None
+    peers = []
     try:
-        peer, mcp_port = start_mcp_peer(args.peers_python)
+        for _ in range(args.mcp_peers):
+            peers.append(start_mcp_peer(args.peers_python))
+        mcp_ports = [port for _, port in peers]
         log(f"{args.probed_agents} HTTP agents on {len(listens)} listeners, "
-            f"{args.canary_agents} MCP agents on 127.0.0.1:{mcp_port}")
-        windows, _ = run(args, listens, mcp_port, workdir)
+            f"{args.canary_agents} MCP agents on 127.0.0.1:{','.join(map(str, mcp_ports))}")
+        windows, _ = run(args, listens, mcp_ports, workdir)
     finally:
-        if peer is not None:
+        for peer, _ in peers:
             peer.stdin.close()
             stop(peer)
         stop(target)

@@ -4,8 +4,8 @@
 # tests/peers/), a window without and one with a canary on each MCP agent, on loopback only,
 # bounded in time. See BENCHMARKS.md, "Canaries".
 #
-#   bench/canaries.sh                 # 1,000 agents every 10 s, 100 canaries every 5 s, 30 s windows
-#   bench/canaries.sh --smoke         # the same fleet, 8 s windows: about a minute
+#   bench/canaries.sh                 # 1,000 agents every 10 s, 100 canaries every 10 s, 30 s windows
+#   bench/canaries.sh --smoke         # the same fleet and canaries, 10 s windows: under a minute
 #
 # Every other flag goes to bench/canaries.py (--help lists them). Needs the peers' venv
 # (tests/peers/setup-venv.sh, found through AHE_PEERS_PYTHON or at target/peers-venv); builds
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 args=()
 for arg in "$@"; do
   if [[ $arg == --smoke ]]; then
-    args+=(--duration 8s --warmup 4s)
+    args+=(--duration 10s --warmup 5s)
   else
     args+=("$arg")
   fi

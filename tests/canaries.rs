@@ -1,7 +1,7 @@
 //! Canary tasks against real servers: the built exporter sends its canaries to a2a-sdk agents
 //! of protocol 1.0 and 0.3 (one answers, one fails, one asks for input), to an MCP server of
 //! the official SDK (a tool that answers, one that returns `isError`, one that sleeps past the
-//! timeout) and to LiteLLM's proxy (an OpenAI-compatible server; its models answer with
+//! timeout; and the 2.x SDK's server of the 2026-07-28 era) and to LiteLLM's proxy (an OpenAI-compatible server; its models answer with
 //! LiteLLM's mock responses, streamed or not), behind a relay that stalls or cuts the answer
 //! for the broken-network cases. Every verdict and reason is read where a user reads it: the
 //! agent's API answer, /metrics and the event stream.
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use harness::peers::{python, python_a2a03, python_litellm, Peer};
+use harness::peers::{python, python_a2a03, python_litellm, python_mcp2, Peer};
 use harness::{get, wait_for, Binary, EventStream};
 
 /// The bearer token LiteLLM's proxy asks for (its master key, tests/peers/litellm/config.yaml).
@@ -100,6 +100,13 @@ fn mcp(test: &str) -> Option<u16> {
     prestart_litellm();
     let python = python(test, "mcp.server.fastmcp, uvicorn")?;
     Some(shared(&python, "mcp_canary_server.py", &[]))
+}
+
+/// The MCP SDK 2.x server of tests/peers/mcp2_server.py (tools `add` and `echo`) in `era`.
+fn mcp2(test: &str, era: &str) -> Option<u16> {
+    prestart_litellm();
+    let python = python_mcp2(test, "mcp.server.mcpserver, uvicorn")?;
+    Some(shared(&python, "mcp2_server.py", &["--era", era]))
 }
 
 fn litellm(test: &str) -> Option<u16> {
@@ -441,6 +448,24 @@ fn mcp_tool_answering_succeeds_and_structured_content_is_matched_as_json() {
         assert_eq!(first_token_count(&exporter, agent), 0.0);
     }
     assert_eq!(api(&exporter, "echo")["canary"]["kind"], "mcp");
+}
+
+#[test]
+fn mcp_tool_call_to_a_server_of_the_2026_era_succeeds_stateless_and_dual() {
+    let test = "mcp_2026_era";
+    let (Some(modern), Some(dual)) = (mcp2(test, "modern"), mcp2(test, "dual")) else {
+        return;
+    };
+    let echo = r#"{tool: echo, arguments: {text: canary}, expect: {contains: canary}}"#;
+    let exporter = exporter(&[
+        mcp_agent("modern", modern, "2s", echo),
+        mcp_agent("dual", dual, "2s", echo),
+    ]);
+    for agent in ["modern", "dual"] {
+        let run = assert_verdict(&exporter, agent, None);
+        assert_eq!(run["reply"], "canary", "{agent}: {run}");
+        assert_counted(&exporter, agent, None);
+    }
 }
 
 #[test]
