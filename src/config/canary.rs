@@ -38,6 +38,31 @@ pub struct RawCanary {
     pub openai: Option<Spanned<RawOpenAiTask>>,
 }
 
+/// `defaults.canary`: the cadence every canary starts from; no task, since every agent of every
+/// kind inherits `defaults`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanaryCadence {
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub failure_threshold: Option<Spanned<u32>>,
+}
+
+impl From<RawCanaryCadence> for RawCanary {
+    fn from(raw: RawCanaryCadence) -> Self {
+        RawCanary {
+            interval: raw.interval,
+            timeout: raw.timeout,
+            on_failure: raw.on_failure,
+            failure_threshold: raw.failure_threshold,
+            a2a: None,
+            mcp: None,
+            openai: None,
+        }
+    }
+}
+
 /// `canary.a2a`: one message to the agent.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
@@ -645,9 +670,10 @@ mod tests {
             "defaults:\n  canary: {openai: {model: m, prompt: p}}\nagents:\n  - {name: a, type: t, url: \"http://127.0.0.1:1/\"}\n",
         )
         .unwrap_err();
+        assert!(error.contains("unknown field `openai`"), "{error}");
         assert!(
-            error.contains("move the task (`a2a`, `mcp` or `openai`) into a check or an agent"),
-            "{error}"
+            error.contains("failure_threshold"),
+            "the keys it takes: {error}"
         );
     }
 

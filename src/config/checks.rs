@@ -102,13 +102,6 @@ impl Resolver {
         checks: BTreeMap<String, Spanned<RawCheck>>,
     ) -> Templates {
         let mut defaults = self.layer(RawCheck::from(defaults), "defaults");
-        if let Some(task) = defaults.canary.task.take() {
-            self.issue(
-                task.at,
-                "defaults: `canary` may set only interval, timeout, on_failure and failure_threshold",
-                "move the task (`a2a`, `mcp` or `openai`) into a check or an agent: agents of every kind inherit `defaults`",
-            );
-        }
         // Cadence alone in `defaults` is what every canary starts from, not a canary.
         defaults.canary.written_at = None;
         let checks = checks

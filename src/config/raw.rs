@@ -35,7 +35,7 @@ pub struct RawDefaults {
     pub labels: Option<Spanned<BTreeMap<String, String>>>,
     /// The cadence of every agent's canary (`canary.rs`); the task itself belongs in a check
     /// or an agent.
-    pub canary: Option<Spanned<super::canary::RawCanary>>,
+    pub canary: Option<Spanned<super::canary::RawCanaryCadence>>,
 }
 
 /// Defines a struct with the given keys followed by every key of a check, so that a check
@@ -102,7 +102,11 @@ impl From<RawDefaults> for RawCheck {
             failure_threshold: raw.failure_threshold,
             success_threshold: raw.success_threshold,
             labels: raw.labels,
-            canary: raw.canary,
+            canary: raw.canary.map(|c| Spanned {
+                value: c.value.into(),
+                referenced: c.referenced,
+                defined: c.defined,
+            }),
             ..RawCheck::default()
         }
     }

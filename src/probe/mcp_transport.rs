@@ -88,6 +88,9 @@ pub(super) struct Transport {
     pub version: Option<HeaderValue>,
     /// Requests of the 2026-07-28 era: `_meta` and the routing headers, no session.
     pub modern: bool,
+    /// The `Mcp-Name` routing header of the 2026-07-28 era (the tool a `tools/call` names),
+    /// already encoded for a header.
+    pub name: Option<HeaderValue>,
 }
 
 impl Transport {
@@ -98,6 +101,7 @@ impl Transport {
             session_id: None,
             version: None,
             modern: false,
+            name: None,
         }
     }
 
@@ -278,6 +282,9 @@ impl Transport {
                     HeaderValue::from_static(MODERN_VERSION),
                 ));
                 extra.push((HeaderName::from_static("mcp-method"), method));
+                if let Some(name) = &self.name {
+                    extra.push((HeaderName::from_static("mcp-name"), name.clone()));
+                }
                 return extra;
             }
         }

@@ -439,6 +439,7 @@ pub(super) mod tests {
         assert!(!f.wants("a", "orchestrator"));
         assert!(!f.wants("d", "worker"));
         let all = Filter::from_query(None);
-        assert!(all.wants("anything", "any") && !all.probes);
+        assert!(all.wants("anything", "any") && !all.probes && !all.canaries);
+        assert!(Filter::from_query(Some("canaries=true")).canaries);
     }
 }

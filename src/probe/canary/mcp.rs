@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use http::header::HeaderValue;
 use serde_json::{json, Map, Value};
 use tokio::time::error::Elapsed;
 
@@ -15,7 +16,7 @@ use crate::probe::mcp::{remember_era, remembered_legacy, Attempt};
 use crate::probe::mcp_legacy;
 use crate::probe::mcp_transport::{Transport, METHOD_NOT_FOUND, UNSUPPORTED_VERSION};
 use crate::probe::progress::Progress;
-use crate::probe::{Failure, FailureReason};
+use crate::probe::FailureReason;
 
 /// The id of the tool call (the handshake's requests use 1 and below).
 const CALL_ID: u64 = 7;
@@ -84,6 +85,9 @@ async fn in_era(
         mcp_legacy::initialize(talk, progress).await?;
     } else {
         talk.modern = true;
+        // The stateless era routes on headers: the tool's name goes in `Mcp-Name` too, and a
+        // server refuses a call whose header and body disagree.
+        talk.name = HeaderValue::from_str(&header_text(tool)).ok();
     }
     let params = json!({"name": tool, "arguments": arguments});
     progress.http_status = None;
@@ -96,10 +100,9 @@ async fn in_era(
         {
             Err(Attempt::VersionRefused(error.failure("tools/call")))
         }
-        Ok(Err(error)) => Err(Attempt::Failed(Failure::new(
-            FailureReason::NotServing,
-            error.failure("tools/call").error,
-        ))),
+        // The server answered, and refused the call (an unknown tool, bad arguments): the
+        // canary counts it as a failed task.
+        Ok(Err(error)) => Err(Attempt::Failed(error.failure("tools/call"))),
         Err(failure)
             if !legacy
                 && failure.reason == FailureReason::HttpStatus
@@ -109,6 +112,19 @@ async fn in_era(
         }
         Err(failure) => Err(Attempt::Failed(failure)),
     }
+}
+
+/// `text` as an `Mcp-Name` value: verbatim when it is printable ASCII without surrounding
+/// spaces, else base64 in the `=?base64?…?=` form the 2026-07-28 transport defines.
+fn header_text(text: &str) -> String {
+    let printable = text.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let sentinel = text.starts_with("=?base64?") && text.ends_with("?=");
+    if printable && text.trim() == text && !sentinel {
+        return text.to_owned();
+    }
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    format!("=?base64?{encoded}?=")
 }
 
 /// The reply of a `tools/call` result, or the failed task it reports.
@@ -136,6 +152,13 @@ fn judge_result(result: &Value) -> Result<Reply, TaskFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_names_go_in_a_header_verbatim_or_base64_encoded() {
+        assert_eq!(header_text("echo"), "echo");
+        assert_eq!(header_text("météo"), "=?base64?bcOpdMOpbw==?=");
+        assert_eq!(header_text(" echo"), "=?base64?IGVjaG8=?=");
+    }
 
     #[test]
     fn is_error_fails_the_task_and_keeps_its_text() {
