@@ -32,9 +32,12 @@ const VERDICT_WITHIN: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // Shared peers
 
+/// The port of one shared peer, once it serves.
+type Slot = Arc<OnceLock<u16>>;
+
 /// Peers that run for the whole test binary, by what started them.
-fn running() -> &'static Mutex<HashMap<String, Arc<OnceLock<Option<u16>>>>> {
-    static RUNNING: OnceLock<Mutex<HashMap<String, Arc<OnceLock<Option<u16>>>>>> = OnceLock::new();
+fn running() -> &'static Mutex<HashMap<String, Slot>> {
+    static RUNNING: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
     RUNNING.get_or_init(Default::default)
 }
 
@@ -48,13 +51,12 @@ fn kept() -> &'static Mutex<Vec<Peer>> {
 fn shared(python: &Path, script: &str, args: &[&str]) -> u16 {
     let key = format!("{} {script} {}", python.display(), args.join(" "));
     let slot = running().lock().unwrap().entry(key).or_default().clone();
-    slot.get_or_init(|| {
+    *slot.get_or_init(|| {
         let peer = Peer::start(python, script, args);
         let port = peer.port;
         kept().lock().unwrap().push(peer);
-        Some(port)
+        port
     })
-    .expect("the peer started")
 }
 
 /// The venv python resolved once per binary (the import check of LiteLLM alone takes seconds).
