@@ -27,6 +27,18 @@ pub fn python_a2a03(test: &str, modules: &str) -> Option<PathBuf> {
     venv_python("AHE_PEERS_PYTHON_A2A03", "peers-venv-a2a03", test, modules)
 }
 
+/// The venv of LiteLLM's proxy (tests/peers/setup-litellm.sh), the OpenAI-compatible server of
+/// the canary tests: AHE_LITELLM_PYTHON or target/litellm-venv. Checked by the small package
+/// its `proxy` extra installs: importing LiteLLM itself takes half a minute on a busy machine.
+pub fn python_litellm(test: &str) -> Option<PathBuf> {
+    venv_python(
+        "AHE_LITELLM_PYTHON",
+        "litellm-venv",
+        test,
+        "litellm_proxy_extras",
+    )
+}
+
 fn venv_python(variable: &str, venv: &str, test: &str, modules: &str) -> Option<PathBuf> {
     let default = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
@@ -45,7 +57,7 @@ fn venv_python(variable: &str, venv: &str, test: &str, modules: &str) -> Option<
     }
     let message = format!(
         "SKIPPED {test}: no Python with {modules} at {} \
-         (run tests/peers/setup-venv.sh, or set {variable})",
+         (run tests/peers/setup-venv.sh or setup-litellm.sh, or set {variable})",
         python.display()
     );
     eprintln!("{message}");

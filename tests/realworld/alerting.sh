@@ -19,6 +19,11 @@
 #     the real reference peers of tests/peers/) is healthy, and the dashboards'
 #     protocol tables and gRPC status panels show each with its protocol and status
 #     (and NOT_FOUND for a second grpc agent that asks about an unknown service);
+#   - canaries (an MCP tool call, an A2A message, chat completions through LiteLLM's
+#     proxy, streamed) give their verdicts, one of a degenerate model fails with
+#     content_mismatch and makes AgentCanaryFailing active for that agent alone, and
+#     the dashboards' Canaries rows return data (duration, time to first token,
+#     failures by reason, tokens);
 #   - the service levels (alerts/agent-slo.rules.yml): tests/realworld/slo_specs.py
 #     checks the Sloth spec and the Pyrra objects; every SLO recording rule produces
 #     series; one agent type of the demo fleet (gateway) degrades, and the burn shows
@@ -197,6 +202,11 @@ if [[ -z $PEERS_PYTHON ]]; then
 fi
 "$PEERS_PYTHON" -c 'import grpc_health, mcp, a2a' ||
     fail "$PEERS_PYTHON lacks the peers' packages: bash tests/peers/setup-venv.sh"
+LITELLM_PYTHON=${AHE_LITELLM_PYTHON:-}
+if [[ -z $LITELLM_PYTHON ]]; then
+    step "Virtual environment of LiteLLM's proxy (tests/peers/setup-litellm.sh)"
+    LITELLM_PYTHON=$(bash "$REPO/tests/peers/setup-litellm.sh") || fail "tests/peers/setup-litellm.sh failed"
+fi
 
 read -r PROM_PORT AM_PORT EXPORTER_PORT TLS_PORT GRPC_PORT <<<"$(helper free-ports 5)"
 PROM="http://127.0.0.1:$PROM_PORT"
@@ -250,7 +260,7 @@ server.serve_forever()
 EOF
 start tls-agent python3 "$WORK/tls_agent.py" "$TLS_PORT" "$WORK/agent.pem" "$WORK/agent.key"
 
-step "Reference peers: gRPC health server, MCP server, A2A agent (tests/peers/)"
+step "Reference peers: gRPC health server, MCP server, A2A agents, LiteLLM's proxy (tests/peers/)"
 # They serve until their stdin closes: a fifo that this script holds open (the
 # cleanup kills them anyway).
 mkfifo "$WORK/peers.stdin"
@@ -264,13 +274,20 @@ start_peer() {
 peer_port() { sed -n 's/^ready \([0-9]*\)$/\1/p' "$WORK/$1.log"; }
 start_peer grpc-peer "$REPO/tests/peers/grpc_health_server.py" --port "$GRPC_PORT"
 start_peer mcp-peer "$REPO/tests/peers/mcp_server.py"
+# For the canaries: an a2a-sdk agent that answers, and LiteLLM's proxy (OpenAI-compatible),
+# which takes up to a minute to import on a busy machine.
+start_peer a2a-canary-peer "$REPO/tests/peers/a2a_canary_server.py"
+"$LITELLM_PYTHON" "$REPO/tests/peers/litellm_server.py" <"$WORK/peers.stdin" >"$WORK/litellm-peer.log" 2>&1 7>&- &
+PIDS[litellm-peer]=$!
 start_peer a2a-peer "$REPO/tests/peers/a2a_server.py"
-for peer in grpc-peer mcp-peer a2a-peer; do
-    wait_for 60 "$peer ready" grep -q '^ready ' "$WORK/$peer.log"
+for peer in grpc-peer mcp-peer a2a-peer a2a-canary-peer litellm-peer; do
+    wait_for 150 "$peer ready" grep -q '^ready ' "$WORK/$peer.log"
     echo "  $peer listening on 127.0.0.1:$(peer_port "$peer")"
 done
 MCP_PORT=$(peer_port mcp-peer)
 A2A_PORT=$(peer_port a2a-peer)
+A2A_CANARY_PORT=$(peer_port a2a-canary-peer)
+LITELLM_PORT=$(peer_port litellm-peer)
 
 step "Exporter on $EXPORTER (deploy/demo-fleet.yaml adapted)"
 helper adapt-exporter-config "$REPO/deploy/demo-fleet.yaml" "$WORK/fleet.json" \
@@ -279,6 +296,14 @@ HB_AGENT=celery-worker
 HB_PERIOD=5
 od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$WORK/heartbeat.token"
 HB_TOKEN=$(cat "$WORK/heartbeat.token")
+# LiteLLM's master key (tests/peers/litellm/config.yaml), as the canaries' bearer token.
+printf 'sk-canary-peer' >"$WORK/litellm.key"
+CANARY_INTERVAL=5s
+CANARY_TIMEOUT=4s
+if [[ $CADENCE == production ]]; then
+    CANARY_INTERVAL=1m
+    CANARY_TIMEOUT=30s
+fi
 cat >>"$WORK/exporter.yaml" <<EOF
   # Added by tests/realworld/alerting.sh: one agent of each protocol, served by the
   # reference peers of tests/peers/, and a heartbeat agent fed by curl.
@@ -299,12 +324,47 @@ cat >>"$WORK/exporter.yaml" <<EOF
     protocol: mcp
     mcp: {expect_tools: [add, echo]}
     labels: {team: core}
+    canary:
+      interval: $CANARY_INTERVAL
+      timeout: $CANARY_TIMEOUT
+      mcp: {tool: echo, arguments: {text: canary}, expect: {contains: canary}}
   - name: travel
     type: agent
     url: http://127.0.0.1:$A2A_PORT/
     protocol: a2a
     a2a: {expect_skills: [book-flight]}
     labels: {team: core}
+  # Canaries: an A2A agent that answers, a chat model streamed through LiteLLM's
+  # proxy (time to first token, tokens), and one whose model answers "////" (a
+  # degenerate answer: content_mismatch, so the failure panels and
+  # AgentCanaryFailing have something to show).
+  - name: concierge
+    type: agent
+    url: http://127.0.0.1:$A2A_CANARY_PORT/
+    protocol: a2a
+    labels: {team: core}
+    canary:
+      interval: $CANARY_INTERVAL
+      timeout: $CANARY_TIMEOUT
+      a2a: {text: "What is 2+2? Answer with the digit only.", expect: {contains: "4"}}
+  - name: chat
+    type: llm
+    url: http://127.0.0.1:$LITELLM_PORT/health/liveliness
+    http: {bearer_token_file: $WORK/litellm.key}
+    labels: {team: core}
+    canary:
+      interval: $CANARY_INTERVAL
+      timeout: $CANARY_TIMEOUT
+      openai: {model: small, prompt: "Say pong.", max_tokens: 8, stream: true, expect: {regex: "(?i)pong"}}
+  - name: chat-broken
+    type: llm
+    url: http://127.0.0.1:$LITELLM_PORT/health/liveliness
+    http: {bearer_token_file: $WORK/litellm.key}
+    labels: {team: core}
+    canary:
+      interval: $CANARY_INTERVAL
+      timeout: $CANARY_TIMEOUT
+      openai: {model: slashes, prompt: "Say pong.", max_tokens: 8}
   - name: $HB_AGENT
     type: worker
     heartbeat: {period: ${HB_PERIOD}s, grace: 1s, token_file: $WORK/heartbeat.token}
@@ -437,6 +497,16 @@ wait_for 120 "every dashboard query returns data" \
     helper check-dashboards "$PROM" "$REPO"/dashboards/*.json
 pass "every dashboard query returns data"
 
+step "Canaries: verdicts in the exporter, AgentCanaryFailing in Prometheus"
+wait_for 60 "canary verdicts: toolbox, concierge and chat succeed, chat-broken is content_mismatch" \
+    helper canary-verdicts "$EXPORTER" toolbox=success concierge=success chat=success \
+    chat-broken=content_mismatch
+wait_for 60 "AgentCanaryFailing pending or firing for chat-broken" helper query "$PROM" \
+    'ALERTS{alertname="AgentCanaryFailing",agent="chat-broken"}' >/dev/null
+helper query "$PROM" 'ALERTS{alertname="AgentCanaryFailing",agent=~"toolbox|concierge|chat"}' >/dev/null &&
+    fail "AgentCanaryFailing about an agent whose canaries succeed"
+pass "canaries: toolbox (mcp), concierge (a2a), chat (openai, streamed) succeed; chat-broken fails with content_mismatch and AgentCanaryFailing is active for it alone"
+
 step "Dashboards show each agent's protocol and the gRPC status"
 helper panel-rows "$PROM" "$REPO/dashboards/agent-fleet-overview.json" "Agents and protocols" protocol \
     ledger=grpc ledger-billing=grpc toolbox=mcp travel=a2a "$HB_AGENT=heartbeat" "planner=http or tcp" \
@@ -520,6 +590,7 @@ for result in "${down_results[@]}"; do
     pass "AgentDown ($CADENCE cadence) $result"
 done
 pass "dashboards: protocol tables and gRPC status panels with a grpc, an mcp, an a2a and a heartbeat agent"
+pass "canaries: mcp, a2a and streamed openai succeed, a degenerate model fails with content_mismatch, AgentCanaryFailing active for it alone; the Canaries rows return data"
 pass "silent heartbeat agent: AgentDown at the webhook ${hb_seconds}s after its last heartbeat, nothing else about it"
 pass "service levels: the gateway type's burn in Prometheus after ${burn_seconds}s, its page at Alertmanager after ${slo_seconds}s"
 echo "(whole run: ${SECONDS}s)"

@@ -375,6 +375,24 @@ def wait_am_alert(am, alertname, agent, since, seconds):
     return 1
 
 
+def canary_verdicts(exporter, expected):
+    """Each `agent=verdict` of `expected` against the agent's last canary run in the
+    exporter's API (`canary.last`): `success`, or the failure reason."""
+    failures = 0
+    for pair in expected:
+        agent, verdict = pair.split("=", 1)
+        with urllib.request.urlopen(f"{exporter}/api/v1/agents/{agent}", timeout=10) as answer:
+            canary = json.load(answer).get("canary") or {}
+        last = canary.get("last") or {}
+        got = "success" if last.get("result") == "success" else last.get("reason")
+        ok = got == verdict
+        failures += not ok
+        reply = (last.get("reply") or "")[:40]
+        print(f"    {'ok  ' if ok else 'FAIL'} {agent}: {got} (expected {verdict}), "
+              f"{last.get('duration_seconds')}s, reply {reply!r}")
+    return 1 if failures else 0
+
+
 def wait_http(url, seconds):
     deadline = time.time() + float(seconds)
     while time.time() < deadline:
@@ -422,6 +440,8 @@ def main():
         return wait_fresh_probe(*args)
     if command == "wait-am-alert":
         return wait_am_alert(*args)
+    if command == "canary-verdicts":
+        return canary_verdicts(args[0], args[1:])
     if command == "wait-http":
         return wait_http(*args)
     if command == "query":
