@@ -177,24 +177,25 @@ async fn status_subscribers_get_transitions_without_the_stream_of_probes() {
 }
 
 /// The structures every agent has, bounded at their sizes when BENCHMARKS.md ("Memory per
-/// agent") was measured: a field that grows one of them grows the fleet's memory by the fleet's
+/// agent") was measured, plus one pointer each in Agent, AgentState and AgentSpec for the
+/// canary (an agent without one pays only that): a field that grows one of them grows the fleet's memory by the fleet's
 /// size, and should say so there. `examples/agent_memory.rs` prints them with the heap beside.
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn per_agent_structures_stay_within_their_measured_sizes() {
     use std::mem::size_of;
     let sizes = [
-        ("Agent", size_of::<Agent>(), 688),
-        ("AgentState", size_of::<AgentState>(), 592),
+        ("Agent", size_of::<Agent>(), 696),
+        ("AgentState", size_of::<AgentState>(), 600),
         ("ProbeResult", size_of::<ProbeResult>(), 184),
         ("HistoryEntry", size_of::<HistoryEntry>(), 16),
-        ("AgentSpec", size_of::<AgentSpec>(), 496),
+        ("AgentSpec", size_of::<AgentSpec>(), 504),
         ("ResolvedAgent", size_of::<ResolvedAgent>(), 40),
     ];
-    for (name, size, measured) in sizes {
-        assert!(
-            size <= measured,
-            "{name}: {size} bytes, {measured} measured"
-        );
-    }
+    let grown: Vec<String> = sizes
+        .iter()
+        .filter(|(_, size, measured)| size > measured)
+        .map(|(name, size, measured)| format!("{name}: {size} bytes, {measured} measured"))
+        .collect();
+    assert!(grown.is_empty(), "{grown:?}");
 }
