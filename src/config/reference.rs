@@ -15,12 +15,12 @@ use std::time::Duration;
 pub use markdown::markdown;
 pub use schema::schema;
 
+use super::canary::{
+    DEFAULT_CANARY_INTERVAL, DEFAULT_CANARY_TIMEOUT, DEFAULT_CHAT_PATH, DEFAULT_MAX_TOKENS,
+};
 use super::discovery::{
     DEFAULT_DNS_REFRESH, DEFAULT_FILE_REFRESH, DEFAULT_HTTP_REFRESH, DEFAULT_MAX_TARGETS,
     DEFAULT_SD_MAX_BYTES, DEFAULT_SD_TIMEOUT,
-};
-use super::canary::{
-    DEFAULT_CANARY_INTERVAL, DEFAULT_CANARY_TIMEOUT, DEFAULT_CHAT_PATH, DEFAULT_MAX_TOKENS,
 };
 use super::http::DEFAULT_MAX_BODY_BYTES;
 use super::resolve::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
@@ -1326,7 +1326,12 @@ pub static CANARY_EXPECT: Section = Section {
     title: "canary expect",
     doc: "Conditions on a canary's reply text; all must hold.",
     keys: &[
-        key("contains", Ty::Text, Def::None, "Text the reply must contain."),
+        key(
+            "contains",
+            Ty::Text,
+            Def::None,
+            "Text the reply must contain.",
+        ),
         key(
             "regex",
             Ty::Text,
