@@ -62,12 +62,16 @@ rss_after() { # agents
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
-read -r idle idle_hwm < <(rss_after 0)
+# Command substitution in an assignment, not `< <(...)`: under `set -e` a failed measurement
+# (the `exit 1` in rss_after's subshell) then stops the script instead of printing a bad row.
+measured=$(rss_after 0)
+read -r idle idle_hwm <<<"$measured"
 echo "| agents | RSS after ${settle} s (idle process) | peak RSS | RSS per agent above idle | load average (1, 5, 15 min) |"
 echo "|---|---|---|---|---|"
 for n in "${sizes[@]}"; do
   before=$(load)
-  read -r rss hwm < <(rss_after "$n")
+  measured=$(rss_after "$n")
+  read -r rss hwm <<<"$measured"
   awk -v n="$n" -v rss="$rss" -v hwm="$hwm" -v idle="$idle" -v l0="$before" -v l1="$(load)" 'BEGIN {
     printf "| %d | %.1f MiB (%.1f) | %.1f MiB | %.2f KiB | %s → %s |\n",
       n, rss / 1024, idle / 1024, hwm / 1024, (rss - idle) / n, l0, l1

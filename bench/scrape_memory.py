@@ -7,12 +7,13 @@ process it starts stopped before it returns. After a warm-up in which every agen
 
 1. idle: RSS before any scrape;
 2. back to back: one client per format (text, OpenMetrics, protobuf) scraping without pause for
-   --seconds, reading every answer whole; RSS sampled every 100 ms, VmHWM, and the probe start
-   delay (agent_exporter_probe_start_delay_seconds) p50/p99 over the window;
+   --seconds, reading every answer whole; RSS and its peak in the phase (VmHWM reset at the
+   start through /proc/PID/clear_refs, or samples 50 ms apart where that is refused), and the
+   probe start delay (agent_exporter_probe_start_delay_seconds) p50/p99 over the window;
 3. stalled: --stalled clients send GET /metrics (the three formats in turn) and never read,
-   while one client scrapes text back to back for --seconds: RSS, VmHWM, answers 200/503/failed,
-   the pieces the exporter holds (agent_exporter_scrape_buffered_bytes) and the answers it cut
-   off.
+   while one client scrapes text back to back for --seconds: RSS and its peak in the phase,
+   answers 200/503/failed, the pieces the exporter holds (agent_exporter_scrape_buffered_bytes)
+   and the answers it cut off.
 
     cargo build --release
     python3 bench/scrape_memory.py --agents 10000
@@ -32,7 +33,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import (OPENMETRICS, PROTOBUF, dechunk, delay_buckets, free_port, log, memory_kib,  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ left in the tree by a run
+import scrapes  # noqa: E402
+from bench import (OPENMETRICS, PROTOBUF, Beyond, dechunk, free_port, log, memory_kib,  # noqa: E402
                    print_table, quantile, spawn, stop, wait_ready)
 
 FORMATS = {"text": "text/plain;version=0.0.4", "openmetrics": OPENMETRICS, "protobuf": PROTOBUF}
@@ -98,25 +101,19 @@ def own_metric(text, name):
     return float(m.group(1)) if m else None
 
 
-class Sampler(threading.Thread):
-    """Samples the exporter's RSS every 100 ms; `peak` is the largest sample."""
+def delay_buckets(text):
+    """The start delay histogram's cumulative buckets in a text scrape, by upper bound."""
+    return {float(m.group(1)): float(m.group(2))
+            for m in scrapes.matches(("\n" + text).encode(), scrapes.DELAY)}
 
-    def __init__(self, pid):
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.done = pid, 0, threading.Event()
 
-    def run(self):
-        while not self.done.is_set():
-            try:
-                self.peak = max(self.peak, memory_kib(self.pid)["VmRSS"])
-            except (FileNotFoundError, KeyError):
-                return
-            time.sleep(0.1)
-
-    def stop(self):
-        self.done.set()
-        self.join()
-        return self.peak
+def ms(seconds):
+    """A delay quantile in ms; past the largest finite bucket only its lower bound is known."""
+    if seconds is None:
+        return "n/a"
+    if isinstance(seconds, Beyond):
+        return f"> {seconds * 1000:.0f} ms"
+    return f"{seconds * 1000:.1f}"
 
 
 def back_to_back(port, accept, seconds, tally):
@@ -150,12 +147,12 @@ def run(args):
         log(f"{args.agents} agents ready; warming up {warmup} s")
         time.sleep(warmup)
         idle = memory_kib(proc.pid)["VmRSS"]
-        rows.append(["idle, before any scrape", mib(idle), "", "", "", "", loadavg()])
+        rows.append(["idle, before any scrape", mib(idle), "", "", "", loadavg()])
 
         log(f"back to back in every format for {args.seconds} s")
         before = delay_buckets(scrape_whole(port))
-        sampler = Sampler(proc.pid)
-        sampler.start()
+        # The kernel's high-water mark, reset for this phase (or sampled where it cannot be).
+        peak_rss = scrapes.PeakRss(proc.pid)
         tallies = {name: [] for name in FORMATS}
         clients = [threading.Thread(target=back_to_back, args=(port, accept, args.seconds, tallies[name]))
                    for name, accept in FORMATS.items()]
@@ -163,16 +160,13 @@ def run(args):
             c.start()
         for c in clients:
             c.join()
-        peak = sampler.stop()
-        load = loadavg()
-        now = memory_kib(proc.pid)
+        peak, now_kib, load = peak_rss.end()
         after_text = scrape_whole(port)
         after = delay_buckets(after_text)
         p50, p99 = quantile(0.5, before, after), quantile(0.99, before, after)
         answered = ", ".join(f"{name} {sum(1 for s, _ in t if s == 200)}/{len(t)}"
                              for name, t in tallies.items())
-        rows.append(["back to back, 3 formats", mib(now["VmRSS"]), mib(peak), mib(now["VmHWM"]),
-                     f"{p50 * 1000:.1f} / {p99 * 1000:.1f}" if p99 is not None else "n/a",
+        rows.append(["back to back, 3 formats", mib(now_kib), mib(peak), f"{ms(p50)} / {ms(p99)}",
                      f"200 of scrapes: {answered}", load])
 
         log(f"{args.stalled} stalled readers, one client scraping text for {args.seconds} s")
@@ -187,13 +181,11 @@ def run(args):
             time.sleep(0.01)
         time.sleep(2)
         before = delay_buckets(scrape_whole(port))
-        sampler = Sampler(proc.pid)
-        sampler.start()
+        # The kernel's high-water mark, reset for this phase (or sampled where it cannot be).
+        peak_rss = scrapes.PeakRss(proc.pid)
         tally = []
         back_to_back(port, FORMATS["text"], args.seconds, tally)
-        peak = sampler.stop()
-        load = loadavg()
-        now = memory_kib(proc.pid)
+        peak, now_kib, load = peak_rss.end()
         text = scrape_whole(port)
         after = delay_buckets(text)
         p50, p99 = quantile(0.5, before, after), quantile(0.99, before, after)
@@ -204,9 +196,8 @@ def run(args):
         busy = sum(1 for s, _ in tally if s == 503)
         held_text = f"; pieces held {held / 1e6:.1f} MB" if held is not None else ""
         cut_text = f", cut off {cut:.0f}" if cut is not None else ""
-        rows.append([f"{args.stalled} stalled readers + text back to back", mib(now["VmRSS"]), mib(peak),
-                     mib(now["VmHWM"]),
-                     f"{p50 * 1000:.1f} / {p99 * 1000:.1f}" if p99 is not None else "n/a",
+        rows.append([f"{args.stalled} stalled readers + text back to back", mib(now_kib), mib(peak),
+                     f"{ms(p50)} / {ms(p99)}",
                      f"200: {ok}, 503: {busy}, failed: {len(tally) - ok - busy}; refused total "
                      f"{refused}{cut_text}{held_text}", load])
         for s in stalled:
@@ -214,7 +205,7 @@ def run(args):
     finally:
         stop(proc)
     print(f"\n{args.agents} agents, {args.exporter_bin}\n")
-    print_table(["phase", "RSS MiB", "peak sampled MiB", "VmHWM MiB", "start delay p50 / p99 ms",
+    print_table(["phase", "RSS MiB", "peak MiB in the phase", "start delay p50 / p99 ms",
                  "scrapes", "load (1 min)"], rows)
 
 

@@ -191,3 +191,47 @@ async fn connections_past_the_limit_wait_until_one_closes() {
     assert_eq!(parse_answer(&raw).unwrap().status, 200);
     served.shutdown().await;
 }
+
+/// The `# TYPE` lines of a text exposition: which families it holds.
+fn families(body: &str) -> Vec<&str> {
+    body.lines().filter(|l| l.starts_with("# TYPE ")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_scrape_gets_the_whole_encoding_with_its_content_length() {
+    let served = serve(Limits::default()).await;
+    // HTTP/1.0 has no chunked bodies: without a Content-Length the answer would end with the
+    // connection, and a cut answer would look whole.
+    let mut stream = TcpStream::connect(served.addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (raw, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed, "an HTTP/1.0 answer ends with its connection");
+    let old = parse_answer(&raw).expect("an answer");
+    assert_eq!(old.status, 200, "{}", old.text());
+    let length: usize = old
+        .header("content-length")
+        .unwrap_or_else(|| panic!("no Content-Length on an HTTP/1.0 scrape: {:?}", old.headers))
+        .parse()
+        .expect("a number");
+    assert_eq!(
+        length,
+        old.body.len(),
+        "Content-Length is the body's length"
+    );
+    // The same families as an HTTP/1.1 scrape, so nothing was left off.
+    let mut stream = TcpStream::connect(served.addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (raw, _) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    let new = parse_answer(&raw).expect("an answer");
+    assert_eq!(new.status, 200);
+    let (old_text, new_text) = (old.text(), new.text());
+    assert!(!families(&new_text).is_empty(), "{new_text}");
+    assert_eq!(families(&old_text), families(&new_text));
+    served.shutdown().await;
+}

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
 
 use super::respond::text;
 use super::scrape_cache::Encode;
@@ -36,11 +36,28 @@ pub(super) async fn metrics<B>(req: &Request<B>, state: &Arc<ServerState>) -> Re
         Ok(answer) => answer,
         Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n")),
     };
-    // The pieces go out as they are written, shared with every answer of the same encoding:
-    // an answer holds references, never a copy. An answer cut off mid-way fails its
-    // connection, so a client never takes a short answer for a whole one.
-    let body = answer.map_err(|e| -> BodyError { Box::new(e) });
-    let mut response = Response::new(body.boxed());
+    let body = if req.version() < Version::HTTP_11 {
+        // HTTP/1.0 has no chunks: a body of unknown length would end with the connection, so
+        // a cut or a failed encoding would look like a whole answer. Such a client gets the
+        // whole encoding with its Content-Length, or an error status. This costs one whole
+        // encoding in memory per HTTP/1.0 scrape (its pieces are taken as fast as they come,
+        // so it never stalls its encoding); Prometheus speaks HTTP/1.1 and never pays it.
+        match answer.collect().await {
+            Ok(whole) => Full::new(whole.to_bytes())
+                .map_err(|e| -> BodyError { match e {} })
+                .boxed(),
+            Err(e) => {
+                let message = format!("the scrape could not be answered whole: {e}\n");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, &message);
+            }
+        }
+    } else {
+        // The pieces go out as they are written, shared with every answer of the same
+        // encoding: an answer holds references, never a copy. An answer cut off mid-way fails
+        // its chunked body, so a client never takes a short answer for a whole one.
+        answer.map_err(|e| -> BodyError { Box::new(e) }).boxed()
+    };
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(content_type(format)) {
         headers.insert(header::CONTENT_TYPE, value);

@@ -22,8 +22,9 @@ use crate::metrics::{EncodeError, Format};
 pub const LIVE_ENCODINGS: usize = 4;
 /// Bytes of pieces one encoding holds at most: the encoder waits for its slowest answer beyond.
 pub const PIECE_BUDGET: usize = 8 << 20;
-/// An answer that took nothing this long while its encoding waited for it is cut off when
-/// another answer of the encoding is ahead of it, or when a new scrape needs the room.
+/// An answer that had something to take and took nothing this long is stalled: it is cut off
+/// when its encoding waits for room while another answer still reads, or when a new scrape
+/// needs the room; answers that read go on.
 /// Prometheus reads an answer as fast as it comes; a client that stops for this long is not
 /// scraping.
 pub const STALLED: Duration = Duration::from_secs(2);
@@ -161,7 +162,8 @@ impl ScrapeCache {
         }
     }
 
-    /// Gives up one encoding whose answers have taken nothing for `STALLED`.
+    /// Cuts the stalled answers of encodings that wait or have ended, until one encoding is
+    /// left with no answer that reads and is given up.
     fn evict_one(&self) {
         let live: Vec<Arc<Stream>> = self
             .live

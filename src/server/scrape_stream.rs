@@ -3,10 +3,16 @@
 //! soon as every answer sharing it has taken it. The encoder waits while the pieces held reach
 //! the budget, so an encoding never holds more than about the budget, however large the fleet.
 //!
-//! An answer whose client reads nothing holds its pieces only so long: when the budget is full
-//! and it has taken nothing for `Limits::stalled` while another answer of the same encoding is
-//! ahead of it, it is cut off (its connection fails, counted), and the encoder goes on for the
-//! others. When every answer has gone, the encoding stops.
+//! An answer whose client reads nothing holds its pieces only so long. Each answer keeps the
+//! time it last took something; one that has had something to take and took nothing for
+//! `Limits::stalled` is stalled, whatever the others do. When the budget is full and another
+//! answer of the encoding still reads, the stalled ones are cut off (their connections fail,
+//! counted) and the encoder goes on for the others; when a new scrape needs the room, the
+//! stalled answers of an encoding that waits or has ended are cut, and the encoding is given up
+//! only when no answer of it still reads. When every answer has gone, the encoding stops.
+//!
+//! Answers hand hyper a piece in slices of `SLICE_BYTES`, so a client reading slowly but
+//! steadily takes something well within `Limits::stalled` even when a piece is large.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -20,14 +26,19 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::OwnedSemaphorePermit;
 
+/// The most an answer hands hyper at once: small enough that a client reading a few tens of
+/// KiB a second is seen taking something every fraction of a second, large enough that a slice
+/// costs nothing next to sending it.
+const SLICE_BYTES: usize = 16 * 1024;
+
 /// The bounds of one encoding in flight.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Bytes of pieces an encoding holds at most (plus the one piece being added).
     pub budget: usize,
-    /// How long an answer may take nothing while the budget is full before it is cut off (when
-    /// another answer is ahead of it) or its encoding is given up (when a new scrape needs the
-    /// room).
+    /// How long an answer that has something to take may take nothing before it is stalled:
+    /// cut off when the budget is full and another answer still reads, or when a new scrape
+    /// needs the room (its encoding given up when no answer of it still reads).
     pub stalled: Duration,
 }
 
@@ -54,12 +65,18 @@ pub enum StreamError {
 struct Piece {
     bytes: Bytes,
     left: usize,
+    /// When it was added: an answer waiting for it before then was not stalled.
+    added: Instant,
 }
 
 /// One answer's place in the encoding.
 struct Place {
     /// Sequence number of the next piece it sends.
     next: u64,
+    /// Bytes of that piece already sent.
+    offset: usize,
+    /// When it last took something (or joined).
+    advanced: Instant,
     waker: Option<Waker>,
     /// Cut off: it takes nothing more and holds nothing.
     cut: bool,
@@ -80,8 +97,6 @@ struct Shared {
     abandoned: bool,
     /// The encoder waits for room.
     blocked: bool,
-    /// When a piece was last added or freed.
-    progress: Instant,
     /// The encoding's room in the cache, given back once it holds nothing and its encoder ended.
     room: Option<OwnedSemaphorePermit>,
 }
@@ -112,7 +127,6 @@ impl Stream {
                 finished: None,
                 abandoned: false,
                 blocked: false,
-                progress: Instant::now(),
                 room: Some(room),
             }),
             freed: Condvar::new(),
@@ -121,11 +135,7 @@ impl Stream {
         });
         let mut shared = stream.lock();
         shared.live = 1;
-        shared.places.push(Some(Place {
-            next: 0,
-            waker: None,
-            cut: false,
-        }));
+        shared.places.push(Some(Place::new()));
         drop(shared);
         let answer = Answer {
             stream: stream.clone(),
@@ -149,11 +159,7 @@ impl Stream {
             piece.left += 1;
         }
         shared.live += 1;
-        shared.places.push(Some(Place {
-            next: 0,
-            waker: None,
-            cut: false,
-        }));
+        shared.places.push(Some(Place::new()));
         Some(Answer {
             stream: self.clone(),
             id: shared.places.len() - 1,
@@ -167,23 +173,28 @@ impl Stream {
             return true;
         }
         let mut shared = self.lock();
-        // Since when the slowest answers were last looked at: `progress`, or the last look that
-        // found nobody ahead of them.
-        let mut looked = shared.progress;
         while shared.held >= self.limits.budget && shared.live > 0 && !shared.abandoned {
             shared.blocked = true;
-            looked = looked.max(shared.progress);
-            let waited = looked.elapsed();
-            if waited >= self.limits.stalled {
-                // Everyone at the same place cuts nobody: only the encoder waits for them, and
-                // the write deadline, or a scrape that needs the room, drops them.
-                self.cut_slowest(&mut shared);
-                looked = Instant::now();
+            let survey = survey(&shared, self.limits.stalled);
+            // Stalled answers are cut only for an answer that still reads: when every answer
+            // is stalled, only the encoder waits for them, and the write deadline, or a scrape
+            // that needs the room, drops them.
+            if !survey.stalled.is_empty() && survey.reading {
+                for id in survey.stalled {
+                    self.cut(&mut shared, id);
+                }
+                free_taken(&mut shared, &self.gauges);
                 continue;
             }
+            let wait = survey
+                .next_stall
+                .map_or(self.limits.stalled, |at| {
+                    at.saturating_duration_since(Instant::now())
+                })
+                .max(Duration::from_millis(1));
             shared = self
                 .freed
-                .wait_timeout(shared, self.limits.stalled - waited)
+                .wait_timeout(shared, wait)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -194,9 +205,12 @@ impl Stream {
         }
         let len = bytes.len();
         let left = shared.live;
-        shared.pieces.push_back(Piece { bytes, left });
+        shared.pieces.push_back(Piece {
+            bytes,
+            left,
+            added: Instant::now(),
+        });
         shared.held += len;
-        shared.progress = Instant::now();
         self.gauges.buffered.inc_by(len as i64);
         wake_all(&mut shared);
         true
@@ -211,48 +225,30 @@ impl Stream {
         settle(&mut shared);
     }
 
-    /// Gives the encoding up when its answers have taken nothing for `Limits::stalled` while
-    /// it waits for room or has ended: every answer is cut off and its room freed. True when
-    /// it was given up.
+    /// When a new scrape needs room: cuts off the stalled answers of this encoding while it
+    /// waits for room or has ended, and gives the encoding up (freeing its room) when no
+    /// answer of it still reads. True when it was given up.
     pub fn evict_if_stalled(&self) -> bool {
         let mut shared = self.lock();
         let waiting = shared.blocked || shared.finished.is_some();
-        if shared.live == 0 || !waiting || shared.progress.elapsed() < self.limits.stalled {
+        if shared.live == 0 || !waiting {
             return false;
         }
-        for id in 0..shared.places.len() {
+        let survey = survey(&shared, self.limits.stalled);
+        if survey.stalled.is_empty() {
+            return false;
+        }
+        for id in survey.stalled {
             self.cut(&mut shared, id);
         }
-        shared.abandoned = true;
+        let given_up = shared.live == 0;
+        if given_up {
+            shared.abandoned = true;
+        }
         free_taken(&mut shared, &self.gauges);
         settle(&mut shared);
         self.freed.notify_all();
-        true
-    }
-
-    /// Cuts off the answers that hold the oldest piece, when another answer is ahead of them.
-    fn cut_slowest(&self, shared: &mut Shared) {
-        let nexts = shared
-            .places
-            .iter()
-            .flatten()
-            .filter(|p| !p.cut)
-            .map(|p| p.next);
-        let (Some(slowest), Some(fastest)) = (nexts.clone().min(), nexts.max()) else {
-            return;
-        };
-        if slowest == fastest {
-            return;
-        }
-        for id in 0..shared.places.len() {
-            if shared.places[id]
-                .as_ref()
-                .is_some_and(|p| !p.cut && p.next == slowest)
-            {
-                self.cut(shared, id);
-            }
-        }
-        free_taken(shared, &self.gauges);
+        given_up
     }
 
     /// Takes answer `id` out: it holds no piece any more and fails at its next poll.
@@ -299,11 +295,19 @@ impl hyper::body::Body for Answer {
         }
         let next = place.next;
         if next < first + available {
-            place.next += 1;
             let index = (next - first) as usize;
             let piece = &mut shared.pieces[index];
+            let start = place.offset;
+            let end = piece.bytes.len().min(start + SLICE_BYTES);
+            let bytes = piece.bytes.slice(start..end);
+            place.advanced = Instant::now();
+            if end < piece.bytes.len() {
+                place.offset = end;
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            place.next += 1;
+            place.offset = 0;
             piece.left -= 1;
-            let bytes = piece.bytes.clone();
             if index == 0 && piece.left == 0 && free_taken(shared, &stream.gauges) {
                 stream.freed.notify_all();
             }
@@ -363,7 +367,6 @@ fn free_taken(shared: &mut Shared, gauges: &Gauges) -> bool {
     }
     if freed > 0 {
         shared.held -= freed;
-        shared.progress = Instant::now();
         gauges.buffered.dec_by(freed as i64);
     }
     freed > 0
@@ -383,4 +386,59 @@ fn wake_all(shared: &mut Shared) {
             waker.wake();
         }
     }
+}
+
+impl Place {
+    fn new() -> Self {
+        Place {
+            next: 0,
+            offset: 0,
+            advanced: Instant::now(),
+            waker: None,
+            cut: false,
+        }
+    }
+}
+
+/// Which answers are stalled, judged each by its own progress.
+struct Survey {
+    /// Answers that have had something to take for `stalled` and took nothing.
+    stalled: Vec<usize>,
+    /// Some answer is not stalled.
+    reading: bool,
+    /// When the next answer that is not stalled yet would be, if it takes nothing.
+    next_stall: Option<Instant>,
+}
+
+fn survey(shared: &Shared, stalled: Duration) -> Survey {
+    let now = Instant::now();
+    let end = shared.first + shared.pieces.len() as u64;
+    let mut survey = Survey {
+        stalled: Vec::new(),
+        reading: false,
+        next_stall: None,
+    };
+    for (id, place) in shared.places.iter().enumerate() {
+        let Some(place) = place.as_ref().filter(|p| !p.cut) else {
+            continue;
+        };
+        // An answer that has sent everything there is waits for the encoder, not the reverse.
+        if place.next >= end {
+            survey.reading = true;
+            continue;
+        }
+        let index = place.next.saturating_sub(shared.first) as usize;
+        let waiting_since = shared
+            .pieces
+            .get(index)
+            .map_or(place.advanced, |p| p.added.max(place.advanced));
+        let stalls_at = waiting_since + stalled;
+        if stalls_at <= now {
+            survey.stalled.push(id);
+        } else {
+            survey.reading = true;
+            survey.next_stall = Some(survey.next_stall.map_or(stalls_at, |at| at.min(stalls_at)));
+        }
+    }
+    survey
 }
