@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::{CanaryReason, Reply, TaskFailure, Usage};
 use crate::config::{AgentSpec, CanaryTask};
+use crate::probe::agent_text::{self, AGENT_ERROR_CHARS};
 use crate::probe::http_session::Session;
 use crate::probe::progress::Progress;
 use crate::probe::sse::SseParser;
@@ -125,14 +126,14 @@ fn error_in(value: &Value) -> Result<(), TaskFailure> {
     let Some(error) = value.get("error").filter(|e| !e.is_null()) else {
         return Ok(());
     };
-    let message: String = error
-        .get("message")
-        .and_then(Value::as_str)
-        .or_else(|| error.as_str())
-        .unwrap_or("no message")
-        .chars()
-        .take(200)
-        .collect();
+    let message = agent_text::clean(
+        error
+            .get("message")
+            .and_then(Value::as_str)
+            .or_else(|| error.as_str())
+            .unwrap_or("no message"),
+        AGENT_ERROR_CHARS,
+    );
     Err(TaskFailure::new(
         CanaryReason::TaskFailed,
         format!("the server reported an error: {message}"),
@@ -290,6 +291,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(failure.reason, CanaryReason::TaskFailed);
         assert!(failure.error.contains("engine dead"), "{}", failure.error);
+    }
+
+    #[test]
+    fn server_error_text_is_cleaned_and_bounded() {
+        let message = format!("over\u{2028}load\u{FEFF}ed\u{1b}[2J{}", "y".repeat(500));
+        let failure = error_in(&json!({"error": {"message": message}})).unwrap_err();
+        assert!(
+            failure.error.starts_with("the server reported an error: overloaded[2Jyyy"),
+            "{}",
+            failure.error
+        );
+        assert!(failure.error.chars().count() < 260, "{}", failure.error);
     }
 
     #[test]
