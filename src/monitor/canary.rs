@@ -406,7 +406,10 @@ mod tests {
         monitor.record_canary(&agent, canary(Some(CanaryReason::Timeout)));
         let t = next_transition().await;
         assert_eq!(t.to, Status::Degraded);
-        assert_eq!(t.consecutive_failures, 2, "the canary failed twice in a row");
+        assert_eq!(
+            t.consecutive_failures, 2,
+            "the canary failed twice in a row"
+        );
         monitor.record_canary(&agent, canary(None));
         let t = next_transition().await;
         assert_eq!((t.to, t.consecutive_failures), (Status::Healthy, 0));

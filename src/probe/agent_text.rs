@@ -52,7 +52,8 @@ mod tests {
 
     #[test]
     fn control_bidi_zero_width_separators_and_bom_are_dropped() {
-        let hostile = "a\u{202E}b\u{2066}c\u{200B}d\u{200F}e\u{2028}f\u{2029}g\u{FEFF}h\u{1b}[1mi\0";
+        let hostile =
+            "a\u{202E}b\u{2066}c\u{200B}d\u{200F}e\u{2028}f\u{2029}g\u{FEFF}h\u{1b}[1mi\0";
         assert_eq!(clean(hostile, 100), "abcdefgh[1mi");
         assert_eq!(clean("one\ntwo\tthree", 100), "one two three");
     }

@@ -422,7 +422,9 @@ mod tests {
             "message": format!("bad\u{202A}\u{200D} tool\r\n{}", "z".repeat(500))}));
         let failure = error.failure("tools/call");
         assert!(
-            failure.error.starts_with("tools/call: JSON-RPC error -32602: bad tool  zz"),
+            failure
+                .error
+                .starts_with("tools/call: JSON-RPC error -32602: bad tool  zz"),
             "{}",
             failure.error
         );

@@ -406,7 +406,9 @@ mod tests {
         let message = format!("no\u{202E}pe\u{200B}\n{}", "x".repeat(500));
         let failure = rpc_error("message/send", &json!({"code": -32000, "message": message}));
         assert!(
-            failure.error.starts_with("message/send: JSON-RPC error -32000: nope x"),
+            failure
+                .error
+                .starts_with("message/send: JSON-RPC error -32000: nope x"),
             "{}",
             failure.error
         );

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{CanaryReason, Reply};
-use crate::probe::agent_text;
 use crate::config::CanaryExpect;
+use crate::probe::agent_text;
 
 /// Longest reply excerpt kept for the API, in characters.
 pub const REPLY_EXCERPT_CHARS: usize = 256;
@@ -177,7 +177,11 @@ mod tests {
         assert!(degenerate("1111 1111 1").is_some());
         assert_eq!(degenerate("4"), None, "one character is an answer");
         assert_eq!(degenerate("/"), None, "one character is an answer");
-        assert_eq!(degenerate("11"), None, "a short repeated number is an answer");
+        assert_eq!(
+            degenerate("11"),
+            None,
+            "a short repeated number is an answer"
+        );
         assert_eq!(degenerate("22"), None);
         assert_eq!(degenerate("1111111"), None, "seven digits can be an answer");
         assert_eq!(degenerate("pong"), None);
@@ -224,7 +228,10 @@ mod tests {
         };
         assert!(judge(&expect, &structured, Duration::ZERO, false).is_ok());
         let (_, error) = verdict(&expect, "{\"sum\": 5}").unwrap_err();
-        assert!(error.contains("JSON at /sum is not the expected value"), "{error}");
+        assert!(
+            error.contains("JSON at /sum is not the expected value"),
+            "{error}"
+        );
         let (_, error) = verdict(&expect, "{}").unwrap_err();
         assert!(error.contains("JSON at /sum is missing"), "{error}");
         let (_, error) = verdict(&expect, "sum=4").unwrap_err();
@@ -242,7 +249,10 @@ mod tests {
         };
         let (_, error) = verdict(&expect, r#"{"a": "secret-reply-value"}"#).unwrap_err();
         assert!(!error.contains("secret-reply-value"), "{error}");
-        assert_eq!(error, "JSON at /a is not the expected value (found a string)");
+        assert_eq!(
+            error,
+            "JSON at /a is not the expected value (found a string)"
+        );
         let (_, error) = verdict(&CanaryExpect::default(), "%%%%").unwrap_err();
         assert!(!error.contains('%'), "{error}");
         let (_, error) = verdict(&CanaryExpect::default(), "zzzzzzzzz").unwrap_err();

@@ -336,7 +336,9 @@ mod tests {
         let message = format!("over\u{2028}load\u{FEFF}ed\u{1b}[2J{}", "y".repeat(500));
         let failure = error_in(&json!({"error": {"message": message}})).unwrap_err();
         assert!(
-            failure.error.starts_with("the server reported an error: overloaded[2Jyyy"),
+            failure
+                .error
+                .starts_with("the server reported an error: overloaded[2Jyyy"),
             "{}",
             failure.error
         );
@@ -356,7 +358,10 @@ mod tests {
             CanaryReason::TaskFailed,
             "choice 1's finish_reason is not the answer's"
         );
-        assert_eq!(failure.reply, "pong", "choice 1's delta is not the answer's");
+        assert_eq!(
+            failure.reply, "pong",
+            "choice 1's delta is not the answer's"
+        );
     }
 
     #[test]
@@ -374,7 +379,8 @@ mod tests {
     #[test]
     fn usage_after_the_finish_ends_the_stream() {
         let mut stream = Stream::default();
-        let finish = r#"{"choices":[{"index":0,"delta":{"content":"pong"},"finish_reason":"stop"}]}"#;
+        let finish =
+            r#"{"choices":[{"index":0,"delta":{"content":"pong"},"finish_reason":"stop"}]}"#;
         assert_eq!(stream.event(finish, Duration::ZERO).unwrap(), Flow::More);
         let usage = r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#;
         assert_eq!(stream.event(usage, Duration::ZERO).unwrap(), Flow::Done);
@@ -382,7 +388,8 @@ mod tests {
 
     #[test]
     fn a_whole_answer_that_finished_with_error_is_a_failed_task() {
-        let body = br#"{"choices":[{"index":0,"message":{"content":"po"},"finish_reason":"error"}]}"#;
+        let body =
+            br#"{"choices":[{"index":0,"message":{"content":"po"},"finish_reason":"error"}]}"#;
         assert_eq!(
             whole_answer(body).unwrap_err().reason,
             CanaryReason::TaskFailed
