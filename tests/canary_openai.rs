@@ -276,6 +276,23 @@ async fn a_stream_that_stalls_after_its_headers_times_out_at_the_canary_timeout(
 }
 
 #[tokio::test]
+async fn a_stream_that_finished_but_neither_ends_nor_sends_done_is_complete_not_a_timeout() {
+    let server = ChatServer::start(Answer::Events {
+        events: vec![(0, chunk("pong", Some("stop")))],
+        stall: true,
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let result = run(&spec(&server.url("/"), "stream: true", dir.path())).await;
+    assert!(
+        matches!(result.outcome, CanaryOutcome::Success),
+        "{result:?}"
+    );
+    assert_eq!(result.reply, "pong");
+    assert!(result.duration < Duration::from_secs(1), "{result:?}");
+}
+
+#[tokio::test]
 async fn statuses_refusals_and_oversized_replies_have_their_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let unavailable = ChatServer::start(Answer::Json(503, "{}".into())).await;

@@ -482,6 +482,24 @@ impl Resolver {
                         return None;
                     }
                 };
+                // `//host/x` and `/\\host` are paths to URL syntax but name another host: the
+                // agent's credentials go only to the agent's own origin.
+                if url.origin() != base.origin() {
+                    self.issue(
+                        task_at,
+                        format!(
+                            "{what}: `canary.openai.path` {path:?} leaves the agent's origin \
+                             (it names {})",
+                            url.origin().ascii_serialization()
+                        ),
+                        format!(
+                            "write a path that starts with one `/` and has no `\\`, such as \
+                             {DEFAULT_CHAT_PATH}: the canary posts to the agent's own scheme, \
+                             host and port"
+                        ),
+                    );
+                    return None;
+                }
                 CanaryTask::OpenAi {
                     model,
                     prompt,
@@ -642,6 +660,14 @@ mod tests {
             (
                 "canary: {openai: {model: m, prompt: p, path: v1/chat}}",
                 "is not an absolute path",
+            ),
+            (
+                "canary: {openai: {model: m, prompt: p, path: \"//evil.example:9/x\"}}",
+                "leaves the agent's origin (it names http://evil.example:9)",
+            ),
+            (
+                "canary: {openai: {model: m, prompt: p, path: \"/\\\\evil.example/x\"}}",
+                "leaves the agent's origin (it names http://evil.example)",
             ),
             (
                 "canary: {openai: {model: m, prompt: p, max_tokens: 0}}",

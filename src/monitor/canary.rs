@@ -172,6 +172,8 @@ impl Monitor {
                 }
             }
             canary.last = Some(result.clone());
+            // The transition is the canary's: its count of failures in a row, not the probes'.
+            let canary_failures = canary.consecutive_failures;
             let after = overlay(probe_status, canary.effect());
             let transition = (after != before).then(|| {
                 state.status = after;
@@ -192,7 +194,7 @@ impl Monitor {
                     reason: None,
                     canary_reason: result.outcome.reason(),
                     error: Some(error),
-                    consecutive_failures: state.consecutive_failures,
+                    consecutive_failures: canary_failures,
                     heartbeat_deadline: state.heartbeat_deadline,
                 }
                 .named(agent)
@@ -386,6 +388,31 @@ mod tests {
         };
         assert_eq!(status, Status::Degraded);
         assert_eq!(result.reply, "pong");
+    }
+
+    #[tokio::test]
+    async fn a_transition_made_by_the_canary_counts_the_canarys_failures_not_the_probes() {
+        let (monitor, agent) = agent("failure_threshold: 2, ");
+        monitor.record(&agent, probe(Outcome::Healthy));
+        let mut events = monitor.subscribe(false);
+        let mut next_transition = async || loop {
+            match events.recv().await {
+                Ok(Event::Status(t)) => return t,
+                Ok(_) => continue,
+                Err(e) => panic!("no transition: {e}"),
+            }
+        };
+        monitor.record_canary(&agent, canary(Some(CanaryReason::Timeout)));
+        monitor.record_canary(&agent, canary(Some(CanaryReason::Timeout)));
+        let t = next_transition().await;
+        assert_eq!(t.to, Status::Degraded);
+        assert_eq!(
+            t.consecutive_failures, 2,
+            "the canary failed twice in a row"
+        );
+        monitor.record_canary(&agent, canary(None));
+        let t = next_transition().await;
+        assert_eq!((t.to, t.consecutive_failures), (Status::Healthy, 0));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
 use serde_json::{json, Value};
 
+use super::agent_text;
 use super::http_session::{Answer, Session};
 use super::progress::Progress;
 use super::sse::SseParser;
@@ -69,7 +70,8 @@ impl RpcError {
 impl RpcError {
     /// The failure it is for the probe: the server answered, and said no.
     pub(super) fn failure(&self, method: &str) -> Failure {
-        let message: String = self.message.chars().take(200).collect();
+        // The server wrote it: cleaned and bounded before it reaches a log line or an event.
+        let message = agent_text::clean(&self.message, agent_text::AGENT_ERROR_CHARS);
         Failure::new(
             FailureReason::NotServing,
             format!("{method}: JSON-RPC error {}: {message}", self.code),
@@ -413,6 +415,21 @@ fn checked(message: Value) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_error_text_is_cleaned_and_bounded() {
+        let error = RpcError::of(&json!({"code": -32602,
+            "message": format!("bad\u{202A}\u{200D} tool\r\n{}", "z".repeat(500))}));
+        let failure = error.failure("tools/call");
+        assert!(
+            failure
+                .error
+                .starts_with("tools/call: JSON-RPC error -32602: bad tool  zz"),
+            "{}",
+            failure.error
+        );
+        assert!(failure.error.chars().count() < 260, "{}", failure.error);
+    }
 
     #[test]
     fn server_requests_and_notifications_are_not_the_response() {

@@ -2,6 +2,7 @@
 //! A probe never outlives its agent's timeout and always ends in a result, never an error.
 
 mod a2a;
+pub(crate) mod agent_text;
 mod canary;
 mod expect;
 mod grpc;

@@ -15,6 +15,7 @@ use url::Url;
 use super::{message_id, text_parts, CanaryReason, Reply, TaskFailure};
 use crate::config::AgentSpec;
 use crate::probe::a2a::{card_url, CARD_PATHS};
+use crate::probe::agent_text::{self, AGENT_ERROR_CHARS};
 use crate::probe::http_session::Session;
 use crate::probe::progress::Progress;
 
@@ -269,18 +270,7 @@ async fn rpc(
         )
     })?;
     if let Some(error) = response.get("error") {
-        let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-        let message: String = error
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        return Err(TaskFailure::new(
-            CanaryReason::TaskFailed,
-            format!("{method}: JSON-RPC error {code}: {message}"),
-        ));
+        return Err(rpc_error(method, error));
     }
     match response.get("result") {
         Some(result) if result.is_object() => Ok(result.clone()),
@@ -289,6 +279,22 @@ async fn rpc(
             format!("{method}: the answer has neither a result object nor an error"),
         )),
     }
+}
+
+/// A JSON-RPC error: the agent refusing the task, in its own words cleaned and bounded.
+fn rpc_error(method: &str, error: &Value) -> TaskFailure {
+    let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+    let message = agent_text::clean(
+        error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        AGENT_ERROR_CHARS,
+    );
+    TaskFailure::new(
+        CanaryReason::TaskFailed,
+        format!("{method}: JSON-RPC error {code}: {message}"),
+    )
 }
 
 /// The task (or message) a result holds: 1.x wraps it in `task` or `message`, 0.3 marks it
@@ -327,8 +333,8 @@ fn read_result(
         TaskFailure::new(
             CanaryReason::Protocol,
             format!(
-                "the task is in an unknown state {:?}",
-                written.chars().take(40).collect::<String>()
+                "the task is in an unknown state \"{}\"",
+                agent_text::clean(written, 40)
             ),
         )
     })?;
@@ -394,6 +400,27 @@ fn reply_text(result: &Value, dialect: Dialect) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_error_text_is_cleaned_and_bounded() {
+        let message = format!("no\u{202E}pe\u{200B}\n{}", "x".repeat(500));
+        let failure = rpc_error("message/send", &json!({"code": -32000, "message": message}));
+        assert!(
+            failure
+                .error
+                .starts_with("message/send: JSON-RPC error -32000: nope x"),
+            "{}",
+            failure.error
+        );
+        assert!(!failure.error.contains('\u{202E}') && !failure.error.contains('\u{200B}'));
+        assert!(failure.error.chars().count() < 260, "{}", failure.error);
+        let unknown = read_result(
+            &json!({"task": {"status": {"state": "odd\u{2066}\u{1b}state"}}}),
+            Dialect::V1,
+        )
+        .unwrap_err();
+        assert!(unknown.error.ends_with("\"oddstate\""), "{}", unknown.error);
+    }
 
     #[test]
     fn states_of_both_dialects_read_alike() {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{CanaryReason, Reply};
 use crate::config::CanaryExpect;
+use crate::probe::agent_text;
 
 /// Longest reply excerpt kept for the API, in characters.
 pub const REPLY_EXCERPT_CHARS: usize = 256;
@@ -67,24 +68,30 @@ pub(super) fn judge(
         for m in &expect.json {
             match document.pointer(&m.pointer) {
                 Some(found) if *found == m.value => {}
+                // The value found is the agent's: named by its type only, never quoted.
                 Some(found) => {
                     return Err(mismatch(format!(
-                        "{} is {}, expected {}",
+                        "JSON at {} is not the expected value (found {})",
                         m.pointer,
-                        quoted(&found.to_string()),
-                        quoted(&m.value.to_string())
+                        json_type(found)
                     )))
                 }
-                None => return Err(mismatch(format!("{} is missing", m.pointer))),
+                None => return Err(mismatch(format!("JSON at {} is missing", m.pointer))),
             }
         }
     }
     Ok(())
 }
 
-/// Why `text` is no answer at all: empty, only whitespace, or one character repeated (a
-/// model that emits `////` or `!!!!!!!!` is broken, however healthy its server says it is).
-/// A single character is a real answer ("4").
+/// How often one letter or digit must repeat, alone, for a reply to be degenerate: "11" and
+/// "22" are real answers, "aaaaaaaa" is a model stuck on one token.
+const REPEATED_ALPHANUMERIC: usize = 8;
+
+/// Why `text` is no answer at all: empty, only whitespace, one punctuation or symbol character
+/// repeated (a model that emits `////` or `....` is broken, however healthy its server says it
+/// is), or one letter or digit repeated `REPEATED_ALPHANUMERIC` times or more. Whitespace
+/// between the characters does not count. A single character is a real answer ("4"). The
+/// message never quotes the reply: it goes to the info log and to every event subscriber.
 pub fn degenerate(text: &str) -> Option<String> {
     let mut visible = text.chars().filter(|c| !c.is_whitespace());
     let Some(first) = visible.next() else {
@@ -101,22 +108,33 @@ pub fn degenerate(text: &str) -> Option<String> {
         }
         count += 1;
     }
-    (count > 1).then(|| format!("the reply is one character repeated ({first:?} × {count})"))
+    if first.is_alphanumeric() {
+        (count >= REPEATED_ALPHANUMERIC)
+            .then(|| format!("the reply is one letter or digit repeated {count} times"))
+    } else {
+        (count >= 2).then(|| format!("the reply is one symbol repeated {count} times"))
+    }
 }
 
 /// The start of a reply as the API shows it: at most `REPLY_EXCERPT_CHARS` characters, line
-/// breaks and tabs turned into spaces, other control characters removed.
+/// breaks and tabs turned into spaces, other control and invisible format characters removed.
 pub fn reply_excerpt(text: &str) -> String {
-    text.chars()
-        .filter_map(|c| match c {
-            '\n' | '\r' | '\t' => Some(' '),
-            c if c.is_control() => None,
-            c => Some(c),
-        })
-        .take(REPLY_EXCERPT_CHARS)
-        .collect()
+    agent_text::clean(text, REPLY_EXCERPT_CHARS)
 }
 
+/// The JSON type of `value`, to say what was found without quoting it.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A piece of the canary's own configuration (never the reply), bounded for a message.
 fn quoted(text: &str) -> String {
     let mut out: String = text
         .chars()
@@ -153,8 +171,19 @@ mod tests {
             Some("the reply is only whitespace")
         );
         assert!(degenerate("////").is_some());
+        assert!(degenerate("....").is_some());
         assert!(degenerate("! ! ! !").is_some());
+        assert!(degenerate("aaaaaaaa").is_some());
+        assert!(degenerate("1111 1111 1").is_some());
         assert_eq!(degenerate("4"), None, "one character is an answer");
+        assert_eq!(degenerate("/"), None, "one character is an answer");
+        assert_eq!(
+            degenerate("11"),
+            None,
+            "a short repeated number is an answer"
+        );
+        assert_eq!(degenerate("22"), None);
+        assert_eq!(degenerate("1111111"), None, "seven digits can be an answer");
         assert_eq!(degenerate("pong"), None);
         assert_eq!(degenerate("aab"), None);
     }
@@ -199,11 +228,35 @@ mod tests {
         };
         assert!(judge(&expect, &structured, Duration::ZERO, false).is_ok());
         let (_, error) = verdict(&expect, "{\"sum\": 5}").unwrap_err();
-        assert!(error.contains("/sum is 5, expected 4"), "{error}");
+        assert!(
+            error.contains("JSON at /sum is not the expected value"),
+            "{error}"
+        );
         let (_, error) = verdict(&expect, "{}").unwrap_err();
-        assert!(error.contains("/sum is missing"), "{error}");
+        assert!(error.contains("JSON at /sum is missing"), "{error}");
         let (_, error) = verdict(&expect, "sum=4").unwrap_err();
         assert!(error.contains("not JSON"), "{error}");
+    }
+
+    #[test]
+    fn failure_messages_never_quote_the_reply() {
+        let expect = CanaryExpect {
+            json: vec![JsonMatch {
+                pointer: "/a".into(),
+                value: serde_json::json!("expected"),
+            }],
+            ..CanaryExpect::default()
+        };
+        let (_, error) = verdict(&expect, r#"{"a": "secret-reply-value"}"#).unwrap_err();
+        assert!(!error.contains("secret-reply-value"), "{error}");
+        assert_eq!(
+            error,
+            "JSON at /a is not the expected value (found a string)"
+        );
+        let (_, error) = verdict(&CanaryExpect::default(), "%%%%").unwrap_err();
+        assert!(!error.contains('%'), "{error}");
+        let (_, error) = verdict(&CanaryExpect::default(), "zzzzzzzzz").unwrap_err();
+        assert!(!error.contains('z'), "{error}");
     }
 
     #[test]
@@ -220,6 +273,11 @@ mod tests {
     #[test]
     fn excerpt_is_bounded_and_free_of_control_characters() {
         assert_eq!(reply_excerpt("a\nb\u{1b}[31mc\0"), "a b[31mc");
+        assert_eq!(
+            reply_excerpt("ok\u{202E}\u{2066}\u{200B}\u{2028}\u{FEFF}!"),
+            "ok!",
+            "bidi, zero-width, separator and byte-order marks are dropped"
+        );
         let long = "é".repeat(1000);
         assert_eq!(reply_excerpt(&long).chars().count(), REPLY_EXCERPT_CHARS);
     }

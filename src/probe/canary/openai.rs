@@ -14,9 +14,14 @@ use serde_json::{json, Value};
 
 use super::{CanaryReason, Reply, TaskFailure, Usage};
 use crate::config::{AgentSpec, CanaryTask};
+use crate::probe::agent_text::{self, AGENT_ERROR_CHARS};
 use crate::probe::http_session::Session;
 use crate::probe::progress::Progress;
 use crate::probe::sse::SseParser;
+
+/// How long a stream whose first choice has finished is read on for its usage chunk and its
+/// end; past it the answer counts as complete.
+const FINISH_GRACE: Duration = Duration::from_millis(500);
 
 pub(super) async fn complete(
     spec: &AgentSpec,
@@ -84,11 +89,28 @@ pub(super) async fn complete(
     if is_sse {
         let mut stream = Stream::default();
         let mut parser = SseParser::default();
-        while let Some(data) = answer.chunk(&mut progress).await? {
+        // Once the first choice has its finish_reason, the answer is complete: a server that
+        // then neither sends `[DONE]` nor closes gets FINISH_GRACE for its usage chunk, and
+        // the task ends as complete rather than as a timeout.
+        let mut grace_until = None;
+        loop {
+            let next = match grace_until {
+                None => answer.chunk(&mut progress).await?,
+                Some(until) => {
+                    match tokio::time::timeout_at(until, answer.chunk(&mut progress)).await {
+                        Ok(next) => next?,
+                        Err(_) => break,
+                    }
+                }
+            };
+            let Some(data) = next else { break };
             for event in parser.push(&data) {
                 if stream.event(&event, started.elapsed())? == Flow::Done {
                     return stream.finish();
                 }
+            }
+            if grace_until.is_none() && stream.finish_reason.is_some() {
+                grace_until = Some(tokio::time::Instant::now() + FINISH_GRACE);
             }
         }
         return stream.finish();
@@ -113,6 +135,13 @@ fn whole_answer(body: &[u8]) -> Result<Reply, TaskFailure> {
         .pointer("/choices/0")
         .ok_or_else(|| TaskFailure::new(CanaryReason::Protocol, "the completion has no choices"))?;
     let text = content_text(choice.pointer("/message/content"));
+    if choice.get("finish_reason").and_then(Value::as_str) == Some("error") {
+        return Err(TaskFailure {
+            reason: CanaryReason::TaskFailed,
+            error: "the completion finished with finish_reason \"error\"".to_owned(),
+            reply: text,
+        });
+    }
     Ok(Reply {
         text,
         usage: usage_of(&answer),
@@ -125,14 +154,14 @@ fn error_in(value: &Value) -> Result<(), TaskFailure> {
     let Some(error) = value.get("error").filter(|e| !e.is_null()) else {
         return Ok(());
     };
-    let message: String = error
-        .get("message")
-        .and_then(Value::as_str)
-        .or_else(|| error.as_str())
-        .unwrap_or("no message")
-        .chars()
-        .take(200)
-        .collect();
+    let message = agent_text::clean(
+        error
+            .get("message")
+            .and_then(Value::as_str)
+            .or_else(|| error.as_str())
+            .unwrap_or("no message"),
+        AGENT_ERROR_CHARS,
+    );
     Err(TaskFailure::new(
         CanaryReason::TaskFailed,
         format!("the server reported an error: {message}"),
@@ -192,22 +221,32 @@ impl Stream {
             failure.reply = std::mem::take(&mut self.text);
             return Err(failure);
         }
-        if let Some(usage) = usage_of(&chunk) {
-            self.usage = Some(usage);
-        }
-        for choice in chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let delta = content_text(choice.pointer("/delta/content"));
-            if !delta.is_empty() {
-                self.first_token.get_or_insert(elapsed);
-                self.text.push_str(&delta);
+        let usage = usage_of(&chunk);
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        // Only the first choice (index 0) is the answer: a server that returns several (`n`
+        // above 1) interleaves their deltas and finish reasons.
+        for (position, choice) in choices.into_iter().flatten().enumerate() {
+            let index = choice.get("index").and_then(Value::as_u64);
+            if index.unwrap_or(position as u64) != 0 {
+                continue;
             }
+            // A reasoning model thinks before it answers: its first thought is its first
+            // token, but only the answer is the reply.
+            let thought = content_text(choice.pointer("/delta/reasoning_content"));
+            let delta = content_text(choice.pointer("/delta/content"));
+            if !thought.is_empty() || !delta.is_empty() {
+                self.first_token.get_or_insert(elapsed);
+            }
+            self.text.push_str(&delta);
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
                 self.finish_reason = Some(reason.to_owned());
+            }
+        }
+        if let Some(usage) = usage {
+            self.usage = Some(usage);
+            // Usage comes last (`stream_options.include_usage`): after the finish, it is the end.
+            if self.finish_reason.is_some() {
+                return Ok(Flow::Done);
             }
         }
         Ok(Flow::More)
@@ -290,6 +329,71 @@ mod tests {
         .unwrap_err();
         assert_eq!(failure.reason, CanaryReason::TaskFailed);
         assert!(failure.error.contains("engine dead"), "{}", failure.error);
+    }
+
+    #[test]
+    fn server_error_text_is_cleaned_and_bounded() {
+        let message = format!("over\u{2028}load\u{FEFF}ed\u{1b}[2J{}", "y".repeat(500));
+        let failure = error_in(&json!({"error": {"message": message}})).unwrap_err();
+        assert!(
+            failure
+                .error
+                .starts_with("the server reported an error: overloaded[2Jyyy"),
+            "{}",
+            failure.error
+        );
+        assert!(failure.error.chars().count() < 260, "{}", failure.error);
+    }
+
+    #[test]
+    fn only_the_first_choice_is_the_answer() {
+        let reply = feed(&[
+            r#"{"choices":[{"index":1,"delta":{"content":"other"},"finish_reason":null},{"index":0,"delta":{"content":"po"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":1,"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"ng"},"finish_reason":null}]}"#,
+        ]);
+        let failure = reply.unwrap_err();
+        assert_eq!(
+            failure.reason,
+            CanaryReason::TaskFailed,
+            "choice 1's finish_reason is not the answer's"
+        );
+        assert_eq!(
+            failure.reply, "pong",
+            "choice 1's delta is not the answer's"
+        );
+    }
+
+    #[test]
+    fn reasoning_is_the_first_token_but_not_the_reply() {
+        let reply = feed(&[
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"pong"},"finish_reason":"stop"}]}"#,
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(reply.text, "pong");
+        assert_eq!(reply.first_token, Some(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn usage_after_the_finish_ends_the_stream() {
+        let mut stream = Stream::default();
+        let finish =
+            r#"{"choices":[{"index":0,"delta":{"content":"pong"},"finish_reason":"stop"}]}"#;
+        assert_eq!(stream.event(finish, Duration::ZERO).unwrap(), Flow::More);
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#;
+        assert_eq!(stream.event(usage, Duration::ZERO).unwrap(), Flow::Done);
+    }
+
+    #[test]
+    fn a_whole_answer_that_finished_with_error_is_a_failed_task() {
+        let body =
+            br#"{"choices":[{"index":0,"message":{"content":"po"},"finish_reason":"error"}]}"#;
+        assert_eq!(
+            whole_answer(body).unwrap_err().reason,
+            CanaryReason::TaskFailed
+        );
     }
 
     #[test]
