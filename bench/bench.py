@@ -235,6 +235,23 @@ def scrape_timings(port, samples, pid):
 
 # --- the phases --------------------------------------------------------------------------------
 
+def scrape_text(port):
+    """One text scrape, whole (for the small fleets of the other bench scripts)."""
+    status, body = http_get("127.0.0.1", port, "/metrics", timeout=120)
+    if status != 200:
+        raise SystemExit(f"/metrics answered {status}")
+    return body.decode()
+
+
+def delay_buckets(text):
+    """The cumulative buckets of the exporter's probe start delay histogram in a text scrape."""
+    out = {}
+    for m in re.finditer(r'^agent_exporter_probe_start_delay_seconds_bucket\{le="([^"]+)"\} (\S+)$',
+                         text, re.M):
+        out[float(m.group(1))] = float(m.group(2))
+    return out
+
+
 def start_target(args, workdir):
     target = spawn([args.target_bin, "--addresses", str(args.addresses), "--ports", str(args.ports),
                     "--lifetime", "1800"], stdout=subprocess.PIPE, text=True)
