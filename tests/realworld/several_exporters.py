@@ -209,7 +209,13 @@ def find(alerts_file, since, status, *matchers):
 
 
 def count(alerts_file, since, status, *matchers):
-    print(len(matching(alerts_file, since, status, matchers)))
+    """Distinct alerts (labels and start) received: Alertmanager sends a group again, with
+    every alert in it, when another alert joins the group, and that is no second alert."""
+    distinct = {
+        (tuple(sorted(a["labels"].items())), a.get("startsAt"))
+        for a in matching(alerts_file, since, status, matchers)
+    }
+    print(len(distinct))
     return 0
 
 
