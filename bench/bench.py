@@ -87,14 +87,8 @@ def thread_cpu_seconds(pid, name):
     return total
 
 
-def memory_kib(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-    return out
+# One reading of /proc/PID/status for every bench script: scrapes.py's.
+memory_kib = scrapes.memory_kib
 
 
 def free_port():
